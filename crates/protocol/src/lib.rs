@@ -1,0 +1,212 @@
+//! Conclave's signaling protocol: every message that crosses the WebSocket
+//! between a client and the server, defined once here.
+//!
+//! The browser's TypeScript types (`web/src/protocol.gen.ts`) are generated
+//! from these definitions by `cargo run -p conclave-protocol --bin gen-ts`, and a
+//! test fails when the checked-in file drifts from what this crate produces.
+//! `docs/protocol.md` describes the flow; this file is the schema.
+//!
+//! Messages are JSON objects tagged by `type` (snake_case). Validation that
+//! only needs the message itself (sizes, names) lives here so the server and
+//! the Rust agent apply the same rules.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+mod validate;
+pub use validate::{validate_display_name, validate_room_name, ValidationError};
+
+/// Largest WebSocket text message either side accepts, in bytes.
+/// SDP for a 50-person room (150 m-lines) stays well below this.
+pub const MAX_MESSAGE_BYTES: usize = 512 * 1024;
+/// Longest chat message, in Unicode scalar values.
+pub const MAX_CHAT_CHARS: usize = 4000;
+/// Longest display name, in Unicode scalar values.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Longest room name, in Unicode scalar values.
+pub const MAX_ROOM_CHARS: usize = 64;
+
+/// Server-assigned identifier of a participant, unique within a server run.
+pub type ParticipantId = u32;
+
+/// What a media track carries, from the user's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    Screen,
+}
+
+impl TrackSource {
+    pub const ALL: [TrackSource; 3] = [
+        TrackSource::Microphone,
+        TrackSource::Camera,
+        TrackSource::Screen,
+    ];
+
+    pub fn is_audio(self) -> bool {
+        matches!(self, TrackSource::Microphone)
+    }
+}
+
+/// What a participant is currently sending. Drives mute icons and layout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct MediaState {
+    pub microphone: bool,
+    pub camera: bool,
+    pub screen: bool,
+}
+
+/// A participant as the server announces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub name: String,
+    pub media: MediaState,
+}
+
+/// Whether an m-line carries media from the client to the server or back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackDirection {
+    /// The client sends its own `source` on this m-line.
+    Publish,
+    /// The client receives `participant`'s `source` on this m-line.
+    Subscribe,
+}
+
+/// What one m-line (identified by its `mid`) of the client's peer connection is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct TrackMapping {
+    pub mid: String,
+    pub direction: TrackDirection,
+    pub participant: ParticipantId,
+    pub source: TrackSource,
+}
+
+/// Messages from a client to the server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMessage {
+    /// First message on a connection: enter `room` as `name`.
+    Join {
+        room: String,
+        name: String,
+        media: MediaState,
+    },
+    /// The answer to the server's latest `offer`.
+    Answer { sdp: String },
+    /// The client started or stopped sending something (mute, camera off, screen share).
+    MediaState { media: MediaState },
+    /// A chat message to everyone in the room.
+    Chat { text: String },
+    /// Leaving on purpose (closing the socket works too).
+    Leave,
+}
+
+/// Why the server refused something. Stable strings the client maps to human text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// Not JSON, or not a known message shape.
+    BadMessage,
+    /// Larger than `MAX_MESSAGE_BYTES` (or a field over its own limit).
+    TooLarge,
+    InvalidRoom,
+    InvalidName,
+    /// A message that needs `join` first.
+    NotJoined,
+    AlreadyJoined,
+    RoomFull,
+    /// An `answer` with no offer outstanding, or SDP the server could not accept.
+    BadSdp,
+    /// Too many messages in a short time.
+    RateLimited,
+    Internal,
+}
+
+/// Messages from the server to a client.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    /// Reply to `join`: who you are and who is already here.
+    Welcome {
+        you: ParticipantInfo,
+        participants: Vec<ParticipantInfo>,
+    },
+    /// A new SDP offer. `tracks` says what every m-line is for; the client
+    /// attaches its own tracks to `publish` m-lines and answers with `answer`.
+    Offer {
+        sdp: String,
+        tracks: Vec<TrackMapping>,
+    },
+    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantLeft { id: ParticipantId },
+    ParticipantUpdated { participant: ParticipantInfo },
+    /// A chat message, in the room's order (`seq` increases by one per room).
+    Chat {
+        seq: u32,
+        from: ParticipantId,
+        name: String,
+        text: String,
+        /// Server time, milliseconds since the Unix epoch.
+        sent_at: u64,
+    },
+    /// Participants currently speaking, loudest first (from RFC 6464 audio levels).
+    Speaking { ids: Vec<ParticipantId> },
+    Error { code: ErrorCode, message: String },
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServerMessage::Error {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses a client message, enforcing the size limit before touching JSON.
+pub fn parse_client_message(text: &str) -> Result<ClientMessage, ServerMessage> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        return Err(ServerMessage::error(
+            ErrorCode::TooLarge,
+            format!("message is {} bytes; the limit is {MAX_MESSAGE_BYTES}", text.len()),
+        ));
+    }
+    serde_json::from_str(text)
+        .map_err(|e| ServerMessage::error(ErrorCode::BadMessage, format!("unreadable message: {e}")))
+}
+
+/// The TypeScript module the web client imports, generated from the types above.
+pub fn typescript_bindings() -> String {
+    let cfg = ts_rs::Config::new().with_large_int("number");
+    let decls = [
+        <TrackSource as TS>::decl(&cfg),
+        <MediaState as TS>::decl(&cfg),
+        <ParticipantInfo as TS>::decl(&cfg),
+        <TrackDirection as TS>::decl(&cfg),
+        <TrackMapping as TS>::decl(&cfg),
+        <ClientMessage as TS>::decl(&cfg),
+        <ErrorCode as TS>::decl(&cfg),
+        <ServerMessage as TS>::decl(&cfg),
+    ];
+    let mut out = String::from(
+        "// Generated from crates/protocol by `cargo run -p conclave-protocol --bin gen-ts`.\n\
+         // Do not edit by hand: a Rust test fails when this file and the Rust types differ.\n\n",
+    );
+    out.push_str("export type ParticipantId = number;\n\n");
+    for decl in decls {
+        out.push_str("export ");
+        out.push_str(&decl);
+        out.push_str("\n\n");
+    }
+    out.push_str(&format!(
+        "export const MAX_MESSAGE_BYTES = {MAX_MESSAGE_BYTES};\n\
+         export const MAX_CHAT_CHARS = {MAX_CHAT_CHARS};\n\
+         export const MAX_NAME_CHARS = {MAX_NAME_CHARS};\n\
+         export const MAX_ROOM_CHARS = {MAX_ROOM_CHARS};\n"
+    ));
+    out
+}

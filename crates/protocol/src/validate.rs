@@ -1,0 +1,87 @@
+//! Rules for the human-chosen strings in the protocol: room and display names.
+
+use std::fmt;
+
+use crate::{MAX_NAME_CHARS, MAX_ROOM_CHARS};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationError(pub String);
+
+impl fmt::Display for ValidationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ValidationError {}
+
+/// A room name is one URL path segment: letters and digits of any script,
+/// plus `-`, `_`, `.` and `~`, 1 to `MAX_ROOM_CHARS` characters, not `.` or `..`.
+pub fn validate_room_name(room: &str) -> Result<(), ValidationError> {
+    let count = room.chars().count();
+    if count == 0 {
+        return Err(ValidationError("the room name is empty".into()));
+    }
+    if count > MAX_ROOM_CHARS {
+        return Err(ValidationError(format!(
+            "the room name is {count} characters; at most {MAX_ROOM_CHARS} are allowed"
+        )));
+    }
+    if room == "." || room == ".." {
+        return Err(ValidationError("\".\" and \"..\" are not room names".into()));
+    }
+    if let Some(bad) = room
+        .chars()
+        .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '~')))
+    {
+        return Err(ValidationError(format!(
+            "room names may contain letters, digits, '-', '_', '.' and '~', not {bad:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// A display name is trimmed by the client; here it must be 1 to
+/// `MAX_NAME_CHARS` characters with no control characters and not only spaces.
+pub fn validate_display_name(name: &str) -> Result<(), ValidationError> {
+    let count = name.chars().count();
+    if name.trim().is_empty() {
+        return Err(ValidationError("the name is empty".into()));
+    }
+    if count > MAX_NAME_CHARS {
+        return Err(ValidationError(format!(
+            "the name is {count} characters; at most {MAX_NAME_CHARS} are allowed"
+        )));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ValidationError("the name contains control characters".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinary_and_international_room_names_are_accepted() {
+        for room in ["standup", "team-42", "Café_Lundi", "会议室", "a.b~c"] {
+            assert_eq!(validate_room_name(room), Ok(()), "{room}");
+        }
+    }
+
+    #[test]
+    fn room_names_that_are_not_one_path_segment_are_refused() {
+        for room in ["", ".", "..", "a/b", "a b", "a?b", "<script>", "x%2F", &"r".repeat(65)] {
+            assert!(validate_room_name(room).is_err(), "{room:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn display_names_must_be_printable_and_short() {
+        assert_eq!(validate_display_name("Ada Lovelace"), Ok(()));
+        assert!(validate_display_name("   ").is_err());
+        assert!(validate_display_name("bell\u{7}").is_err());
+        assert!(validate_display_name(&"n".repeat(65)).is_err());
+    }
+}
