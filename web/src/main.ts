@@ -1,0 +1,169 @@
+// Entry point: routes `/` to the landing screen and `/<room>` to pre-join →
+// meeting, and decides what happens when a session ends (retry, rejoin,
+// back to pre-join with a message).
+
+import './styles.css';
+import { LocalMedia } from './media';
+import { Room } from './room';
+import { announce } from './ui/dom';
+import { renderEnded } from './ui/ended';
+import { renderLanding, roomNameProblem, roomPath } from './ui/landing';
+import { MeetingView, serverErrorText } from './ui/meeting';
+import { CAMERA_KEY, MIC_KEY, renderPrejoin } from './ui/prejoin';
+
+const RETRY_DELAYS_MS = [1000, 2000, 4000];
+
+function appRoot(): HTMLElement {
+  const el = document.getElementById('app');
+  if (!el) throw new Error('#app missing');
+  return el;
+}
+
+function roomFromPath(pathname: string): string | null {
+  const segment = pathname.split('/').filter(Boolean)[0];
+  if (!segment) return null;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+function saved(key: string): string | undefined {
+  try {
+    return localStorage.getItem(key) ?? undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function goHome(): void {
+  location.assign('/');
+}
+
+async function enterRoom(root: HTMLElement, roomName: string, notice?: string, media?: LocalMedia): Promise<void> {
+  document.title = `${roomName} · Conclave`;
+  const local = media ?? new LocalMedia({ micDeviceId: saved(MIC_KEY), cameraDeviceId: saved(CAMERA_KEY) });
+  const { name } = await renderPrejoin(root, { room: roomName, media: local, notice });
+  startMeeting(root, roomName, name, local);
+}
+
+function startMeeting(root: HTMLElement, roomName: string, name: string, media: LocalMedia): void {
+  let room: Room | null = null;
+  let joinedOnce = false;
+  let attempt = 0;
+  let retryTimer: number | undefined;
+
+  const view = new MeetingView(roomName, {
+    leave: () => {
+      window.clearTimeout(retryTimer);
+      const live = room && ['connecting', 'connected', 'media_interrupted'].includes(room.state.kind);
+      if (live) room?.leave();
+      else showLeft();
+    },
+    rejoin: () => {
+      window.clearTimeout(retryTimer);
+      attempt = 0;
+      connect();
+    },
+  });
+  root.replaceChildren(view.el);
+
+  const finish = (): void => {
+    window.clearTimeout(retryTimer);
+    window.removeEventListener('pagehide', onPageHide);
+    room?.dispose();
+    view.destroy();
+  };
+
+  const showLeft = (): void => {
+    finish();
+    media.stopAll();
+    renderEnded(root, {
+      title: 'You left the meeting',
+      rejoinLabel: 'Rejoin',
+      onRejoin: () => void enterRoom(root, roomName),
+      onHome: goHome,
+    });
+  };
+
+  const onPageHide = (): void => room?.leave();
+  window.addEventListener('pagehide', onPageHide);
+
+  const retryOrGiveUp = (): void => {
+    if (attempt < RETRY_DELAYS_MS.length) {
+      const delay = RETRY_DELAYS_MS[attempt] ?? 1000;
+      attempt += 1;
+      view.showReconnecting(attempt);
+      retryTimer = window.setTimeout(connect, delay);
+    } else {
+      view.showReconnecting(null);
+      announce('Connection lost');
+    }
+  };
+
+  function connect(): void {
+    room?.dispose();
+    const r = new Room(roomName, name, media);
+    room = r;
+    r.on((ev) => {
+      if (ev.type === 'welcome') {
+        joinedOnce = true;
+        attempt = 0;
+        announce(`You joined ${roomName}`);
+      }
+      if (ev.type !== 'state') return;
+      const s = ev.state;
+      switch (s.kind) {
+        case 'left':
+          showLeft();
+          break;
+        case 'refused':
+          finish();
+          void enterRoom(root, roomName, serverErrorText(s.code, s.message), media);
+          break;
+        case 'unreachable':
+          if (!joinedOnce) {
+            finish();
+            void enterRoom(root, roomName, 'Can’t reach the Conclave server. Check your connection and try again.', media);
+          } else {
+            retryOrGiveUp();
+          }
+          break;
+        case 'lost':
+          retryOrGiveUp();
+          break;
+        default:
+          break;
+      }
+    });
+    view.bind(r);
+    r.start();
+  }
+
+  connect();
+}
+
+function main(): void {
+  const root = appRoot();
+  const room = roomFromPath(location.pathname);
+  if (room === null) {
+    document.title = 'Conclave';
+    renderLanding(root, (name) => location.assign(roomPath(name)));
+    return;
+  }
+  const problem = roomNameProblem(room);
+  if (problem) {
+    renderEnded(root, {
+      title: 'That room link doesn’t work',
+      detail: problem,
+      rejoinLabel: 'Choose another room',
+      onRejoin: goHome,
+      onHome: goHome,
+    });
+    return;
+  }
+  void enterRoom(root, room);
+}
+
+main();

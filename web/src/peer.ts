@@ -1,0 +1,120 @@
+// The RTCPeerConnection to the SFU. The server is always the SDP offerer;
+// this side only answers, one offer at a time, so there is never glare.
+
+import type { TrackMapping, TrackSource } from './protocol.gen';
+
+export interface RemoteTrack {
+  participant: number;
+  source: TrackSource;
+  track: MediaStreamTrack;
+}
+
+export interface PeerHandlers {
+  /** The full set of live remote tracks after each negotiation. */
+  onRemoteTracks(tracks: RemoteTrack[]): void;
+  /** An answer to send to the server. */
+  onAnswer(sdp: string): void;
+  onConnectionState(state: RTCPeerConnectionState): void;
+  onNegotiationError(err: unknown): void;
+}
+
+const SOURCES: readonly TrackSource[] = ['microphone', 'camera', 'screen'];
+
+function isStopped(t: RTCRtpTransceiver): boolean {
+  return t.currentDirection === 'stopped' || t.direction === 'stopped';
+}
+
+export class PeerSession {
+  readonly pc: RTCPeerConnection;
+  private queue: Promise<void> = Promise.resolve();
+  private mapping = new Map<string, TrackMapping>();
+  private senders = new Map<TrackSource, RTCRtpSender>();
+  private localTracks = new Map<TrackSource, MediaStreamTrack | null>();
+  private closed = false;
+
+  constructor(private readonly handlers: PeerHandlers) {
+    this.pc = new RTCPeerConnection({
+      iceServers: [],
+      bundlePolicy: 'max-bundle',
+      rtcpMuxPolicy: 'require',
+    });
+    this.pc.addEventListener('connectionstatechange', () => {
+      if (!this.closed) this.handlers.onConnectionState(this.pc.connectionState);
+    });
+    // Remote tracks are collected from the transceivers after every offer
+    // (see `reportRemoteTracks`); `track` events only say something changed.
+    this.pc.addEventListener('track', () => this.reportRemoteTracks());
+  }
+
+  /** Queues a server offer; offers are handled strictly in arrival order. */
+  handleOffer(sdp: string, tracks: TrackMapping[]): void {
+    this.queue = this.queue
+      .then(() => this.negotiate(sdp, tracks))
+      .catch((err: unknown) => {
+        if (!this.closed) this.handlers.onNegotiationError(err);
+      });
+  }
+
+  /**
+   * Sets what this participant publishes for `source`. Before the first offer
+   * the track is remembered and attached when the publish m-line appears;
+   * afterwards it is swapped in with replaceTrack (no renegotiation).
+   */
+  async setLocalTrack(source: TrackSource, track: MediaStreamTrack | null): Promise<void> {
+    this.localTracks.set(source, track);
+    const sender = this.senders.get(source);
+    if (sender && sender.track !== track) await sender.replaceTrack(track);
+  }
+
+  /** The sender publishing `source`, once negotiated. */
+  sender(source: TrackSource): RTCRtpSender | undefined {
+    return this.senders.get(source);
+  }
+
+  close(): void {
+    this.closed = true;
+    this.pc.close();
+  }
+
+  private async negotiate(sdp: string, tracks: TrackMapping[]): Promise<void> {
+    if (this.closed) return;
+    // Set the mapping first: `track` events fire while the offer is applied.
+    this.mapping = new Map(tracks.map((t) => [t.mid, t]));
+    await this.pc.setRemoteDescription({ type: 'offer', sdp });
+
+    for (const transceiver of this.pc.getTransceivers()) {
+      const mid = transceiver.mid;
+      if (mid === null || isStopped(transceiver)) continue;
+      const m = this.mapping.get(mid);
+      if (!m) continue;
+      if (m.direction === 'publish') {
+        transceiver.direction = 'sendonly';
+        this.senders.set(m.source, transceiver.sender);
+        const track = this.localTracks.get(m.source) ?? null;
+        if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
+      } else {
+        transceiver.direction = 'recvonly';
+      }
+    }
+
+    const answer = await this.pc.createAnswer();
+    await this.pc.setLocalDescription(answer);
+    const local = this.pc.localDescription;
+    if (!local) throw new Error('no local description after setLocalDescription');
+    this.handlers.onAnswer(local.sdp);
+    this.reportRemoteTracks();
+  }
+
+  private reportRemoteTracks(): void {
+    if (this.closed) return;
+    const out: RemoteTrack[] = [];
+    for (const transceiver of this.pc.getTransceivers()) {
+      const mid = transceiver.mid;
+      if (mid === null || isStopped(transceiver)) continue;
+      const m = this.mapping.get(mid);
+      if (!m || m.direction !== 'subscribe' || !SOURCES.includes(m.source)) continue;
+      out.push({ participant: m.participant, source: m.source, track: transceiver.receiver.track });
+    }
+    this.handlers.onRemoteTracks(out);
+  }
+}

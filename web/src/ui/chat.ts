@@ -1,0 +1,97 @@
+// The chat panel: messages in the room's order (by seq) and a composer.
+
+import type { ChatEntry } from '../room';
+import { MAX_CHAT_CHARS } from '../protocol.gen';
+import { formatTime, h } from './dom';
+import { icon } from './icons';
+
+export class ChatPanel {
+  readonly el: HTMLElement;
+  private list: HTMLOListElement;
+  private input: HTMLTextAreaElement;
+  private counter: HTMLElement;
+  private empty: HTMLElement;
+  private entries: ChatEntry[] = [];
+
+  constructor(
+    private readonly send: (text: string) => boolean,
+    close: () => void,
+  ) {
+    this.list = h('ol', { class: 'chat-list', role: 'log', 'aria-label': 'Chat messages', 'data-testid': 'chat-list' });
+    this.empty = h('p', { class: 'panel-empty' }, 'No messages yet. Messages are visible to everyone in the meeting and disappear when it ends.');
+    this.input = h('textarea', {
+      class: 'chat-input',
+      rows: 1,
+      placeholder: 'Send a message to everyone',
+      'aria-label': 'Chat message',
+      maxlength: MAX_CHAT_CHARS,
+      'data-testid': 'chat-input',
+    });
+    this.counter = h('span', { class: 'chat-counter', 'aria-live': 'polite' });
+    const sendBtn = h('button', { type: 'submit', class: 'icon-btn', 'aria-label': 'Send message', title: 'Send (Enter)', 'data-testid': 'chat-send' }, icon('send'));
+    const form = h('form', { class: 'chat-form' }, this.input, sendBtn, this.counter);
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      this.submit();
+    });
+    this.input.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+        ev.preventDefault();
+        this.submit();
+      }
+    });
+    this.input.addEventListener('input', () => {
+      const n = [...this.input.value].length;
+      this.counter.textContent = n > MAX_CHAT_CHARS - 200 ? `${n}/${MAX_CHAT_CHARS}` : '';
+      this.input.style.height = 'auto';
+      this.input.style.height = `${Math.min(this.input.scrollHeight, 120)}px`;
+    });
+    this.el = h(
+      'aside',
+      { class: 'panel chat-panel', 'aria-labelledby': 'chat-title', 'data-testid': 'chat-panel' },
+      h('header', { class: 'panel-header' },
+        h('h2', { id: 'chat-title' }, 'Chat'),
+        h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Close chat', onclick: close }, icon('close')),
+      ),
+      this.empty,
+      this.list,
+      form,
+    );
+  }
+
+  focusInput(): void {
+    this.input.focus();
+  }
+
+  /** Adds a message in seq order; a seq already shown is ignored. */
+  add(entry: ChatEntry): boolean {
+    if (this.entries.some((e) => e.seq === entry.seq)) return false;
+    let index = this.entries.findIndex((e) => e.seq > entry.seq);
+    if (index < 0) index = this.entries.length;
+    this.entries.splice(index, 0, entry);
+    const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
+    const item = h(
+      'li',
+      { class: entry.isLocal ? 'chat-message mine' : 'chat-message', 'data-testid': 'chat-message', 'data-seq': entry.seq },
+      h('div', { class: 'chat-meta' },
+        h('span', { class: 'chat-sender', 'data-testid': 'chat-sender' }, entry.isLocal ? `${entry.name} (You)` : entry.name),
+        h('time', { datetime: new Date(entry.sentAt).toISOString() }, formatTime(entry.sentAt)),
+      ),
+      h('p', { class: 'chat-text', 'data-testid': 'chat-text' }, entry.text),
+    );
+    this.list.insertBefore(item, this.list.children[index] ?? null);
+    this.empty.hidden = true;
+    if (atBottom || entry.isLocal) this.list.scrollTop = this.list.scrollHeight;
+    return true;
+  }
+
+  private submit(): void {
+    const text = this.input.value;
+    if (!text.trim()) return;
+    if (this.send(text)) {
+      this.input.value = '';
+      this.counter.textContent = '';
+      this.input.style.height = 'auto';
+    }
+  }
+}

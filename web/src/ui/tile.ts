@@ -1,0 +1,76 @@
+// One participant's tile in the grid: video or avatar, name, mute and
+// speaking indicators.
+
+import type { Participant } from '../room';
+import { h, hueFor, initials } from './dom';
+import { icon } from './icons';
+
+export function attachTrack(video: HTMLVideoElement, track: MediaStreamTrack | null): void {
+  const current = video.srcObject instanceof MediaStream ? video.srcObject.getTracks()[0] ?? null : null;
+  if (current === track) return;
+  video.srcObject = track ? new MediaStream([track]) : null;
+  if (track) video.play().catch(() => undefined);
+}
+
+export class Tile {
+  readonly el: HTMLElement;
+  private video: HTMLVideoElement;
+  private avatar: HTMLElement;
+  private nameEl: HTMLElement;
+  private mutedEl: HTMLElement;
+  private screenEl: HTMLElement;
+
+  constructor(p: Participant) {
+    this.video = h('video', { class: 'tile-video', autoplay: true, playsinline: true, 'data-testid': 'tile-video' });
+    this.video.muted = true; // sound comes from the participant's <audio>
+    if (p.isLocal) this.video.classList.add('mirrored');
+    this.avatar = h('div', { class: 'avatar', 'aria-hidden': 'true' }, initials(p.name));
+    this.avatar.style.setProperty('--hue', String(hueFor(p.id)));
+    this.nameEl = h('span', { class: 'tile-name', 'data-testid': 'tile-name' });
+    this.mutedEl = h('span', { class: 'tile-muted', 'data-testid': 'tile-muted', title: 'Microphone muted' }, icon('mic', true));
+    this.screenEl = h('span', { class: 'tile-badge', title: 'Sharing screen' }, icon('screen'));
+    this.el = h(
+      'div',
+      {
+        class: 'tile',
+        role: 'group',
+        'data-testid': 'tile',
+        'data-participant-id': p.id,
+        'data-local': p.isLocal ? 'true' : 'false',
+      },
+      this.video,
+      this.avatar,
+      h('div', { class: 'tile-label' }, this.mutedEl, this.screenEl, this.nameEl),
+    );
+    this.update(p);
+  }
+
+  update(p: Participant): void {
+    const name = p.isLocal ? `${p.name} (You)` : p.name;
+    this.nameEl.textContent = name;
+    this.avatar.textContent = initials(p.name);
+    const camTrack = p.media.camera ? p.tracks.camera ?? null : null;
+    attachTrack(this.video, camTrack);
+    const showVideo = !!camTrack;
+    this.video.hidden = !showVideo;
+    this.avatar.hidden = showVideo;
+    this.mutedEl.hidden = p.media.microphone;
+    this.screenEl.hidden = !p.media.screen;
+    this.el.classList.toggle('speaking', p.speaking && p.media.microphone);
+    this.el.dataset.speaking = String(p.speaking);
+    this.el.dataset.muted = String(!p.media.microphone);
+    this.el.dataset.camera = String(p.media.camera);
+    const states = [
+      p.media.microphone ? null : 'muted',
+      p.media.camera ? null : 'camera off',
+      p.media.screen ? 'sharing screen' : null,
+      p.speaking ? 'speaking' : null,
+    ].filter(Boolean);
+    this.el.setAttribute('aria-label', states.length ? `${name}, ${states.join(', ')}` : name);
+  }
+
+  destroy(): void {
+    this.video.srcObject = null;
+    this.el.remove();
+  }
+}
