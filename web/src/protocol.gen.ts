@@ -15,7 +15,7 @@ export type TrackMapping = { mid: string, direction: TrackDirection, participant
 
 export type ClientMessage = { "type": "join", room: string, name: string, media: MediaState, } | { "type": "answer", sdp: string, } | { "type": "media_state", media: MediaState, } | { "type": "chat", text: string, } | { "type": "leave" };
 
-export type ErrorCode = "bad_message" | "too_large" | "invalid_room" | "invalid_name" | "not_joined" | "already_joined" | "room_full" | "bad_sdp" | "rate_limited" | "internal";
+export type ErrorCode = "bad_message" | "too_large" | "invalid_room" | "invalid_name" | "not_joined" | "already_joined" | "room_full" | "bad_sdp" | "rate_limited" | "media_failed" | "internal";
 
 export type ServerMessage = { "type": "welcome", you: ParticipantInfo, participants: Array<ParticipantInfo>, } | { "type": "offer", sdp: string, tracks: Array<TrackMapping>, } | { "type": "participant_joined", participant: ParticipantInfo, } | { "type": "participant_left", id: number, } | { "type": "participant_updated", participant: ParticipantInfo, } | { "type": "chat", seq: number, from: number, name: string, text: string, 
 /**

@@ -123,6 +123,8 @@ pub enum ErrorCode {
     BadSdp,
     /// Too many messages in a short time.
     RateLimited,
+    /// The media (ICE/DTLS) connection failed or timed out; rejoin.
+    MediaFailed,
     Internal,
 }
 
@@ -141,9 +143,15 @@ pub enum ServerMessage {
         sdp: String,
         tracks: Vec<TrackMapping>,
     },
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { id: ParticipantId },
-    ParticipantUpdated { participant: ParticipantInfo },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        id: ParticipantId,
+    },
+    ParticipantUpdated {
+        participant: ParticipantInfo,
+    },
     /// A chat message, in the room's order (`seq` increases by one per room).
     Chat {
         seq: u32,
@@ -154,8 +162,13 @@ pub enum ServerMessage {
         sent_at: u64,
     },
     /// Participants currently speaking, loudest first (from RFC 6464 audio levels).
-    Speaking { ids: Vec<ParticipantId> },
-    Error { code: ErrorCode, message: String },
+    Speaking {
+        ids: Vec<ParticipantId>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
 }
 
 impl ServerMessage {
@@ -172,11 +185,15 @@ pub fn parse_client_message(text: &str) -> Result<ClientMessage, ServerMessage> 
     if text.len() > MAX_MESSAGE_BYTES {
         return Err(ServerMessage::error(
             ErrorCode::TooLarge,
-            format!("message is {} bytes; the limit is {MAX_MESSAGE_BYTES}", text.len()),
+            format!(
+                "message is {} bytes; the limit is {MAX_MESSAGE_BYTES}",
+                text.len()
+            ),
         ));
     }
-    serde_json::from_str(text)
-        .map_err(|e| ServerMessage::error(ErrorCode::BadMessage, format!("unreadable message: {e}")))
+    serde_json::from_str(text).map_err(|e| {
+        ServerMessage::error(ErrorCode::BadMessage, format!("unreadable message: {e}"))
+    })
 }
 
 /// The TypeScript module the web client imports, generated from the types above.

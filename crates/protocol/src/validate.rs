@@ -28,7 +28,9 @@ pub fn validate_room_name(room: &str) -> Result<(), ValidationError> {
         )));
     }
     if room == "." || room == ".." {
-        return Err(ValidationError("\".\" and \"..\" are not room names".into()));
+        return Err(ValidationError(
+            "\".\" and \"..\" are not room names".into(),
+        ));
     }
     if let Some(bad) = room
         .chars()
@@ -54,7 +56,9 @@ pub fn validate_display_name(name: &str) -> Result<(), ValidationError> {
         )));
     }
     if name.chars().any(char::is_control) {
-        return Err(ValidationError("the name contains control characters".into()));
+        return Err(ValidationError(
+            "the name contains control characters".into(),
+        ));
     }
     Ok(())
 }
@@ -72,8 +76,21 @@ mod tests {
 
     #[test]
     fn room_names_that_are_not_one_path_segment_are_refused() {
-        for room in ["", ".", "..", "a/b", "a b", "a?b", "<script>", "x%2F", &"r".repeat(65)] {
-            assert!(validate_room_name(room).is_err(), "{room:?} should be refused");
+        for room in [
+            "",
+            ".",
+            "..",
+            "a/b",
+            "a b",
+            "a?b",
+            "<script>",
+            "x%2F",
+            &"r".repeat(65),
+        ] {
+            assert!(
+                validate_room_name(room).is_err(),
+                "{room:?} should be refused"
+            );
         }
     }
 

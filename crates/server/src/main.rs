@@ -1,0 +1,73 @@
+//! `conclave`: end-to-end encrypted video meetings from one binary.
+//!
+//! Thin glue: resolve the configuration, bind the UDP port for the SFU hub,
+//! and serve HTTP(S) + WebSocket signaling + the embedded web client.
+
+mod config;
+mod hub;
+mod rooms;
+mod signaling;
+mod tls;
+mod web;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use config::{Cli, Config};
+use hub::Hub;
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_env("CONCLAVE_LOG")
+                .unwrap_or_else(|_| EnvFilter::new("info,str0m=warn")),
+        )
+        .init();
+    if let Err(e) = run(Cli::parse()).await {
+        eprintln!("conclave: {e}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let config = Config::resolve(cli)?;
+    let (hub, handle, udp_bound) = Hub::bind(config.udp_bind, config.udp_public)
+        .await
+        .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;
+    tokio::spawn(hub.run());
+    let app = web::router(handle);
+    let tls = tls::rustls_config(&config.tls, config.udp_public.ip()).await?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let listener = std::net::TcpListener::bind(config.listen)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot configure the listener: {e}"))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let shown = if local.ip().is_unspecified() {
+        std::net::SocketAddr::new(config.udp_public.ip(), local.port())
+    } else {
+        local
+    };
+    tracing::info!(
+        "media on UDP {udp_bound}, announced as {}",
+        config.udp_public
+    );
+    println!("Conclave is running: open {scheme}://{shown}/ in a browser");
+    let server = match tls {
+        Some(tls) => {
+            axum_server::from_tcp_rustls(listener, tls)
+                .map_err(|e| e.to_string())?
+                .serve(app.into_make_service())
+                .await
+        }
+        None => {
+            axum_server::from_tcp(listener)
+                .map_err(|e| e.to_string())?
+                .serve(app.into_make_service())
+                .await
+        }
+    };
+    server.map_err(|e| format!("server stopped: {e}"))
+}

@@ -1,0 +1,119 @@
+//! O(1) routing of an incoming datagram to its participant.
+//!
+//! Once ICE has checked a participant's address, its packets are found by
+//! source address. Before that, the only clue is the STUN USERNAME attribute
+//! (`<our ufrag>:<their ufrag>`): each participant's `Rtc` gets a unique local
+//! ufrag, so the first half names the participant.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use conclave_protocol::ParticipantId;
+
+#[derive(Debug, Default)]
+pub struct Demux {
+    by_addr: HashMap<SocketAddr, ParticipantId>,
+    by_ufrag: HashMap<String, ParticipantId>,
+}
+
+impl Demux {
+    pub fn add(&mut self, ufrag: String, id: ParticipantId) {
+        self.by_ufrag.insert(ufrag, id);
+    }
+
+    pub fn remove(&mut self, id: ParticipantId, ufrag: &str) {
+        self.by_ufrag.remove(ufrag);
+        self.by_addr.retain(|_, p| *p != id);
+    }
+
+    /// Remembers `source` as `id`'s address, after its `Rtc` accepted a packet from there.
+    pub fn learn(&mut self, source: SocketAddr, id: ParticipantId) {
+        self.by_addr.insert(source, id);
+    }
+
+    pub fn lookup(&self, source: SocketAddr, data: &[u8]) -> Option<ParticipantId> {
+        if let Some(ufrag) = stun_local_ufrag(data) {
+            return self.by_ufrag.get(ufrag).copied();
+        }
+        self.by_addr.get(&source).copied()
+    }
+}
+
+const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
+const STUN_USERNAME: u16 = 0x0006;
+
+/// The local (first) half of a STUN request's USERNAME, if `data` is a STUN
+/// message carrying one. Bounds-checked throughout: any input is safe.
+pub fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
+    if data.len() < 20 || data[0] & 0xc0 != 0 || data[4..8] != STUN_MAGIC_COOKIE {
+        return None;
+    }
+    let length = usize::from(u16::from_be_bytes([data[2], data[3]]));
+    let attributes = data.get(20..20 + length)?;
+    let mut rest = attributes;
+    while rest.len() >= 4 {
+        let kind = u16::from_be_bytes([rest[0], rest[1]]);
+        let len = usize::from(u16::from_be_bytes([rest[2], rest[3]]));
+        let value = rest.get(4..4 + len)?;
+        if kind == STUN_USERNAME {
+            let username = std::str::from_utf8(value).ok()?;
+            return username.split(':').next();
+        }
+        let padded = (len + 3) & !3;
+        rest = rest.get(4 + padded..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stun_with_username(username: &[u8]) -> Vec<u8> {
+        let mut attr = vec![0x00, 0x06];
+        attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
+        attr.extend_from_slice(username);
+        while attr.len() % 4 != 0 {
+            attr.push(0);
+        }
+        let mut msg = vec![0x00, 0x01];
+        msg.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+        msg.extend_from_slice(&STUN_MAGIC_COOKIE);
+        msg.extend_from_slice(&[7; 12]);
+        msg.extend_from_slice(&attr);
+        msg
+    }
+
+    #[test]
+    fn the_local_ufrag_is_read_from_a_binding_request() {
+        assert_eq!(
+            stun_local_ufrag(&stun_with_username(b"srv1:cli9")),
+            Some("srv1")
+        );
+    }
+
+    #[test]
+    fn truncated_or_non_stun_datagrams_yield_nothing() {
+        let msg = stun_with_username(b"srv1:cli9");
+        for cut in 0..msg.len() {
+            let _ = stun_local_ufrag(&msg[..cut]);
+        }
+        assert_eq!(stun_local_ufrag(&[0x80; 40]), None);
+        let mut lying = msg.clone();
+        lying[2] = 0xff;
+        assert_eq!(stun_local_ufrag(&lying), None);
+    }
+
+    #[test]
+    fn a_known_address_routes_without_stun() {
+        let mut demux = Demux::default();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        demux.add("u1".into(), 4);
+        assert_eq!(demux.lookup(addr, &stun_with_username(b"u1:x")), Some(4));
+        assert_eq!(demux.lookup(addr, &[0x80, 0, 0, 0]), None);
+        demux.learn(addr, 4);
+        assert_eq!(demux.lookup(addr, &[0x80, 0, 0, 0]), Some(4));
+        demux.remove(4, "u1");
+        assert_eq!(demux.lookup(addr, &[0x80, 0, 0, 0]), None);
+    }
+}

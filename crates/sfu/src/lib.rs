@@ -1,0 +1,422 @@
+//! The selective forwarding unit, as a sans-IO state machine.
+//!
+//! [`Sfu`] owns one [`str0m::Rtc`] per participant (ICE-lite, DTLS-SRTP, RTP
+//! mode) and forwards every RTP packet a participant publishes to every other
+//! participant in the same room, without depacketizing it: payloads are moved
+//! as shared `Arc<[u8]>` and never read, so end-to-end encrypted frames pass
+//! through untouched. Only RTP header fields (sequence numbers, timestamps,
+//! the RFC 6464 audio level) are looked at.
+//!
+//! Like str0m, the SFU owns no socket and reads no clock: the caller feeds
+//! datagrams and time in ([`Sfu::handle_datagram`], [`Sfu::handle_timeout`])
+//! and drains [`Output`]s (datagrams to send, SDP offers to signal, speaking
+//! changes) with [`Sfu::poll_output`].
+//!
+//! Negotiation: the server is always the SDP offerer. Each participant gets
+//! three publish m-lines (microphone, camera, screen; recvonly here) and three
+//! subscribe m-lines per other participant (sendonly here), so a screen share
+//! starting or a camera turning off needs no renegotiation; joins and leaves do.
+//!
+//! Panic policy: nothing a remote peer sends may panic. Malformed datagrams are
+//! dropped with a [`DropReason`]; a participant whose `Rtc` errors is
+//! disconnected alone.
+
+mod demux;
+mod participant;
+mod seq;
+mod speaking;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Once};
+use std::time::{Duration, Instant};
+
+use conclave_protocol::{ParticipantId, TrackMapping, TrackSource};
+use str0m::media::KeyframeRequestKind;
+use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::{Event, IceConnectionState, Input};
+
+use demux::Demux;
+use participant::Participant;
+use speaking::SpeakingDetector;
+
+/// How often the speaking set of each room is recomputed.
+const SPEAKING_INTERVAL: Duration = Duration::from_millis(200);
+/// At most one keyframe request per source per this interval, however many
+/// subscribers ask: a keyframe is large, and one serves them all.
+pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Where the SFU's single UDP port is reachable.
+#[derive(Debug, Clone, Copy)]
+pub struct SfuConfig {
+    /// The address announced to browsers as the ICE host candidate.
+    pub candidate_addr: SocketAddr,
+}
+
+/// Something the caller must act on.
+#[derive(Debug)]
+pub enum Output {
+    /// Send these bytes from the SFU's UDP socket.
+    Transmit {
+        destination: SocketAddr,
+        contents: Vec<u8>,
+    },
+    /// Signal this SDP offer to the participant; it must answer with
+    /// [`Sfu::handle_answer`].
+    Offer {
+        participant: ParticipantId,
+        sdp: String,
+        tracks: Vec<TrackMapping>,
+    },
+    /// The set of speaking participants in a room changed.
+    Speaking {
+        room: String,
+        ids: Vec<ParticipantId>,
+    },
+    /// The participant's media connection failed or timed out.
+    Disconnected { participant: ParticipantId },
+}
+
+/// Why a datagram was not processed. Never fatal: the caller counts and moves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// Not STUN, DTLS, RTP or RTCP.
+    Unparseable,
+    /// From an address, or with an ICE username, that belongs to no participant.
+    UnknownSender,
+    /// The participant's `Rtc` did not accept it (e.g. bad STUN credentials).
+    NotAccepted,
+}
+
+/// Errors the signaling layer reports back to a client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SfuError {
+    UnknownParticipant,
+    AlreadyPresent,
+    /// An answer arrived with no offer outstanding.
+    NoPendingOffer,
+    /// The answer could not be parsed or applied.
+    BadSdp(String),
+}
+
+impl std::fmt::Display for SfuError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SfuError::UnknownParticipant => f.write_str("unknown participant"),
+            SfuError::AlreadyPresent => f.write_str("participant already present"),
+            SfuError::NoPendingOffer => f.write_str("no offer is waiting for an answer"),
+            SfuError::BadSdp(e) => write!(f, "the SDP answer was not accepted: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for SfuError {}
+
+pub struct Sfu {
+    config: SfuConfig,
+    participants: HashMap<ParticipantId, Participant>,
+    rooms: HashMap<Arc<str>, Vec<ParticipantId>>,
+    demux: Demux,
+    /// When each participant's `Rtc` next wants a timeout, ordered.
+    timeouts: BTreeSet<(Instant, ParticipantId)>,
+    speaking: SpeakingDetector,
+    next_speaking_tick: Option<Instant>,
+    outputs: VecDeque<Output>,
+    /// Participants written to since they were last polled.
+    dirty: Vec<ParticipantId>,
+}
+
+static INSTALL_CRYPTO: Once = Once::new();
+
+impl Sfu {
+    pub fn new(config: SfuConfig) -> Self {
+        INSTALL_CRYPTO.call_once(|| str0m::crypto::from_feature_flags().install_process_default());
+        Sfu {
+            config,
+            participants: HashMap::new(),
+            rooms: HashMap::new(),
+            demux: Demux::default(),
+            timeouts: BTreeSet::new(),
+            speaking: SpeakingDetector::default(),
+            next_speaking_tick: None,
+            outputs: VecDeque::new(),
+            dirty: Vec::new(),
+        }
+    }
+
+    pub fn participant_count(&self) -> usize {
+        self.participants.len()
+    }
+
+    /// Adds a participant to `room` and emits its first [`Output::Offer`]; every
+    /// other member of the room gets a renegotiation offer for the new tracks.
+    pub fn add_participant(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        room: &str,
+    ) -> Result<(), SfuError> {
+        if self.participants.contains_key(&id) {
+            return Err(SfuError::AlreadyPresent);
+        }
+        let room: Arc<str> = Arc::from(room);
+        let members = self.rooms.entry(room.clone()).or_default();
+        let mut participant = Participant::new(now, id, room.clone(), self.config.candidate_addr);
+        for &other in members.iter() {
+            participant.subscribe(other);
+        }
+        for other in members.iter() {
+            if let Some(p) = self.participants.get_mut(other) {
+                p.subscribe(id);
+            }
+        }
+        members.push(id);
+        self.demux.add(participant.ufrag().to_owned(), id);
+        self.participants.insert(id, participant);
+        let members = self.rooms.get(&room).cloned().unwrap_or_default();
+        for member in members {
+            self.negotiate(member);
+            self.dirty.push(member);
+        }
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Removes a participant; the rest of its room renegotiate without its tracks.
+    pub fn remove_participant(&mut self, now: Instant, id: ParticipantId) {
+        let Some(mut participant) = self.participants.remove(&id) else {
+            return;
+        };
+        participant.disconnect();
+        self.demux.remove(id, participant.ufrag());
+        self.timeouts.retain(|&(_, p)| p != id);
+        self.speaking.forget(id);
+        let room = participant.room().clone();
+        let mut remaining = Vec::new();
+        if let Some(members) = self.rooms.get_mut(&room) {
+            members.retain(|&m| m != id);
+            remaining = members.clone();
+            if members.is_empty() {
+                self.rooms.remove(&room);
+            }
+        }
+        for member in remaining {
+            if let Some(p) = self.participants.get_mut(&member) {
+                p.unsubscribe(id);
+            }
+            self.negotiate(member);
+        }
+        self.flush(now);
+    }
+
+    /// Applies a participant's SDP answer to the outstanding offer.
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        sdp: &str,
+    ) -> Result<(), SfuError> {
+        let participant = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant)?;
+        let opened = participant.accept_answer(sdp)?;
+        // New subscribers need a keyframe before they can show anything.
+        for (source, track) in opened {
+            self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
+        }
+        self.negotiate(id);
+        self.dirty.push(id);
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Feeds one UDP datagram received on the SFU's port.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
+        let id = self
+            .demux
+            .lookup(source, data)
+            .ok_or(DropReason::UnknownSender)?;
+        let contents = DatagramRecv::try_from(data).map_err(|_| DropReason::Unparseable)?;
+        let input = Input::Receive(
+            now,
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination: self.config.candidate_addr,
+                contents,
+            },
+        );
+        let participant = self
+            .participants
+            .get_mut(&id)
+            .ok_or(DropReason::UnknownSender)?;
+        if !participant.accepts(&input) {
+            return Err(DropReason::NotAccepted);
+        }
+        participant.handle_input(input);
+        self.demux.learn(source, id);
+        self.dirty.push(id);
+        self.flush(now);
+        Ok(())
+    }
+
+    /// When [`Sfu::handle_timeout`] should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let rtc = self.timeouts.first().map(|&(t, _)| t);
+        match (rtc, self.next_speaking_tick) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Drives time forward for every participant whose timer is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(&(at, id)) = self.timeouts.first() {
+            if at > now {
+                break;
+            }
+            self.timeouts.pop_first();
+            if let Some(p) = self.participants.get_mut(&id) {
+                p.handle_input(Input::Timeout(now));
+                self.dirty.push(id);
+            }
+        }
+        if self.next_speaking_tick.is_some_and(|t| t <= now) {
+            self.next_speaking_tick = None;
+            for (room, ids) in self.speaking.tick(now) {
+                self.outputs.push_back(Output::Speaking {
+                    room: room.to_string(),
+                    ids,
+                });
+            }
+        }
+        if self.next_speaking_tick.is_none() && !self.participants.is_empty() {
+            self.next_speaking_tick = Some(now + SPEAKING_INTERVAL);
+        }
+        self.flush(now);
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn negotiate(&mut self, id: ParticipantId) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        if let Some((sdp, tracks)) = participant.negotiate() {
+            self.outputs.push_back(Output::Offer {
+                participant: id,
+                sdp,
+                tracks,
+            });
+        }
+    }
+
+    /// Polls every participant that has input or writes pending until each
+    /// is idle, forwarding what they produce.
+    fn flush(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            self.drain(now, id);
+        }
+    }
+
+    fn drain(&mut self, now: Instant, id: ParticipantId) {
+        loop {
+            let Some(participant) = self.participants.get_mut(&id) else {
+                return;
+            };
+            let Some(output) = participant.poll_output() else {
+                // The Rtc failed; it is already disconnected.
+                self.outputs
+                    .push_back(Output::Disconnected { participant: id });
+                return;
+            };
+            match output {
+                str0m::Output::Timeout(at) => {
+                    if let Some(old) = participant.set_next_timeout(at) {
+                        self.timeouts.remove(&(old, id));
+                    }
+                    self.timeouts.insert((at, id));
+                    return;
+                }
+                str0m::Output::Transmit(t) => self.outputs.push_back(Output::Transmit {
+                    destination: t.destination,
+                    contents: t.contents.into(),
+                }),
+                str0m::Output::Event(event) => self.handle_event(now, id, event),
+            }
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, id: ParticipantId, event: Event) {
+        match event {
+            Event::RtpPacket(packet) => {
+                let Some(participant) = self.participants.get_mut(&id) else {
+                    return;
+                };
+                let Some(source) = participant.published_source(packet.header.ssrc) else {
+                    return;
+                };
+                let room = participant.room().clone();
+                if source.is_audio() {
+                    if let Some(level) = packet.header.ext_vals.audio_level {
+                        self.speaking.observe(&room, id, level, now);
+                        if self.next_speaking_tick.is_none() {
+                            self.next_speaking_tick = Some(now + SPEAKING_INTERVAL);
+                        }
+                    }
+                }
+                let Some(members) = self.rooms.get(&room) else {
+                    return;
+                };
+                for &member in members {
+                    if member == id {
+                        continue;
+                    }
+                    if let Some(subscriber) = self.participants.get_mut(&member) {
+                        if subscriber.forward(id, source, &packet) {
+                            self.dirty.push(member);
+                        }
+                    }
+                }
+            }
+            Event::KeyframeRequest(request) => {
+                let Some(participant) = self.participants.get(&id) else {
+                    return;
+                };
+                if let Some((source, track)) = participant.subscription_source(request.mid) {
+                    self.request_keyframe(now, source, track, request.kind);
+                }
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                self.outputs
+                    .push_back(Output::Disconnected { participant: id });
+            }
+            _ => {}
+        }
+    }
+
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        source: ParticipantId,
+        track: TrackSource,
+        kind: KeyframeRequestKind,
+    ) {
+        if track.is_audio() {
+            return;
+        }
+        if let Some(p) = self.participants.get_mut(&source) {
+            if p.request_keyframe(now, track, kind) {
+                self.dirty.push(source);
+            }
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! One participant's side of the SFU: its `Rtc`, the m-lines it publishes on,
+//! and its subscriptions to other participants' tracks.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use conclave_protocol::{ParticipantId, TrackDirection, TrackMapping, TrackSource};
+use rand::distr::{Alphanumeric, SampleString};
+use str0m::change::{SdpAnswer, SdpPendingOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::{Candidate, IceCreds, Input, Rtc};
+
+use crate::seq::SeqRebase;
+use crate::{SfuError, KEYFRAME_REQUEST_INTERVAL};
+
+fn media_kind(source: TrackSource) -> MediaKind {
+    if source.is_audio() {
+        MediaKind::Audio
+    } else {
+        MediaKind::Video
+    }
+}
+
+fn source_index(source: TrackSource) -> usize {
+    match source {
+        TrackSource::Microphone => 0,
+        TrackSource::Camera => 1,
+        TrackSource::Screen => 2,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SubState {
+    /// Wanted, not yet in an offer.
+    ToOpen,
+    /// In the outstanding offer.
+    Negotiating(Mid),
+    Open(Mid),
+    /// The source left; the m-line must be stopped in the next offer.
+    ToStop(Mid),
+    /// Stopped in the outstanding offer.
+    Stopping(Mid),
+}
+
+#[derive(Debug)]
+struct Subscription {
+    state: SubState,
+    seq: SeqRebase,
+    /// Random start of this subscription's outgoing sequence numbers.
+    seq_start: u16,
+}
+
+pub struct Participant {
+    id: ParticipantId,
+    room: Arc<str>,
+    rtc: Rtc,
+    ufrag: String,
+    /// Mids this participant publishes on, by `source_index`; set by the first offer.
+    publish: Option<[Mid; 3]>,
+    subscriptions: HashMap<(ParticipantId, TrackSource), Subscription>,
+    by_mid: HashMap<Mid, (ParticipantId, TrackSource)>,
+    pending: Option<SdpPendingOffer>,
+    next_timeout: Option<Instant>,
+    last_keyframe_request: [Option<Instant>; 3],
+}
+
+impl Participant {
+    pub fn new(now: Instant, id: ParticipantId, room: Arc<str>, candidate: SocketAddr) -> Self {
+        // The ufrag routes STUN to this participant (see demux), so it must be
+        // unique; the id prefix guarantees that, the random part keeps it unguessable.
+        let ufrag = format!("c{id}x{}", Alphanumeric.sample_string(&mut rand::rng(), 8));
+        let pass = Alphanumeric.sample_string(&mut rand::rng(), 24);
+        let mut rtc = Rtc::builder()
+            .set_ice_lite(true)
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .set_local_ice_credentials(IceCreds {
+                ufrag: ufrag.clone(),
+                pass,
+            })
+            .build(now);
+        match Candidate::host(candidate, "udp") {
+            Ok(c) => {
+                rtc.add_local_candidate(c);
+            }
+            Err(e) => tracing::error!("cannot use {candidate} as an ICE candidate: {e}"),
+        }
+        Participant {
+            id,
+            room,
+            rtc,
+            ufrag,
+            publish: None,
+            subscriptions: HashMap::new(),
+            by_mid: HashMap::new(),
+            pending: None,
+            next_timeout: None,
+            last_keyframe_request: [None; 3],
+        }
+    }
+
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    pub fn room(&self) -> &Arc<str> {
+        &self.room
+    }
+
+    pub fn accepts(&self, input: &Input) -> bool {
+        self.rtc.accepts(input)
+    }
+
+    pub fn handle_input(&mut self, input: Input) {
+        if !self.rtc.is_alive() {
+            return;
+        }
+        if let Err(e) = self.rtc.handle_input(input) {
+            tracing::info!(participant = self.id, "media connection failed: {e}");
+            self.rtc.disconnect();
+        }
+    }
+
+    /// The next output, or `None` if the `Rtc` failed (and is now disconnected).
+    pub fn poll_output(&mut self) -> Option<str0m::Output> {
+        if !self.rtc.is_alive() {
+            return None;
+        }
+        match self.rtc.poll_output() {
+            Ok(output) => Some(output),
+            Err(e) => {
+                tracing::info!(participant = self.id, "media connection failed: {e}");
+                self.rtc.disconnect();
+                None
+            }
+        }
+    }
+
+    /// Records the next timeout; returns the previous one so the caller can unindex it.
+    pub fn set_next_timeout(&mut self, at: Instant) -> Option<Instant> {
+        self.next_timeout.replace(at)
+    }
+
+    pub fn disconnect(&mut self) {
+        self.rtc.disconnect();
+    }
+
+    pub fn subscribe(&mut self, source: ParticipantId) {
+        for track in TrackSource::ALL {
+            self.subscriptions
+                .entry((source, track))
+                .or_insert_with(|| Subscription {
+                    state: SubState::ToOpen,
+                    seq: SeqRebase::default(),
+                    seq_start: rand::random(),
+                });
+        }
+    }
+
+    pub fn unsubscribe(&mut self, source: ParticipantId) {
+        for track in TrackSource::ALL {
+            let key = (source, track);
+            let Some(sub) = self.subscriptions.get_mut(&key) else {
+                continue;
+            };
+            match sub.state {
+                SubState::ToOpen => {
+                    self.subscriptions.remove(&key);
+                }
+                SubState::Open(mid) | SubState::Negotiating(mid) => {
+                    // A Negotiating m-line is stopped in the offer after the
+                    // outstanding one; accept_answer keeps ToStop as it is.
+                    sub.state = SubState::ToStop(mid);
+                }
+                SubState::ToStop(_) | SubState::Stopping(_) => {}
+            }
+        }
+    }
+
+    /// Builds the next offer if anything changed and no offer is outstanding.
+    pub fn negotiate(&mut self) -> Option<(String, Vec<TrackMapping>)> {
+        if self.pending.is_some() || !self.rtc.is_alive() {
+            return None;
+        }
+        let mut api = self.rtc.sdp_api();
+        let mut publish_new = None;
+        if self.publish.is_none() {
+            let mut add =
+                |source| api.add_media(media_kind(source), Direction::RecvOnly, None, None, None);
+            publish_new = Some([
+                add(TrackSource::Microphone),
+                add(TrackSource::Camera),
+                add(TrackSource::Screen),
+            ]);
+        }
+        let mut keys: Vec<_> = self.subscriptions.keys().copied().collect();
+        // Stable m-line order: by participant, then microphone, camera, screen.
+        keys.sort_by_key(|&(p, s)| (p, source_index(s)));
+        for key in keys {
+            let Some(sub) = self.subscriptions.get_mut(&key) else {
+                continue;
+            };
+            match sub.state {
+                SubState::ToOpen => {
+                    let (source, track) = key;
+                    let mid = api.add_media(
+                        media_kind(track),
+                        Direction::SendOnly,
+                        Some(format!("p{source}")),
+                        Some(format!("p{source}-{}", source_index(track))),
+                        None,
+                    );
+                    sub.state = SubState::Negotiating(mid);
+                    self.by_mid.insert(mid, key);
+                }
+                SubState::ToStop(mid) => {
+                    api.stop_media(mid);
+                    sub.state = SubState::Stopping(mid);
+                }
+                _ => {}
+            }
+        }
+        if !api.has_changes() {
+            return None;
+        }
+        let (offer, pending) = api.apply()?;
+        if let Some(mids) = publish_new {
+            self.publish = Some(mids);
+        }
+        self.pending = Some(pending);
+        Some((offer.to_sdp_string(), self.track_mappings()))
+    }
+
+    fn track_mappings(&self) -> Vec<TrackMapping> {
+        let mut tracks = Vec::new();
+        if let Some(mids) = self.publish {
+            for track in TrackSource::ALL {
+                tracks.push(TrackMapping {
+                    mid: mids[source_index(track)].to_string(),
+                    direction: TrackDirection::Publish,
+                    participant: self.id,
+                    source: track,
+                });
+            }
+        }
+        let mut subs: Vec<_> = self
+            .subscriptions
+            .iter()
+            .filter_map(|(&(participant, source), sub)| match sub.state {
+                SubState::Negotiating(mid) | SubState::Open(mid) => Some(TrackMapping {
+                    mid: mid.to_string(),
+                    direction: TrackDirection::Subscribe,
+                    participant,
+                    source,
+                }),
+                _ => None,
+            })
+            .collect();
+        subs.sort_by_key(|t| (t.participant, source_index(t.source)));
+        tracks.extend(subs);
+        tracks
+    }
+
+    /// Applies the answer; returns the video sources newly opened towards this
+    /// participant (they need a keyframe).
+    pub fn accept_answer(
+        &mut self,
+        sdp: &str,
+    ) -> Result<Vec<(ParticipantId, TrackSource)>, SfuError> {
+        let answer =
+            SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let pending = self.pending.take().ok_or(SfuError::NoPendingOffer)?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| SfuError::BadSdp(e.to_string()))?;
+        let mut opened = Vec::new();
+        let mut stopped = Vec::new();
+        for (&key, sub) in &mut self.subscriptions {
+            match sub.state {
+                SubState::Negotiating(mid) => {
+                    sub.state = SubState::Open(mid);
+                    opened.push(key);
+                }
+                SubState::Stopping(mid) => stopped.push((key, mid)),
+                _ => {}
+            }
+        }
+        for (key, mid) in stopped {
+            self.subscriptions.remove(&key);
+            self.by_mid.remove(&mid);
+        }
+        opened.retain(|&(_, track)| !track.is_audio());
+        Ok(opened)
+    }
+
+    /// Which of this participant's own tracks an incoming SSRC carries.
+    pub fn published_source(&mut self, ssrc: Ssrc) -> Option<TrackSource> {
+        let mids = self.publish?;
+        let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
+        TrackSource::ALL
+            .into_iter()
+            .find(|&t| mids[source_index(t)] == mid)
+    }
+
+    /// The source behind one of this participant's subscribe m-lines.
+    pub fn subscription_source(&self, mid: Mid) -> Option<(ParticipantId, TrackSource)> {
+        self.by_mid.get(&mid).copied()
+    }
+
+    /// Writes a packet from `source`'s `track` to this participant, if subscribed.
+    /// Returns whether anything was written.
+    pub fn forward(
+        &mut self,
+        source: ParticipantId,
+        track: TrackSource,
+        packet: &RtpPacket,
+    ) -> bool {
+        let Some(sub) = self.subscriptions.get_mut(&(source, track)) else {
+            return false;
+        };
+        let SubState::Open(mid) = sub.state else {
+            return false;
+        };
+        let Some(seq_no) = sub.seq.map(packet.seq_no, sub.seq_start) else {
+            return false;
+        };
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
+            return false;
+        };
+        let from = &packet.header.ext_vals;
+        // Only what describes the media travels on; transport fields (mid,
+        // rid, transport-cc, send times) belong to the inbound leg.
+        let ext_vals = ExtensionValues {
+            audio_level: from.audio_level,
+            voice_activity: from.voice_activity,
+            video_orientation: from.video_orientation,
+            video_content_type: from.video_content_type,
+            ..Default::default()
+        };
+        // Every Rtc is built with the same codec configuration and is the
+        // offerer, so payload type numbers agree across participants.
+        let write = RtpWrite::new(
+            packet.header.payload_type,
+            seq_no,
+            packet.header.timestamp,
+            packet.timestamp,
+            packet.payload.clone(),
+        )
+        .marker(packet.header.marker)
+        .ext_vals(ext_vals)
+        .nackable(!track.is_audio());
+        stream.write_rtp(write);
+        true
+    }
+
+    /// Asks this participant for a keyframe on its own `track`, at most once
+    /// per `KEYFRAME_REQUEST_INTERVAL`. Returns whether a request was queued.
+    pub fn request_keyframe(
+        &mut self,
+        now: Instant,
+        track: TrackSource,
+        kind: KeyframeRequestKind,
+    ) -> bool {
+        let Some(mids) = self.publish else {
+            return false;
+        };
+        let last = &mut self.last_keyframe_request[source_index(track)];
+        if last.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+            return false;
+        }
+        let mut api = self.rtc.direct_api();
+        let Some(stream) = api.stream_rx_by_mid(mids[source_index(track)], None) else {
+            return false;
+        };
+        stream.request_keyframe(kind);
+        *last = Some(now);
+        true
+    }
+}
