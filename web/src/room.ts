@@ -309,7 +309,10 @@ export class Room {
         break;
       }
       case 'error':
-        if (this.me === null) {
+        if (msg.code === 'media_failed') {
+          // The server dropped our media session; the app rejoins.
+          this.end({ kind: 'lost', why: 'media' });
+        } else if (this.me === null) {
           // Refused before joining: the server closes the socket next.
           this.end({ kind: 'refused', code: msg.code, message: msg.message });
         } else {

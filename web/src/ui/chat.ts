@@ -72,9 +72,9 @@ export class ChatPanel {
     const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
     const item = h(
       'li',
-      { class: entry.isLocal ? 'chat-message mine' : 'chat-message', 'data-testid': 'chat-message', 'data-seq': entry.seq },
+      { class: entry.isLocal ? 'chat-message mine' : 'chat-message', 'data-testid': 'chat-message', 'data-seq': entry.seq, 'data-from': entry.from },
       h('div', { class: 'chat-meta' },
-        h('span', { class: 'chat-sender', 'data-testid': 'chat-sender' }, entry.isLocal ? `${entry.name} (You)` : entry.name),
+        h('span', { class: 'chat-sender', 'data-testid': 'chat-sender', 'data-name': entry.name }, entry.isLocal ? `${entry.name} (You)` : entry.name),
         h('time', { datetime: new Date(entry.sentAt).toISOString() }, formatTime(entry.sentAt)),
       ),
       h('p', { class: 'chat-text', 'data-testid': 'chat-text' }, entry.text),

@@ -549,6 +549,8 @@ export function serverErrorText(code: string, message: string): string {
       return 'You are sending too fast — wait a moment and try again.';
     case 'already_joined':
       return 'You are already in this meeting in this window.';
+    case 'media_failed':
+      return 'The media connection was lost.';
     case 'bad_sdp':
       return 'The connection could not be set up with this browser.';
     default:

@@ -248,7 +248,7 @@ export function renderPrejoin(root: HTMLElement, opts: PrejoinOptions): Promise<
   micSelect.replaceChildren(h('option', {}, 'Looking for devices…'));
   camSelect.replaceChildren(h('option', {}, 'Looking for devices…'));
   previewStatus.textContent = 'Starting camera…';
-  void (async () => {
+  const ready = (async () => {
     if (!media.mic && !media.camera) await media.acquire({ mic: true, camera: true });
     if (disposed) return;
     refresh();
@@ -259,8 +259,9 @@ export function renderPrejoin(root: HTMLElement, opts: PrejoinOptions): Promise<
   else nameInput.focus();
 
   return new Promise((resolve) => {
-    form.addEventListener('submit', (ev) => {
+    form.addEventListener('submit', async (ev) => {
       ev.preventDefault();
+      if (joinBtn.disabled) return;
       const name = nameInput.value.trim();
       const problem = nameProblem(name);
       if (problem) {
@@ -269,6 +270,10 @@ export function renderPrejoin(root: HTMLElement, opts: PrejoinOptions): Promise<
         nameInput.focus();
         return;
       }
+      // Join with the devices the user sees: wait for the first permission prompt.
+      joinBtn.disabled = true;
+      joinBtn.textContent = 'Joining…';
+      await ready.catch(() => undefined);
       store(NAME_KEY, name);
       store(MIC_KEY, media.micDeviceId);
       store(CAMERA_KEY, media.cameraDeviceId);

@@ -1,0 +1,60 @@
+// Chromium for the tests: headless flags that work on these machines
+// (see /work/shared/docs/toolchain.md) plus fake camera, microphone and
+// screen. One browser per test file; one context (own storage, own fake
+// devices) per participant.
+import { chromium } from 'playwright-core';
+
+export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+
+export function chromiumArgs() {
+  return [
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    '--use-fake-device-for-media-stream',
+    '--use-fake-ui-for-media-stream',
+    '--autoplay-policy=no-user-gesture-required',
+    // getDisplayMedia picks the (fake) screen without a picker.
+    '--auto-select-desktop-capture-source=Entire screen',
+    // Several participants share one machine: keep hidden pages running.
+    '--disable-background-timer-throttling',
+    '--disable-renderer-backgrounding',
+    '--disable-backgrounding-occluded-windows',
+  ];
+}
+
+/** A headless Chromium; Playwright gives it a fresh temporary profile. */
+export function launchBrowser() {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
+}
+
+/**
+ * Records every RTCPeerConnection the page creates in `window.__e2ePeers`
+ * (test-side instrumentation; the app exposes nothing global).
+ */
+function capturePeers() {
+  const Original = window.RTCPeerConnection;
+  const peers = [];
+  Object.defineProperty(window, '__e2ePeers', { value: peers });
+  window.RTCPeerConnection = class extends Original {
+    constructor(...args) {
+      super(...args);
+      peers.push(this);
+    }
+  };
+}
+
+/** A new participant: own context and page, console errors collected. */
+export async function newParticipant(browser, label, viewport = { width: 960, height: 640 }) {
+  const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
+  await context.addInitScript(capturePeers);
+  const page = await context.newPage();
+  const log = [];
+  page.on('console', (m) => log.push(`[${label}] console.${m.type()}: ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`[${label}] pageerror: ${e.message}`));
+  return { label, context, page, log };
+}

@@ -1,0 +1,138 @@
+// Driving the Conclave web client the way a user does, and reading WebRTC
+// statistics from the pages' peer connections.
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
+export async function waitFor(fn, { timeoutMs = 15_000, intervalMs = 250, what = 'condition' } = {}) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  for (;;) {
+    try {
+      last = await fn();
+      if (last) return last;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last value: ${last instanceof Error ? last.message : JSON.stringify(last)}`);
+    }
+    await sleep(intervalMs);
+  }
+}
+
+export function uniqueRoom(prefix) {
+  return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
+}
+
+/** Opens `/<room>`, types the name, presses Join, waits for the own tile. */
+export async function join(participant, baseUrl, room, name) {
+  const { page } = participant;
+  await page.goto(`${baseUrl}/${encodeURIComponent(room)}`);
+  await page.getByTestId('name-input').fill(name);
+  // The preview shows once camera permission (fake UI) is granted.
+  await page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
+  await page.getByTestId('join-button').click();
+  await page.locator('[data-testid="tile"][data-local="true"]').waitFor({ timeout: 15_000 });
+  participant.id = Number(await page.locator('[data-testid="tile"][data-local="true"]').getAttribute('data-participant-id'));
+  participant.name = name;
+  return participant;
+}
+
+/** Ids of the tiles shown on `page`, sorted. */
+export async function tileIds(page) {
+  const ids = await page.locator('[data-testid="tile"]').evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-participant-id'))));
+  return ids.sort((a, b) => a - b);
+}
+
+export async function participantListIds(page) {
+  const ids = await page
+    .locator('[data-testid="participant-list"] [data-testid="participant-item"]')
+    .evaluateAll((els) => els.map((e) => Number(e.getAttribute('data-participant-id'))));
+  return ids.sort((a, b) => a - b);
+}
+
+/** inbound-rtp statistics of the page's (last) peer connection. */
+export async function inboundStats(page) {
+  return page.evaluate(async () => {
+    const peers = window.__e2ePeers ?? [];
+    const pc = peers[peers.length - 1];
+    if (!pc) return [];
+    const report = await pc.getStats();
+    const out = [];
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp') {
+        out.push({
+          kind: s.kind,
+          mid: s.mid ?? null,
+          ssrc: s.ssrc,
+          trackIdentifier: s.trackIdentifier ?? null,
+          packetsReceived: s.packetsReceived ?? 0,
+          bytesReceived: s.bytesReceived ?? 0,
+          framesDecoded: s.framesDecoded ?? 0,
+          frameWidth: s.frameWidth ?? 0,
+        });
+      }
+    });
+    return out;
+  });
+}
+
+/** outbound-rtp statistics (what this page actually sends), for diagnostics. */
+export async function outboundStats(page) {
+  return page.evaluate(async () => {
+    const peers = window.__e2ePeers ?? [];
+    const pc = peers[peers.length - 1];
+    if (!pc) return [];
+    const report = await pc.getStats();
+    const out = [];
+    report.forEach((s) => {
+      if (s.type === 'outbound-rtp') out.push({ kind: s.kind, mid: s.mid ?? null, packetsSent: s.packetsSent ?? 0, framesEncoded: s.framesEncoded ?? 0 });
+    });
+    return out;
+  });
+}
+
+export async function connectionSummary(page) {
+  return page.evaluate(() => {
+    const peers = window.__e2ePeers ?? [];
+    const pc = peers[peers.length - 1];
+    if (!pc) return null;
+    return {
+      connectionState: pc.connectionState,
+      iceConnectionState: pc.iceConnectionState,
+      signalingState: pc.signalingState,
+      transceivers: pc.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, currentDirection: t.currentDirection, kind: t.receiver.track.kind })),
+    };
+  });
+}
+
+/** The chat as `page` shows it: [{seq, from, name, text}] in display order. */
+export async function chatMessages(page) {
+  return page.locator('[data-testid="chat-message"]').evaluateAll((els) =>
+    els.map((e) => ({
+      seq: Number(e.getAttribute('data-seq')),
+      from: Number(e.getAttribute('data-from')),
+      name: e.querySelector('[data-testid="chat-sender"]')?.getAttribute('data-name') ?? '',
+      text: e.querySelector('[data-testid="chat-text"]')?.textContent ?? '',
+    })),
+  );
+}
+
+/** Everything useful when a test fails. */
+export async function diagnostics(participants, server) {
+  const parts = [];
+  for (const p of participants) {
+    try {
+      parts.push(`--- ${p.label} (id ${p.id ?? '?'})`);
+      parts.push('connection: ' + JSON.stringify(await connectionSummary(p.page)));
+      parts.push('inbound: ' + JSON.stringify(await inboundStats(p.page)));
+      parts.push('outbound: ' + JSON.stringify(await outboundStats(p.page)));
+    } catch (err) {
+      parts.push(`(could not read stats: ${err.message})`);
+    }
+    parts.push(...p.log.slice(-30));
+  }
+  if (server) parts.push('--- server output (tail)', server.output().slice(-6000));
+  return parts.join('\n');
+}

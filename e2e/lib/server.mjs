@@ -1,0 +1,96 @@
+// Starts the real Conclave server binary on free loopback ports and stops it.
+import { spawn } from 'node:child_process';
+import { createSocket } from 'node:dgram';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+export const SERVER_BIN =
+  process.env.CONCLAVE_BIN ?? fileURLToPath(new URL('../../target/release/conclave', import.meta.url));
+
+function freeTcpPort() {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function freeUdpPort() {
+  return new Promise((resolve, reject) => {
+    const sock = createSocket('udp4');
+    sock.once('error', reject);
+    sock.bind(0, '127.0.0.1', () => {
+      const { port } = sock.address();
+      sock.close(() => resolve(port));
+    });
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Runs `conclave --listen 127.0.0.1:<tcp> --udp-port <udp> --public-ip 127.0.0.1`
+ * and resolves once `GET /` answers. `stop()` kills it.
+ */
+export async function startServer({ timeoutMs = 20_000 } = {}) {
+  if (!existsSync(SERVER_BIN)) {
+    throw new Error(`server binary not found at ${SERVER_BIN} (build it with cargo build --release -p conclave-server, or set CONCLAVE_BIN)`);
+  }
+  const httpPort = await freeTcpPort();
+  const udpPort = await freeUdpPort();
+  const args = ['--listen', `127.0.0.1:${httpPort}`, '--udp-port', String(udpPort), '--public-ip', '127.0.0.1'];
+  const child = spawn(SERVER_BIN, args, {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+  });
+  const output = [];
+  const keep = (chunk) => {
+    output.push(chunk.toString());
+    if (output.length > 2000) output.splice(0, output.length - 2000);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited = null;
+  child.on('exit', (code, signal) => {
+    exited = { code, signal };
+  });
+
+  const url = `http://127.0.0.1:${httpPort}`;
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${output.join('')}`);
+    try {
+      const res = await fetch(url + '/', { signal: AbortSignal.timeout(1000) });
+      if (res.ok) break;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`server did not answer GET / within ${timeoutMs} ms:\n${output.join('')}`);
+    }
+    await sleep(150);
+  }
+
+  return {
+    url,
+    httpPort,
+    udpPort,
+    output: () => output.join(''),
+    get exited() {
+      return exited;
+    },
+    async stop() {
+      if (exited) return;
+      const gone = new Promise((r) => child.once('exit', r));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3000);
+      await gone;
+      clearTimeout(timer);
+    },
+  };
+}

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs the browser end-to-end tests against the real server binary.
+#   e2e/run.sh                      # uses target/release/conclave
+#   CONCLAVE_BIN=/path/to/conclave e2e/run.sh
+# Needs: Node 20+, Chromium at /usr/bin/chromium (or $CHROMIUM), the server
+# built with the web client embedded (cd web && npm ci && npm run build;
+# cargo build --release -p conclave-server).
+set -euo pipefail
+cd "$(dirname "$0")"
+if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+BIN="${CONCLAVE_BIN:-../target/release/conclave}"
+if [ ! -x "$BIN" ]; then
+  echo "server binary not found at $BIN — build it first (cargo build --release -p conclave-server)" >&2
+  exit 1
+fi
+exec node --test --test-concurrency=1 --test-reporter=spec tests/
