@@ -36,12 +36,12 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * Runs `conclave --listen 127.0.0.1:<tcp> --udp-port <udp> --public-ip 127.0.0.1`
  * and resolves once `GET /` answers. `stop()` kills it.
  */
-export async function startServer({ timeoutMs = 20_000 } = {}) {
+export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpPort: wantUdp } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`server binary not found at ${SERVER_BIN} (build it with cargo build --release -p conclave-server, or set CONCLAVE_BIN)`);
   }
-  const httpPort = await freeTcpPort();
-  const udpPort = await freeUdpPort();
+  const httpPort = wantHttp ?? (await freeTcpPort());
+  const udpPort = wantUdp ?? (await freeUdpPort());
   const args = ['--listen', `127.0.0.1:${httpPort}`, '--udp-port', String(udpPort), '--public-ip', '127.0.0.1'];
   const child = spawn(SERVER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],

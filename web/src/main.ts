@@ -137,7 +137,7 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
           break;
       }
     });
-    view.bind(r);
+    view.bind(r, joinedOnce);
     r.start();
   }
 

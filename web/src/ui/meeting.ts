@@ -78,6 +78,7 @@ export class MeetingView {
   private peopleBtn: HTMLButtonElement;
   private inviteBtn: HTMLButtonElement;
   private busy = false;
+  private rejoining = false;
   private toastTimer: number | undefined;
   private keyHandler = (ev: KeyboardEvent): void => this.onKey(ev);
 
@@ -186,9 +187,10 @@ export class MeetingView {
   }
 
   /** Shows `room`; called again with a new Room after a rejoin (chat is kept). */
-  bind(room: Room): void {
+  bind(room: Room, rejoining = false): void {
     this.unsubscribe?.();
     this.room = room;
+    this.rejoining = rejoining;
     for (const t of this.tiles.values()) t.destroy();
     this.tiles.clear();
     for (const a of this.audios.values()) a.remove();
@@ -279,9 +281,10 @@ export class MeetingView {
     if (!state) return;
     switch (state.kind) {
       case 'connecting':
-        this.setBanner('Connecting…', 'info');
+        this.setBanner(this.rejoining ? 'Reconnecting…' : 'Connecting…', this.rejoining ? 'warn' : 'info');
         break;
       case 'connected':
+        this.rejoining = false;
         this.setBanner(null);
         break;
       case 'media_interrupted':

@@ -1,0 +1,122 @@
+// What a user sees when the server can't be reached or goes away, and the
+// media-state indicators other participants see.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { diagnostics, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
+import { startServer } from '../lib/server.mjs';
+
+let server;
+let browser;
+
+describe('connection problems and media state', { timeout: 180_000 }, () => {
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('muting the microphone and turning the camera off show on the other participant\'s tile', { timeout: 60_000 }, async () => {
+    const room = uniqueRoom('mute');
+    const a = await newParticipant(browser, 'A');
+    const b = await newParticipant(browser, 'B');
+    try {
+      await join(a, server.url, room, 'Alice');
+      await join(b, server.url, room, 'Bob');
+      const tileOfA = b.page.locator(`[data-testid="tile"][data-participant-id="${a.id}"]`);
+      await tileOfA.waitFor({ timeout: 10_000 });
+      assert.equal(await tileOfA.getAttribute('data-muted'), 'false');
+
+      await a.page.keyboard.press('Control+d'); // shortcut for the microphone
+      await waitFor(async () => (await a.page.getByTestId('toggle-mic').getAttribute('aria-pressed')) === 'false', { what: 'A\'s mic button to show muted' });
+      await waitFor(async () => (await tileOfA.getAttribute('data-muted')) === 'true', { timeoutMs: 5000, what: 'B to see A muted' });
+      assert.ok(await tileOfA.locator('[data-testid="tile-muted"]').isVisible());
+
+      await a.page.getByTestId('toggle-camera').click();
+      await waitFor(async () => (await tileOfA.getAttribute('data-camera')) === 'false', { timeoutMs: 5000, what: 'B to see A\'s camera off' });
+      assert.ok(await tileOfA.locator('.avatar').isVisible(), 'avatar shown instead of video');
+      // The camera is really released on A's side.
+      const liveVideo = await a.page.evaluate(() =>
+        (window.__e2ePeers ?? []).flatMap((pc) => pc.getSenders()).filter((s) => s.track?.kind === 'video' && s.track.readyState === 'live').length,
+      );
+      assert.equal(liveVideo, 0);
+
+      await a.page.getByTestId('toggle-camera').click();
+      await a.page.getByTestId('toggle-mic').click();
+      await waitFor(async () => (await tileOfA.getAttribute('data-camera')) === 'true' && (await tileOfA.getAttribute('data-muted')) === 'false', {
+        timeoutMs: 5000, what: 'B to see A unmuted with camera on',
+      });
+      await waitFor(async () => (await tileOfA.locator('video').evaluate((v) => v.videoWidth)) > 0, {
+        timeoutMs: 15_000, what: 'A\'s camera picture back on B\'s tile',
+      });
+    } catch (err) {
+      err.message += '\n' + (await diagnostics([a, b], server));
+      throw err;
+    } finally {
+      await a.context.close();
+      await b.context.close();
+    }
+  });
+
+  test('a lost server shows Reconnecting…, then Connection lost with Rejoin, and Rejoin works once it is back', { timeout: 90_000 }, async () => {
+    const room = uniqueRoom('lost');
+    const a = await newParticipant(browser, 'A');
+    try {
+      await join(a, server.url, room, 'Alice');
+      const { httpPort, udpPort } = server;
+      await server.stop();
+      await waitFor(async () => /Reconnecting/.test((await a.page.getByTestId('connection-banner').textContent()) ?? ''), {
+        timeoutMs: 10_000, what: 'the Reconnecting… banner',
+      });
+      await a.page.getByTestId('rejoin').waitFor({ timeout: 30_000 });
+      assert.match(await a.page.getByTestId('connection-banner').textContent(), /Connection lost/);
+
+      server = await startServer({ httpPort, udpPort });
+      await a.page.getByTestId('rejoin').click();
+      await waitFor(async () => (await a.page.getByTestId('connection-banner').isHidden()) && (await tileIds(a.page)).length === 1, {
+        timeoutMs: 15_000, what: 'the meeting to be back',
+      });
+    } catch (err) {
+      err.message += '\n' + (await diagnostics([a], server));
+      throw err;
+    } finally {
+      await a.context.close();
+    }
+  });
+
+  test('joining while the server is unreachable explains it on the pre-join screen', { timeout: 60_000 }, async () => {
+    const a = await newParticipant(browser, 'A');
+    try {
+      await a.page.goto(`${server.url}/${uniqueRoom('down')}`);
+      await a.page.getByTestId('name-input').fill('Alice');
+      const { httpPort, udpPort } = server;
+      await server.stop();
+      await a.page.getByTestId('join-button').click();
+      const notice = a.page.getByTestId('join-notice');
+      await notice.waitFor({ state: 'visible', timeout: 15_000 });
+      assert.match(await notice.textContent(), /reach the Conclave server/);
+      server = await startServer({ httpPort, udpPort });
+    } finally {
+      await a.context.close();
+    }
+  });
+
+  test('a room link with characters the server refuses says so instead of joining', { timeout: 30_000 }, async () => {
+    const a = await newParticipant(browser, 'A');
+    try {
+      // The server answers such paths with its own explanation page; the
+      // client has the same check for links it builds itself.
+      await a.page.goto(`${server.url}/${encodeURIComponent('bad room!')}`);
+      const heading = a.page.locator('h1').first();
+      await heading.waitFor({ timeout: 10_000 });
+      assert.match(await heading.textContent(), /not a room name|room link doesn’t work/);
+      assert.equal(await a.page.getByTestId('join-button').count(), 0);
+    } finally {
+      await a.context.close();
+    }
+  });
+});
