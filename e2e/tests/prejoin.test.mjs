@@ -1,0 +1,97 @@
+// The pre-join screen and the parts of the meeting around it: blocked
+// devices, remembered name, invite link, leaving and rejoining.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { diagnostics, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
+import { startServer } from '../lib/server.mjs';
+
+let server;
+let browser;
+
+function blockDevices() {
+  navigator.mediaDevices.getUserMedia = () => Promise.reject(new DOMException('Permission denied', 'NotAllowedError'));
+}
+
+describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => {
+  before(async () => {
+    server = await startServer();
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('with camera and microphone blocked the pre-join screen says so and joining still works', { timeout: 60_000 }, async () => {
+    const room = uniqueRoom('blocked');
+    const blocked = await newParticipant(browser, 'blocked');
+    await blocked.context.addInitScript(blockDevices);
+    const other = await newParticipant(browser, 'other');
+    try {
+      await blocked.page.goto(`${server.url}/${room}`);
+      const problems = blocked.page.getByTestId('media-problem');
+      await waitFor(async () => (await problems.count()) === 2, { what: 'two device problems shown' });
+      const text = (await problems.allTextContents()).join(' ');
+      assert.match(text, /microphone is blocked/);
+      assert.match(text, /camera is blocked/);
+      assert.match(text, /still join/);
+
+      await blocked.page.getByTestId('name-input').fill('Quiet Observer');
+      await blocked.page.getByTestId('join-button').click();
+      await blocked.page.locator('[data-testid="tile"][data-local="true"]').waitFor({ timeout: 15_000 });
+      blocked.id = Number(await blocked.page.locator('[data-testid="tile"][data-local="true"]').getAttribute('data-participant-id'));
+      assert.equal(await blocked.page.getByTestId('toggle-mic').getAttribute('aria-pressed'), 'false');
+      assert.equal(await blocked.page.getByTestId('toggle-camera').getAttribute('aria-pressed'), 'false');
+
+      await join(other, server.url, room, 'Listener');
+      const tile = other.page.locator(`[data-testid="tile"][data-participant-id="${blocked.id}"]`);
+      await tile.waitFor({ timeout: 10_000 });
+      assert.equal(await tile.getAttribute('data-muted'), 'true');
+      assert.equal(await tile.getAttribute('data-camera'), 'false');
+      // The blocked participant still receives the other's video.
+      await waitFor(async () => (await blocked.page.locator(`[data-testid="tile"][data-participant-id="${other.id}"] video`).evaluate((v) => v.videoWidth)) > 0, {
+        timeoutMs: 20_000, what: 'video from the other participant',
+      });
+    } catch (err) {
+      err.message += '\n' + (await diagnostics([blocked, other], server));
+      throw err;
+    } finally {
+      await blocked.context.close();
+      await other.context.close();
+    }
+  });
+
+  test('the invite link is copied, and after leaving Rejoin returns with the name remembered', { timeout: 60_000 }, async () => {
+    const room = uniqueRoom('invite');
+    const a = await newParticipant(browser, 'A');
+    await a.context.grantPermissions(['camera', 'microphone', 'clipboard-read', 'clipboard-write'], { origin: server.url });
+    try {
+      await join(a, server.url, room, 'Host Person');
+      await a.page.getByTestId('copy-invite').click();
+      await waitFor(async () => /Copied/.test((await a.page.getByTestId('toast').textContent()) ?? ''), { what: 'the Copied message' });
+      const copied = await a.page.evaluate(() => navigator.clipboard.readText());
+      assert.equal(copied, `${server.url}/${room}`);
+
+      await a.page.getByTestId('leave').click();
+      await a.page.getByTestId('ended').waitFor({ timeout: 5000 });
+      // The camera is released after leaving.
+      const live = await a.page.evaluate(() =>
+        (window.__e2ePeers ?? []).flatMap((pc) => pc.getSenders()).some((s) => s.track?.readyState === 'live'),
+      );
+      assert.equal(live, false);
+      await a.page.getByTestId('rejoin').click();
+      await a.page.getByTestId('prejoin').waitFor({ timeout: 5000 });
+      assert.equal(await a.page.getByTestId('name-input').inputValue(), 'Host Person');
+      await a.page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
+      await a.page.getByTestId('join-button').click();
+      await waitFor(async () => (await tileIds(a.page)).length === 1, { what: 'back in the meeting' });
+    } catch (err) {
+      err.message += '\n' + (await diagnostics([a], server));
+      throw err;
+    } finally {
+      await a.context.close();
+    }
+  });
+});
