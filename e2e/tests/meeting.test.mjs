@@ -39,6 +39,11 @@ async function meetingOfThree(prefix) {
   return { room, people, ids };
 }
 
+function assertNoPageErrors(people) {
+  const errors = people.flatMap((p) => p.log.filter((l) => l.includes('pageerror') || l.includes('console.error')));
+  assert.deepEqual(errors, [], 'no script errors in the pages');
+}
+
 async function closeAll() {
   while (open.length) await open.pop().context.close().catch(() => {});
 }
@@ -104,24 +109,35 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
         assert.deepEqual(audios, [true, true], `${p.label}: two <audio> elements playing`);
       }
     });
+    assertNoPageErrors(people);
     await closeAll();
   });
 
-  test('a screen share from one participant reaches the other two', { timeout: 90_000 }, async () => {
-    const { people } = await meetingOfThree('screen');
-    const [presenter, ...viewers] = people;
+  test('a screen share from one participant reaches the other two, including one who joins during the share', { timeout: 90_000 }, async () => {
+    const room = uniqueRoom('screen');
+    const presenter = await newParticipant(browser, 'Ada');
+    const early = await newParticipant(browser, 'Grace');
+    const late = await newParticipant(browser, 'Katherine');
+    open.push(presenter, early, late);
+    const people = [presenter, early, late];
     await withDiagnostics(people, async () => {
+      await join(presenter, server.url, room, 'Ada Lovelace');
+      await join(early, server.url, room, 'Grace Hopper');
       // Real getDisplayMedia: the fake UI picks the (fake) entire screen.
       await presenter.page.getByTestId('toggle-screen').click();
       await waitFor(async () => (await presenter.page.getByTestId('toggle-screen').getAttribute('aria-pressed')) === 'true', {
         what: 'the presenter\'s share button to be pressed',
       });
-      for (const v of viewers) {
+      await presenter.page.getByTestId('screen-stage').waitFor({ state: 'visible', timeout: 10_000 });
+      assert.match(await presenter.page.getByTestId('screen-label').textContent(), /You are presenting/);
+      await join(late, server.url, room, 'Katherine Johnson');
+      for (const v of [early, late]) {
         const stage = v.page.getByTestId('screen-stage');
         await stage.waitFor({ state: 'visible', timeout: 15_000 });
         assert.equal(Number(await stage.getAttribute('data-participant-id')), presenter.id);
         assert.match(await v.page.getByTestId('screen-label').textContent(), /Ada Lovelace is presenting/);
-        // The stage <video> receives frames, and now three remote videos decode.
+        // The stage <video> receives frames, and three remote videos decode
+        // (two cameras and the screen).
         const frames = async () => v.page.getByTestId('screen-video').evaluate((el) => el.getVideoPlaybackQuality().totalVideoFrames);
         await waitFor(async () => (await frames()) > 0, { timeoutMs: 20_000, what: `${v.label}'s stage to show frames` });
         const before = await frames();
@@ -129,11 +145,13 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
         await waitFor(async () => (await decodingVideo(v.page)).length >= 3, { timeoutMs: 20_000, what: `${v.label} to decode camera ×2 + screen` });
       }
       // Stopping the share clears the stage for everyone.
-      await presenter.page.getByTestId('toggle-screen').click();
-      for (const v of viewers) {
+      await presenter.page.getByTestId('stop-share').click();
+      for (const v of people) {
         await v.page.getByTestId('screen-stage').waitFor({ state: 'hidden', timeout: 10_000 });
       }
+      assert.equal(await presenter.page.getByTestId('toggle-screen').getAttribute('aria-pressed'), 'false');
     });
+    assertNoPageErrors(people);
     await closeAll();
   });
 
@@ -179,6 +197,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
       }
       assert.equal(await people[0].page.locator('[data-testid="chat-text"] b').count(), 0);
     });
+    assertNoPageErrors(people);
     await closeAll();
   });
 
@@ -208,6 +227,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
       const live = await leaver.page.evaluate(() => (window.__e2ePeers ?? []).every((pc) => pc.connectionState === 'closed'));
       assert.ok(live, 'the leaver\'s peer connection is closed');
     });
+    assertNoPageErrors([stayer1, stayer2]);
     await closeAll();
   });
 });
