@@ -30,6 +30,9 @@ describe('connection problems and media state', { timeout: 180_000 }, () => {
       const tileOfA = b.page.locator(`[data-testid="tile"][data-participant-id="${a.id}"]`);
       await tileOfA.waitFor({ timeout: 10_000 });
       assert.equal(await tileOfA.getAttribute('data-muted'), 'false');
+      // The fake microphone beeps: the server reports A speaking and B shows the ring.
+      await waitFor(async () => (await tileOfA.getAttribute('data-speaking')) === 'true', { timeoutMs: 10_000, what: 'B to see A speaking' });
+      assert.ok(await tileOfA.evaluate((el) => el.classList.contains('speaking')));
 
       await a.page.keyboard.press('Control+d'); // shortcut for the microphone
       await waitFor(async () => (await a.page.getByTestId('toggle-mic').getAttribute('aria-pressed')) === 'false', { what: 'A\'s mic button to show muted' });

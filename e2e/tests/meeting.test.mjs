@@ -223,6 +223,12 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
         });
       }
       assert.ok(Date.now() - leftAt < 6000);
+      // Screen readers hear about it through the live region.
+      for (const p of [stayer1, stayer2]) {
+        await waitFor(async () => /Katherine Johnson left/.test((await p.page.locator('#announcer').textContent()) ?? ''), {
+          timeoutMs: 3000, what: `${p.label}'s live region to announce the leave`,
+        });
+      }
       // The leaver's camera is released (no live tracks left on its page).
       const live = await leaver.page.evaluate(() => (window.__e2ePeers ?? []).every((pc) => pc.connectionState === 'closed'));
       assert.ok(live, 'the leaver\'s peer connection is closed');
