@@ -633,13 +633,27 @@ impl Member {
                 auths.0.push((r, a));
             }
         }
+        // A leaf already covered by a stored Remove proposal (e.g. the
+        // server's) must not be removed twice in one commit.
+        let proposed_removals: Vec<LeafNodeIndex> = g
+            .pending_proposals()
+            .filter_map(|q| match q.proposal() {
+                Proposal::Remove(r) => Some(r.removed()),
+                _ => None,
+            })
+            .collect();
         g.set_aad(auths.to_bytes());
         let adds = std::mem::take(&mut self.queued_adds);
         let removals = std::mem::take(&mut self.queued_removals);
+        let own_removals: Vec<LeafNodeIndex> = removals
+            .iter()
+            .copied()
+            .filter(|l| !proposed_removals.contains(l))
+            .collect();
         let res = g
             .commit_builder()
             .propose_adds(adds.iter().map(|a| a.kp.clone()))
-            .propose_removals(removals.iter().copied())
+            .propose_removals(own_removals)
             .consume_proposal_store(true)
             .load_psks(provider.storage())
             .map_err(mls)

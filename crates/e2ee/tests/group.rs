@@ -144,8 +144,16 @@ fn a_join_attempt_without_the_invite_secret_is_refused_by_members() {
     let ev = m.members[0].process_incoming(&prop, 0).unwrap();
     assert!(matches!(ev[0], Event::Knock { .. }));
     assert!(m.members[0].commit_pending().unwrap().is_none());
-    // 4. A rogue member (or buggy client) committing Eve without proof or
-    //    admission: the other members refuse the commit.
+    // 4. A commit whose Add carries a proof made with another secret (a
+    //    compromised or misconfigured client) is refused by members holding
+    //    the real secret, and leaves their state unchanged.
+    let forged = forge_proof_commit();
+    assert!(matches!(
+        forged.1.process_incoming_bytes(&forged.0),
+        Err(Error::CommitRefused(_))
+    ));
+    // 5. After a human admits the knock, the Add is accepted by others and
+    //    flagged as admitted without the secret.
     let mut rogue = Meeting::new("Alice");
     rogue.join("Bob", 0);
     let req = Member::new("Eve", ROOM, None)
@@ -158,14 +166,6 @@ fn a_join_attempt_without_the_invite_secret_is_refused_by_members() {
     };
     rogue.members[0].admit(knock_id).unwrap();
     let out = rogue.members[0].commit_pending().unwrap().unwrap();
-    // Strip the authorization by re-committing with forged (empty) aad is not
-    // possible without Alice's key; instead show a forged proof is refused:
-    let forged = forge_proof_commit();
-    assert!(matches!(
-        forged.1.process_incoming_bytes(&forged.0),
-        Err(Error::CommitRefused(_))
-    ));
-    // The admitted add is accepted, and flagged as admitted without secret.
     let evs = rogue.fan_out(&out.commit, &[]);
     match &evs[1][0] {
         Event::EpochChanged {
@@ -372,4 +372,19 @@ fn garbage_input_returns_errors_not_panics() {
     }
     assert!(Member::new("", ROOM, None).is_err());
     assert!(Member::new("x", ROOM, Some(b"short")).is_err());
+}
+
+#[test]
+fn a_member_removal_and_a_server_removal_of_the_same_leaf_commit_once() {
+    let mut m = Meeting::new("Alice");
+    m.join("Bob", 0);
+    m.join("Carol", 0);
+    let leaf = m.members[2].own_leaf().unwrap();
+    let p = m.ds.remove_proposal(ROOM, 2, leaf).unwrap();
+    m.fan_out(&p, &[]);
+    m.members[0].remove(leaf).unwrap();
+    let out = m.members[0].commit_pending().unwrap().unwrap();
+    let evs = m.fan_out(&out.commit, &[]);
+    assert_eq!(evs[2], vec![Event::Removed]);
+    assert_eq!(m.members[0].roster().unwrap().len(), 2);
 }
