@@ -36,13 +36,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * Runs `conclave --listen 127.0.0.1:<tcp> --udp-port <udp> --public-ip 127.0.0.1`
  * and resolves once `GET /` answers. `stop()` kills it.
  */
-export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpPort: wantUdp } = {}) {
+export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpPort: wantUdp, listenIp = '127.0.0.1', publicIp = '127.0.0.1' } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`server binary not found at ${SERVER_BIN} (build it with cargo build --release -p conclave-server, or set CONCLAVE_BIN)`);
   }
   const httpPort = wantHttp ?? (await freeTcpPort());
   const udpPort = wantUdp ?? (await freeUdpPort());
-  const args = ['--listen', `127.0.0.1:${httpPort}`, '--udp-port', String(udpPort), '--public-ip', '127.0.0.1'];
+  const args = ['--listen', `${listenIp}:${httpPort}`, '--udp-port', String(udpPort), '--public-ip', publicIp];
   const child = spawn(SERVER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
@@ -59,7 +59,7 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
     exited = { code, signal };
   });
 
-  const url = `http://127.0.0.1:${httpPort}`;
+  const url = `http://${listenIp}:${httpPort}`;
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${output.join('')}`);

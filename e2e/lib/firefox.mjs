@@ -1,0 +1,45 @@
+// Firefox for the interoperability test, driven by puppeteer-core over
+// WebDriver BiDi (Playwright cannot drive Debian's Firefox).
+import { existsSync } from 'node:fs';
+import puppeteer from 'puppeteer-core';
+
+export const FIREFOX = process.env.FIREFOX ?? '/usr/bin/firefox-esr';
+export const haveFirefox = existsSync(FIREFOX);
+
+/**
+ * Firefox (153 ESR here) never pairs its host candidates with a 127.0.0.1
+ * server candidate: it gathers no loopback candidate even with
+ * media.peerconnection.ice.loopback=true, so ICE stays "new" and the server
+ * drops the session. The interop test therefore needs the server announced
+ * on a non-loopback address of this machine, which makes it bind UDP on all
+ * interfaces — so it only runs when asked: CONCLAVE_E2E_FIREFOX_IP=<LAN IP>.
+ */
+export const firefoxServerIp = process.env.CONCLAVE_E2E_FIREFOX_IP ?? null;
+
+export function launchFirefox() {
+  return puppeteer.launch({
+    browser: 'firefox',
+    executablePath: FIREFOX,
+    headless: true,
+    extraPrefsFirefox: {
+      'media.navigator.streams.fake': true,
+      'media.navigator.permission.disabled': true,
+      'media.autoplay.default': 0,
+      'media.autoplay.blocking_policy': 0,
+      'media.peerconnection.ice.obfuscate_host_addresses': false,
+    },
+  });
+}
+
+/** Same instrumentation as the Chromium side: remember peer connections. */
+export function capturePeersScript() {
+  const Original = window.RTCPeerConnection;
+  const peers = [];
+  Object.defineProperty(window, '__e2ePeers', { value: peers });
+  window.RTCPeerConnection = class extends Original {
+    constructor(...args) {
+      super(...args);
+      peers.push(this);
+    }
+  };
+}
