@@ -803,17 +803,27 @@ impl Member {
         let processed = g.process_message(provider, protocol).map_err(mls)?;
         let aad = processed.aad().to_vec();
         let sender = processed.sender().clone();
+        let cred = processed.credential().clone();
         match processed.into_content() {
             ProcessedMessageContent::ApplicationMessage(app) => {
                 let data = app.into_bytes();
                 let Sender::Member(leaf) = sender else {
                     return Err(Error::InvalidInput("application message from non-member"));
                 };
-                let entry = self
-                    .roster()?
-                    .into_iter()
-                    .find(|r| r.leaf_index == leaf.u32())
-                    .ok_or(Error::InvalidInput("unknown sender"))?;
+                // The sender may have left since (late message from a past
+                // epoch): fall back to the name in the message's credential.
+                let entry = match self.roster()?.into_iter().find(|r| {
+                    r.leaf_index == leaf.u32()
+                        && r.display_name.as_bytes() == cred.serialized_content()
+                }) {
+                    Some(e) => e,
+                    None => RosterEntry {
+                        leaf_index: leaf.u32(),
+                        display_name: String::from_utf8_lossy(cred.serialized_content())
+                            .into_owned(),
+                        signature_key: Vec::new(),
+                    },
+                };
                 match data.split_first() {
                     Some((&APP_CHAT, t)) => events.push(Event::Chat {
                         sender: entry,

@@ -388,3 +388,80 @@ fn a_member_removal_and_a_server_removal_of_the_same_leaf_commit_once() {
     assert_eq!(evs[2], vec![Event::Removed]);
     assert_eq!(m.members[0].roster().unwrap().len(), 2);
 }
+
+/// Tiny deterministic PRNG (xorshift) so the test needs no extra crates.
+fn rng(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn mutated_and_random_messages_and_frames_never_panic() {
+    let mut m = Meeting::new("Alice");
+    m.join("Bob", 0);
+    let mut carol = Member::new("Carol", ROOM, Some(SECRET)).unwrap();
+    let samples = vec![
+        m.members[0].encrypt_chat("hello").unwrap(),
+        carol.join_request().unwrap(),
+        m.ds.remove_proposal(ROOM, 1, 1).unwrap(),
+        {
+            let mut f = Vec::new();
+            m.members[0]
+                .sframe_encrypt(Codec::Vp8, &[0u8; 64], &mut f)
+                .unwrap();
+            f
+        },
+    ];
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut out = Vec::new();
+    for i in 0..3000 {
+        let mut b = samples[i % samples.len()].clone();
+        match rng(&mut seed) % 3 {
+            0 => {
+                let n = b.len().max(1);
+                for _ in 0..1 + rng(&mut seed) % 4 {
+                    let pos = (rng(&mut seed) as usize) % n;
+                    if let Some(x) = b.get_mut(pos) {
+                        *x ^= 1 << (rng(&mut seed) % 8);
+                    }
+                }
+            }
+            1 => b.truncate((rng(&mut seed) as usize) % (b.len() + 1)),
+            _ => {
+                b = (0..rng(&mut seed) % 200)
+                    .map(|_| rng(&mut seed) as u8)
+                    .collect()
+            }
+        }
+        let _ = m.members[1].process_incoming(&b, 0);
+        let _ = conclave_e2ee::server::inspect(&b);
+        let _ = conclave_e2ee::server::join_request_identity(&b);
+        for c in [Codec::Opus, Codec::Vp8, Codec::Opaque] {
+            let _ = m.members[1].sframe_decrypt(c, &b, &mut out, 0);
+        }
+    }
+    // Still fully functional afterwards.
+    let c = m.members[0].encrypt_chat("still here").unwrap();
+    assert!(matches!(
+        &m.members[1].process_incoming(&c, 0).unwrap()[0],
+        Event::Chat { text, .. } if text == "still here"
+    ));
+}
+
+#[test]
+fn a_late_chat_from_a_member_who_left_still_names_the_sender() {
+    let mut m = Meeting::new("Alice");
+    m.join("Bob", 0);
+    m.join("Carol", 0);
+    let late = m.members[2].encrypt_chat("bye").unwrap();
+    let leaf = m.members[2].own_leaf().unwrap();
+    m.members[0].remove(leaf).unwrap();
+    let out = m.members[0].commit_pending().unwrap().unwrap();
+    m.fan_out(&out.commit, &[]);
+    let ev = m.members[1].process_incoming(&late, 0).unwrap();
+    assert!(
+        matches!(&ev[0], Event::Chat { sender, text } if sender.display_name == "Carol" && text == "bye")
+    );
+}
