@@ -402,7 +402,7 @@ fn mutated_and_random_messages_and_frames_never_panic() {
     let mut m = Meeting::new("Alice");
     m.join("Bob", 0);
     let mut carol = Member::new("Carol", ROOM, Some(SECRET)).unwrap();
-    let samples = vec![
+    let samples = [
         m.members[0].encrypt_chat("hello").unwrap(),
         carol.join_request().unwrap(),
         m.ds.remove_proposal(ROOM, 1, 1).unwrap(),
