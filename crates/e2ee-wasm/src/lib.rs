@@ -365,6 +365,12 @@ impl MlsMember {
         self.inner.discard_pending_commit().map_err(err)
     }
 
+    /// Make the next commit refresh our leaf keys (call periodically).
+    #[wasm_bindgen(js_name = requestSelfUpdate)]
+    pub fn request_self_update(&mut self) -> Result<(), JsError> {
+        self.inner.request_self_update().map_err(err)
+    }
+
     /// Admit a knocking joiner.
     pub fn admit(&mut self, knock_id: f64) -> Result<(), JsError> {
         self.inner.admit(to_u64(knock_id, "knockId")?).map_err(err)

@@ -184,6 +184,8 @@ pub struct Member {
     pending_commit: Option<PendingCommit>,
     queued_adds: Vec<PendingAdd>,
     queued_removals: Vec<LeafNodeIndex>,
+    /// Whether the next commit must refresh our own leaf (post-compromise security).
+    want_self_update: bool,
     /// Authorizations of Add proposals waiting in the openmls proposal store.
     store_auth: HashMap<Vec<u8>, AddAuthorization>,
     /// Verified proofs from join requests, by KeyPackageRef (for external Adds).
@@ -229,6 +231,7 @@ impl Member {
             pending_commit: None,
             queued_adds: Vec::new(),
             queued_removals: Vec::new(),
+            want_self_update: false,
             store_auth: HashMap::new(),
             proofs_seen: HashMap::new(),
             knocks: HashMap::new(),
@@ -291,6 +294,7 @@ impl Member {
         self.pending_commit = None;
         self.queued_adds.clear();
         self.queued_removals.clear();
+        self.want_self_update = false;
         self.store_auth.clear();
         self.knocks.clear();
         self.sframe.clear();
@@ -589,9 +593,20 @@ impl Member {
         ser(&msg)
     }
 
+    /// Ask the next commit to refresh our own leaf keys (an MLS path
+    /// update). Call it periodically (the caller owns the timer) so a
+    /// compromised device stops being able to decrypt: post-compromise
+    /// security. Then call [`Member::commit_pending`].
+    pub fn request_self_update(&mut self) -> Result<()> {
+        self.group()?;
+        self.want_self_update = true;
+        Ok(())
+    }
+
     /// Whether anything waits to be committed.
     pub fn has_pending(&self) -> bool {
-        !self.queued_adds.is_empty()
+        self.want_self_update
+            || !self.queued_adds.is_empty()
             || !self.queued_removals.is_empty()
             || self
                 .group
@@ -655,6 +670,7 @@ impl Member {
             .propose_adds(adds.iter().map(|a| a.kp.clone()))
             .propose_removals(own_removals)
             .consume_proposal_store(true)
+            .force_self_update(self.want_self_update)
             .load_psks(provider.storage())
             .map_err(mls)
             .and_then(|b| {
@@ -676,6 +692,7 @@ impl Member {
         let welcome = welcome
             .map(|w| ser(&MlsMessageOut::from_welcome(w, ProtocolVersion::Mls10)))
             .transpose()?;
+        self.want_self_update = false;
         self.pending_commit = Some(PendingCommit {
             bytes: commit.clone(),
             adds,

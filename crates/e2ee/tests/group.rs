@@ -465,3 +465,24 @@ fn a_late_chat_from_a_member_who_left_still_names_the_sender() {
         matches!(&ev[0], Event::Chat { sender, text } if sender.display_name == "Carol" && text == "bye")
     );
 }
+
+#[test]
+fn a_self_update_commit_moves_everyone_to_a_new_epoch_with_fresh_keys() {
+    let mut m = Meeting::new("Alice");
+    m.join("Bob", 0);
+    m.join("Carol", 0);
+    let before = m.members[1].sframe_base_key().unwrap();
+    let bob_leaf_key = m.members[1].epoch_authenticator().unwrap();
+    m.members[1].request_self_update().unwrap();
+    let out = m.members[1].commit_pending().unwrap().unwrap();
+    assert!(out.welcome.is_none());
+    m.fan_out(&out.commit, &[]);
+    let code = m.members[0].security_code().unwrap();
+    for x in &m.members {
+        assert_eq!(x.epoch().unwrap(), 3);
+        assert_eq!(x.security_code().unwrap(), code);
+        assert_ne!(x.sframe_base_key().unwrap(), before);
+    }
+    assert_ne!(m.members[1].epoch_authenticator().unwrap(), bob_leaf_key);
+    assert!(m.members[1].commit_pending().unwrap().is_none());
+}
