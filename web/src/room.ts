@@ -91,8 +91,8 @@ export class Room {
         this.end({ kind: 'lost', why: 'negotiation' });
       },
     });
-    void this.peer.setLocalTrack('microphone', this.media.mic);
-    void this.peer.setLocalTrack('camera', this.media.camera);
+    void this.peer.setLocalTrack('microphone', this.watch(this.media.mic));
+    void this.peer.setLocalTrack('camera', this.watch(this.media.camera));
     void this.peer.setLocalTrack('screen', this.media.screen);
 
     this.signaling = new Signaling(url, {
@@ -123,7 +123,7 @@ export class Room {
     if (on && !this.media.mic) {
       this.media.setMicEnabled(true);
       const track = await this.media.startMic();
-      await this.peer?.setLocalTrack('microphone', track);
+      await this.peer?.setLocalTrack('microphone', this.watch(track));
     } else {
       this.media.setMicEnabled(on);
     }
@@ -134,7 +134,7 @@ export class Room {
     if (on) {
       if (!this.media.camera) {
         const track = await this.media.startCamera();
-        await this.peer?.setLocalTrack('camera', track);
+        await this.peer?.setLocalTrack('camera', this.watch(track));
       }
     } else {
       await this.peer?.setLocalTrack('camera', null);
@@ -154,6 +154,24 @@ export class Room {
     } else {
       await this.peer?.setLocalTrack('screen', null);
       this.media.stopScreen();
+    }
+    this.localMediaChanged();
+  }
+
+  /** Switches the microphone or camera to another device, keeping mute state. */
+  async switchDevice(kind: 'microphone' | 'camera', deviceId: string): Promise<void> {
+    if (kind === 'microphone') {
+      const enabled = this.media.micEnabled;
+      const track = await this.media.startMic(deviceId);
+      this.media.setMicEnabled(enabled);
+      await this.peer?.setLocalTrack('microphone', this.watch(track));
+    } else {
+      if (this.media.camera) {
+        const track = await this.media.startCamera(deviceId);
+        await this.peer?.setLocalTrack('camera', this.watch(track));
+      } else {
+        this.media.cameraDeviceId = deviceId; // used when the camera is turned on
+      }
     }
     this.localMediaChanged();
   }
@@ -198,6 +216,14 @@ export class Room {
     this.signaling?.close();
     this.peer?.close();
     this.setState(state);
+  }
+
+  /** A device that disappears (unplugged, revoked) updates what others see. */
+  private watch(track: MediaStreamTrack | null): MediaStreamTrack | null {
+    track?.addEventListener('ended', () => {
+      if (!this.ended) this.localMediaChanged();
+    });
+    return track;
   }
 
   private localMediaChanged(): void {

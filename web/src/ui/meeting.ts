@@ -8,6 +8,7 @@ import { announce, h, modKey } from './dom';
 import { icon, type IconName } from './icons';
 import { ChatPanel } from './chat';
 import { ParticipantsPanel } from './participants';
+import { SettingsPanel } from './settings';
 import { Tile, attachTrack } from './tile';
 
 export interface MeetingCallbacks {
@@ -17,7 +18,7 @@ export interface MeetingCallbacks {
   rejoin(): void;
 }
 
-type Panel = 'chat' | 'people' | null;
+type Panel = 'chat' | 'people' | 'settings' | null;
 
 interface ToggleButton {
   el: HTMLButtonElement;
@@ -66,6 +67,8 @@ export class MeetingView {
   private toast: HTMLElement;
   private chat: ChatPanel;
   private people: ParticipantsPanel;
+  private settings: SettingsPanel;
+  private settingsBtn: HTMLButtonElement;
   private side: HTMLElement;
   private panel: Panel = null;
   private unread = 0;
@@ -115,6 +118,14 @@ export class MeetingView {
 
     this.chat = new ChatPanel((text) => this.room?.sendChat(text) ?? false, () => this.openPanel(null));
     this.people = new ParticipantsPanel(() => this.openPanel(null));
+    this.settings = new SettingsPanel(
+      () => this.room?.media ?? null,
+      (kind, deviceId) => void this.run(async () => {
+        await this.room?.switchDevice(kind, deviceId);
+        this.showToast(kind === 'microphone' ? 'Microphone switched' : 'Camera switched');
+      }, kind),
+      () => this.openPanel(null),
+    );
     this.side = h('div', { class: 'side' });
     this.side.hidden = true;
 
@@ -155,6 +166,12 @@ export class MeetingView {
     }, icon('link'));
     this.inviteBtn.addEventListener('click', () => void this.copyInvite());
 
+    this.settingsBtn = h('button', {
+      type: 'button', class: 'tool-btn', 'data-testid': 'toggle-settings', 'aria-label': 'Settings',
+      'aria-pressed': 'false', title: 'Devices and keyboard shortcuts',
+    }, icon('settings'));
+    this.settingsBtn.addEventListener('click', () => this.openPanel(this.panel === 'settings' ? null : 'settings'));
+
     const leaveBtn = h('button', {
       type: 'button', class: 'tool-btn leave', 'data-testid': 'leave', 'aria-label': 'Leave meeting', title: 'Leave meeting',
     }, icon('leave'));
@@ -165,7 +182,7 @@ export class MeetingView {
       { class: 'toolbar', role: 'toolbar', 'aria-label': 'Meeting controls' },
       h('div', { class: 'toolbar-info' }, h('span', { class: 'toolbar-room', title: this.roomName }, this.roomName)),
       h('div', { class: 'toolbar-main' }, this.micBtn.el, this.camBtn.el, this.screenBtn.el, leaveBtn),
-      h('div', { class: 'toolbar-extra' }, this.inviteBtn, this.peopleBtn, this.chatBtn),
+      h('div', { class: 'toolbar-extra' }, this.settingsBtn, this.inviteBtn, this.peopleBtn, this.chatBtn),
     );
 
     this.el = h(
@@ -406,23 +423,30 @@ export class MeetingView {
   private openPanel(panel: Panel): void {
     const previous = this.panel;
     this.panel = panel;
-    this.side.replaceChildren(...(panel === 'chat' ? [this.chat.el] : panel === 'people' ? [this.people.el] : []));
+    const panelEl = panel === 'chat' ? this.chat.el : panel === 'people' ? this.people.el : panel === 'settings' ? this.settings.el : null;
+    this.side.replaceChildren(...(panelEl ? [panelEl] : []));
     this.side.hidden = panel === null;
     this.el.classList.toggle('panel-open', panel !== null);
     this.chatBtn.setAttribute('aria-pressed', String(panel === 'chat'));
     this.peopleBtn.setAttribute('aria-pressed', String(panel === 'people'));
     this.chatBtn.classList.toggle('active', panel === 'chat');
     this.peopleBtn.classList.toggle('active', panel === 'people');
+    this.settingsBtn.setAttribute('aria-pressed', String(panel === 'settings'));
+    this.settingsBtn.classList.toggle('active', panel === 'settings');
     if (panel === 'chat') {
       this.unread = 0;
       this.updateUnread();
       this.chat.focusInput();
     } else if (panel === 'people') {
       this.refreshPeople();
+    } else if (panel === 'settings') {
+      void this.settings.refresh();
     } else if (previous === 'chat') {
       this.chatBtn.focus();
     } else if (previous === 'people') {
       this.peopleBtn.focus();
+    } else if (previous === 'settings') {
+      this.settingsBtn.focus();
     }
   }
 
