@@ -6,7 +6,7 @@ import { chromium } from 'playwright-core';
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 
-export function chromiumArgs() {
+export function chromiumArgs({ fakeCameras = 1 } = {}) {
   return [
     '--no-sandbox',
     '--disable-gpu',
@@ -15,7 +15,7 @@ export function chromiumArgs() {
     '--disable-background-networking',
     '--disable-component-update',
     '--disable-sync',
-    '--use-fake-device-for-media-stream',
+    fakeCameras > 1 ? `--use-fake-device-for-media-stream=device-count=${fakeCameras}` : '--use-fake-device-for-media-stream',
     '--use-fake-ui-for-media-stream',
     '--autoplay-policy=no-user-gesture-required',
     // getDisplayMedia picks the (fake) screen without a picker.
@@ -28,8 +28,8 @@ export function chromiumArgs() {
 }
 
 /** A headless Chromium; Playwright gives it a fresh temporary profile. */
-export function launchBrowser() {
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs() });
+export function launchBrowser(options = {}) {
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: chromiumArgs(options) });
 }
 
 /**

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
-import { diagnostics, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
+import { diagnostics, inboundStats, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
 let server;
@@ -92,6 +92,44 @@ describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => 
       throw err;
     } finally {
       await a.context.close();
+    }
+  });
+
+  test('switching to another camera during the meeting keeps the picture flowing to the others', { timeout: 60_000 }, async () => {
+    // Chromium's fake_device_1 delivers Y16 (depth) frames, which no video
+    // encoder accepts; fake_device_2 (MJPEG) behaves like a real second camera.
+    const threeCameras = await launchBrowser({ fakeCameras: 3 });
+    const room = uniqueRoom('switch');
+    const a = await newParticipant(threeCameras, 'A');
+    const b = await newParticipant(browser, 'B');
+    try {
+      await join(a, server.url, room, 'Switcher');
+      await join(b, server.url, room, 'Watcher');
+      const decoded = async () => (await inboundStats(b.page)).filter((s) => s.kind === 'video').reduce((n, s) => n + s.framesDecoded, 0);
+      await waitFor(async () => (await decoded()) > 0, { timeoutMs: 20_000, what: 'B to decode A\'s camera' });
+
+      await a.page.getByTestId('toggle-settings').click();
+      const select = a.page.getByTestId('settings-camera');
+      await waitFor(async () => (await select.locator('option').count()) === 3, { what: 'three cameras listed' });
+      const before = await a.page.evaluate(() => window.__e2ePeers.at(-1).getSenders().find((s) => s.track?.kind === 'video')?.track.label);
+      assert.equal(before, 'fake_device_0');
+      const other = await select.locator('option').evaluateAll((os) => os.find((o) => o.textContent === 'fake_device_2')?.value);
+      await select.selectOption(other);
+      await waitFor(async () => {
+        const label = await a.page.evaluate(() => window.__e2ePeers.at(-1).getSenders().find((s) => s.track?.kind === 'video')?.track.label);
+        return label && label !== before;
+      }, { what: 'A\'s video sender to use the other camera' });
+      // Same sender, same m-line, no renegotiation: B keeps decoding.
+      const mark = await decoded();
+      await waitFor(async () => (await decoded()) > mark + 10, { timeoutMs: 15_000, what: 'B to keep decoding after the switch' });
+      assert.equal(await a.page.getByTestId('toggle-camera').getAttribute('aria-pressed'), 'true');
+    } catch (err) {
+      err.message += '\n' + (await diagnostics([a, b], server));
+      throw err;
+    } finally {
+      await a.context.close();
+      await b.context.close();
+      await threeCameras.close();
     }
   });
 });

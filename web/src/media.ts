@@ -73,6 +73,9 @@ export class LocalMedia {
   cameraDeviceId: string | undefined;
   micProblem: MediaProblem | null = null;
   cameraProblem: MediaProblem | null = null;
+  /** Devices picked in a menu are required (exact); remembered ones only preferred. */
+  private micChosen = false;
+  private cameraChosen = false;
   /** Whether the microphone track sends sound (muting keeps the track). */
   micEnabled = true;
 
@@ -109,7 +112,10 @@ export class LocalMedia {
   }
 
   async startMic(deviceId?: string): Promise<MediaStreamTrack> {
-    if (deviceId !== undefined) this.micDeviceId = deviceId;
+    if (deviceId !== undefined) {
+      this.micDeviceId = deviceId;
+      this.micChosen = true;
+    }
     try {
       if (!hasMediaDevices()) throw new TypeError('mediaDevices unavailable');
       const stream = await navigator.mediaDevices.getUserMedia({ audio: this.audioConstraints() });
@@ -125,7 +131,10 @@ export class LocalMedia {
   }
 
   async startCamera(deviceId?: string): Promise<MediaStreamTrack> {
-    if (deviceId !== undefined) this.cameraDeviceId = deviceId;
+    if (deviceId !== undefined) {
+      this.cameraDeviceId = deviceId;
+      this.cameraChosen = true;
+    }
     try {
       if (!hasMediaDevices()) throw new TypeError('mediaDevices unavailable');
       const stream = await navigator.mediaDevices.getUserMedia({ video: this.videoConstraints() });
@@ -138,6 +147,12 @@ export class LocalMedia {
       this.cameraProblem = classifyMediaError(err);
       throw err;
     }
+  }
+
+  /** Picks the camera to use the next time it is turned on. */
+  chooseCamera(deviceId: string): void {
+    this.cameraDeviceId = deviceId;
+    this.cameraChosen = true;
   }
 
   /** Stops the camera so its light goes off. */
@@ -207,12 +222,14 @@ export class LocalMedia {
   }
 
   private audioConstraints(): MediaTrackConstraints {
-    return this.micDeviceId ? { ...MIC_CONSTRAINTS, deviceId: { ideal: this.micDeviceId } } : MIC_CONSTRAINTS;
+    if (!this.micDeviceId) return MIC_CONSTRAINTS;
+    const id = this.micChosen ? { exact: this.micDeviceId } : { ideal: this.micDeviceId };
+    return { ...MIC_CONSTRAINTS, deviceId: id };
   }
 
   private videoConstraints(): MediaTrackConstraints {
-    return this.cameraDeviceId
-      ? { ...CAMERA_CONSTRAINTS, deviceId: { ideal: this.cameraDeviceId } }
-      : CAMERA_CONSTRAINTS;
+    if (!this.cameraDeviceId) return CAMERA_CONSTRAINTS;
+    const id = this.cameraChosen ? { exact: this.cameraDeviceId } : { ideal: this.cameraDeviceId };
+    return { ...CAMERA_CONSTRAINTS, deviceId: id };
   }
 }

@@ -170,7 +170,7 @@ export class Room {
         const track = await this.media.startCamera(deviceId);
         await this.peer?.setLocalTrack('camera', this.watch(track));
       } else {
-        this.media.cameraDeviceId = deviceId; // used when the camera is turned on
+        this.media.chooseCamera(deviceId); // used when the camera is turned on
       }
     }
     this.localMediaChanged();
