@@ -84,7 +84,15 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
     get exited() {
       return exited;
     },
+    /** Freezes (SIGSTOP) or resumes (SIGCONT) the process: sockets stay open but nothing answers. */
+    pause() {
+      child.kill('SIGSTOP');
+    },
+    resume() {
+      child.kill('SIGCONT');
+    },
     async stop() {
+      if (!exited) child.kill('SIGCONT');
       if (exited) return;
       const gone = new Promise((r) => child.once('exit', r));
       child.kill('SIGTERM');

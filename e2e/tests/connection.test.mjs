@@ -91,6 +91,42 @@ describe('connection problems and media state', { timeout: 180_000 }, () => {
     }
   });
 
+  test('when the media path stalls the meeting shows Reconnecting… and recovers on its own', { timeout: 90_000 }, async () => {
+    const room = uniqueRoom('stall');
+    const a = await newParticipant(browser, 'A');
+    const b = await newParticipant(browser, 'B');
+    try {
+      await join(a, server.url, room, 'Alice');
+      await join(b, server.url, room, 'Bob');
+      const videoOf = (p, other) => p.page.locator(`[data-testid="tile"][data-participant-id="${other.id}"] video`);
+      await waitFor(async () => (await videoOf(a, b).evaluate((v) => v.videoWidth)) > 0, { timeoutMs: 20_000, what: 'video before the stall' });
+      // Freeze the server: no STUN answers, no WebSocket traffic, but nothing closes.
+      server.pause();
+      await waitFor(async () => /Reconnecting/.test((await a.page.getByTestId('connection-banner').textContent()) ?? ''), {
+        timeoutMs: 20_000, what: 'the Reconnecting… banner while ICE is disconnected',
+      });
+      server.resume();
+      for (const p of [a, b]) {
+        await waitFor(async () => await p.page.getByTestId('connection-banner').isHidden(), { timeoutMs: 40_000, what: `${p.label}'s banner to clear` });
+        await waitFor(async () => (await tileIds(p.page)).length === 2, { timeoutMs: 20_000, what: `${p.label} to see two tiles` });
+      }
+      // Whether ICE recovered in place or the client rejoined, video flows again.
+      for (const p of [a, b]) {
+        await waitFor(async () => {
+          const widths = await p.page.locator('[data-testid="tile"][data-local="false"] video').evaluateAll((vs) => vs.map((v) => v.videoWidth));
+          return widths.length === 1 && widths[0] > 0;
+        }, { timeoutMs: 30_000, what: `${p.label} to see the other's video after recovery` });
+      }
+    } catch (err) {
+      err.message += '\n' + (await diagnostics([a, b], server));
+      throw err;
+    } finally {
+      server.resume();
+      await a.context.close();
+      await b.context.close();
+    }
+  });
+
   test('joining while the server is unreachable explains it on the pre-join screen', { timeout: 60_000 }, async () => {
     const a = await newParticipant(browser, 'A');
     try {
