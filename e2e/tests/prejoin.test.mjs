@@ -132,4 +132,33 @@ describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => 
       await threeCameras.close();
     }
   });
+
+  test('the meeting is usable from the keyboard and labelled for screen readers', { timeout: 45_000 }, async () => {
+    const a = await newParticipant(browser, 'A');
+    try {
+      await join(a, server.url, uniqueRoom('a11y'), 'Keyboard User');
+      const page = a.page;
+      // Every button has an accessible name; toggles say whether they are on.
+      const unnamed = await page.locator('button').evaluateAll((bs) =>
+        bs.filter((b) => !(b.getAttribute('aria-label') || b.textContent.trim())).map((b) => b.outerHTML.slice(0, 80)),
+      );
+      assert.deepEqual(unnamed, []);
+      for (const id of ['toggle-mic', 'toggle-camera', 'toggle-screen', 'toggle-chat', 'toggle-participants']) {
+        assert.match((await page.getByTestId(id).getAttribute('aria-pressed')) ?? '', /^(true|false)$/, id);
+      }
+      assert.match((await page.getByTestId('toggle-mic').getAttribute('title')) ?? '', /\+D/);
+      // Shortcut opens chat with focus in the input; Escape closes and returns focus.
+      await page.keyboard.press('Control+Alt+c');
+      await waitFor(async () => page.getByTestId('chat-input').evaluate((el) => el === document.activeElement), { what: 'focus in the chat input' });
+      await page.keyboard.press('Escape');
+      await waitFor(async () => page.getByTestId('toggle-chat').evaluate((el) => el === document.activeElement), { what: 'focus back on the chat button' });
+      // Arrow keys move along the toolbar.
+      await page.keyboard.press('ArrowLeft');
+      assert.equal(await page.evaluate(() => document.activeElement?.getAttribute('data-testid')), 'toggle-participants');
+      // The live region said that we joined.
+      assert.match((await page.locator('#announcer').textContent()) ?? '', /You joined/);
+    } finally {
+      await a.context.close();
+    }
+  });
 });

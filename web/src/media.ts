@@ -171,10 +171,15 @@ export class LocalMedia {
     if (!navigator.mediaDevices?.getDisplayMedia) {
       throw new DOMException('getDisplayMedia unavailable', 'TypeError');
     }
-    const stream = await navigator.mediaDevices.getDisplayMedia({
+    // Chrome-only hints (ignored elsewhere): don't offer this tab itself
+    // (hall of mirrors), allow switching the shared surface mid-share.
+    const options: DisplayMediaStreamOptions & { selfBrowserSurface?: string; surfaceSwitching?: string } = {
       video: { frameRate: { ideal: 15, max: 30 } },
       audio: false,
-    });
+      selfBrowserSurface: 'exclude',
+      surfaceSwitching: 'include',
+    };
+    const stream = await navigator.mediaDevices.getDisplayMedia(options);
     const track = stream.getVideoTracks()[0];
     if (!track) throw new DOMException('no screen track', 'NotFoundError');
     if ('contentHint' in track) track.contentHint = 'detail';

@@ -185,6 +185,20 @@ export class MeetingView {
       h('div', { class: 'toolbar-extra' }, this.settingsBtn, this.inviteBtn, this.peopleBtn, this.chatBtn),
     );
 
+    // Arrow keys move between toolbar buttons (ARIA toolbar pattern); Tab still works.
+    toolbar.addEventListener('keydown', (ev) => {
+      if (ev.key !== 'ArrowLeft' && ev.key !== 'ArrowRight' && ev.key !== 'Home' && ev.key !== 'End') return;
+      const buttons = [...toolbar.querySelectorAll<HTMLButtonElement>('button:not(:disabled)')].filter((b) => b.offsetParent !== null);
+      const index = buttons.indexOf(document.activeElement as HTMLButtonElement);
+      if (index < 0) return;
+      ev.preventDefault();
+      const next =
+        ev.key === 'Home' ? 0
+        : ev.key === 'End' ? buttons.length - 1
+        : (index + (ev.key === 'ArrowRight' ? 1 : -1) + buttons.length) % buttons.length;
+      buttons[next]?.focus();
+    });
+
     this.el = h(
       'div',
       { class: 'meeting', 'data-testid': 'meeting' },
@@ -284,7 +298,8 @@ export class MeetingView {
             this.unread += 1;
             this.updateUnread();
           }
-          announce(`${ev.entry.name} says: ${ev.entry.text}`);
+          const text = ev.entry.text.length > 200 ? `${ev.entry.text.slice(0, 200)}…` : ev.entry.text;
+          announce(`${ev.entry.name} says: ${text}`);
         }
         break;
       case 'server_error':
@@ -415,6 +430,7 @@ export class MeetingView {
   }
 
   private updateUnread(): void {
+    document.title = this.unread ? `(${this.unread}) ${this.roomName} · Conclave` : `${this.roomName} · Conclave`;
     this.unreadBadge.hidden = this.unread === 0;
     this.unreadBadge.textContent = this.unread > 99 ? '99+' : String(this.unread);
     this.chatBtn.setAttribute('aria-label', this.unread ? `Chat, ${this.unread} unread` : 'Chat');
