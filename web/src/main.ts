@@ -81,6 +81,7 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
     media.stopAll();
     renderEnded(root, {
       title: 'You left the meeting',
+      detail: 'Your camera and microphone are off.',
       rejoinLabel: 'Rejoin',
       onRejoin: () => void enterRoom(root, roomName),
       onHome: goHome,
