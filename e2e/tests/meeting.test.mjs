@@ -236,4 +236,38 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
     assertNoPageErrors([stayer1, stayer2]);
     await closeAll();
   });
+
+  test('six participants joining at the same moment all see and hear each other', { timeout: 90_000 }, async () => {
+    // Cameras off (joined with "camera off") keeps six encoders off two CPU cores;
+    // the point is concurrent joins and back-to-back renegotiations.
+    const room = uniqueRoom('crowd');
+    const people = [];
+    for (let i = 0; i < 6; i++) {
+      const p = await newParticipant(browser, `P${i}`);
+      open.push(p);
+      people.push(p);
+    }
+    await withDiagnostics(people, async () => {
+      await Promise.all(people.map(async (p, i) => {
+        await p.page.goto(`${server.url}/${room}`);
+        await p.page.getByTestId('name-input').fill(`Person ${i}`);
+        await p.page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
+        await p.page.getByTestId('join-camera-off').check();
+        await p.page.getByTestId('join-button').click();
+      }));
+      for (const p of people) {
+        await waitFor(async () => (await tileIds(p.page)).length === 6, { timeoutMs: 30_000, what: `${p.label} to show six tiles` });
+        const cameras = await p.page.locator('[data-testid="tile"]').evaluateAll((ts) => ts.map((t) => t.getAttribute('data-camera')));
+        assert.deepEqual(cameras, Array(6).fill('false'), `${p.label}: everyone shown with camera off`);
+      }
+      for (const p of people) {
+        await waitFor(async () => (await inboundStats(p.page)).filter((s) => s.kind === 'audio' && s.packetsReceived > 0).length === 5, {
+          timeoutMs: 30_000, what: `${p.label} to receive five audio streams`,
+        });
+        assert.equal(await p.page.locator('[data-testid="remote-audio"]').count(), 5);
+      }
+    });
+    assertNoPageErrors(people);
+    await closeAll();
+  });
 });
