@@ -33,10 +33,14 @@ export function launchBrowser(options = {}) {
 }
 
 /**
- * Records every RTCPeerConnection the page creates in `window.__e2ePeers`
+ * Records every RTCPeerConnection the page creates in `window.__e2ePeers`,
+ * and Content-Security-Policy violations in `window.__e2eCspViolations`
  * (test-side instrumentation; the app exposes nothing global).
  */
 function capturePeers() {
+  const violations = [];
+  Object.defineProperty(window, '__e2eCspViolations', { value: violations });
+  document.addEventListener('securitypolicyviolation', (e) => violations.push(`${e.effectiveDirective} ${e.blockedURI}`));
   const Original = window.RTCPeerConnection;
   const peers = [];
   Object.defineProperty(window, '__e2ePeers', { value: peers });

@@ -39,9 +39,13 @@ async function meetingOfThree(prefix) {
   return { room, people, ids };
 }
 
-function assertNoPageErrors(people) {
+async function assertNoPageErrors(people) {
   const errors = people.flatMap((p) => p.log.filter((l) => l.includes('pageerror') || l.includes('console.error')));
   assert.deepEqual(errors, [], 'no script errors in the pages');
+  for (const p of people) {
+    // The server's Content-Security-Policy never had to block anything.
+    assert.deepEqual(await p.page.evaluate(() => window.__e2eCspViolations), [], `${p.label}: CSP violations`);
+  }
 }
 
 async function closeAll() {
@@ -109,7 +113,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
         assert.deepEqual(audios, [true, true], `${p.label}: two <audio> elements playing`);
       }
     });
-    assertNoPageErrors(people);
+    await assertNoPageErrors(people);
     await closeAll();
   });
 
@@ -151,7 +155,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
       }
       assert.equal(await presenter.page.getByTestId('toggle-screen').getAttribute('aria-pressed'), 'false');
     });
-    assertNoPageErrors(people);
+    await assertNoPageErrors(people);
     await closeAll();
   });
 
@@ -197,7 +201,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
       }
       assert.equal(await people[0].page.locator('[data-testid="chat-text"] b').count(), 0);
     });
-    assertNoPageErrors(people);
+    await assertNoPageErrors(people);
     await closeAll();
   });
 
@@ -233,7 +237,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
       const live = await leaver.page.evaluate(() => (window.__e2ePeers ?? []).every((pc) => pc.connectionState === 'closed'));
       assert.ok(live, 'the leaver\'s peer connection is closed');
     });
-    assertNoPageErrors([stayer1, stayer2]);
+    await assertNoPageErrors([stayer1, stayer2]);
     await closeAll();
   });
 
@@ -267,7 +271,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
         assert.equal(await p.page.locator('[data-testid="remote-audio"]').count(), 5);
       }
     });
-    assertNoPageErrors(people);
+    await assertNoPageErrors(people);
     await closeAll();
   });
 });
