@@ -95,7 +95,7 @@ describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => 
     }
   });
 
-  test('switching to another camera during the meeting keeps the picture flowing to the others', { timeout: 60_000 }, async () => {
+  test('switching camera and speaker during the meeting keeps the picture flowing and routes the sound', { timeout: 60_000 }, async () => {
     // Chromium's fake_device_1 delivers Y16 (depth) frames, which no video
     // encoder accepts; fake_device_2 (MJPEG) behaves like a real second camera.
     const threeCameras = await launchBrowser({ fakeCameras: 3 });
@@ -123,6 +123,15 @@ describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => 
       const mark = await decoded();
       await waitFor(async () => (await decoded()) > mark + 10, { timeoutMs: 15_000, what: 'B to keep decoding after the switch' });
       assert.equal(await a.page.getByTestId('toggle-camera').getAttribute('aria-pressed'), 'true');
+
+      // The speaker choice routes the other participant's <audio> there.
+      const speakers = a.page.getByTestId('settings-speaker');
+      const speaker = await speakers.locator('option').evaluateAll((os) => os.find((o) => o.textContent === 'Fake Audio Output 1')?.value);
+      assert.ok(speaker, 'fake speakers listed');
+      await speakers.selectOption(speaker);
+      await waitFor(async () => (await a.page.locator('[data-testid="remote-audio"]').evaluateAll((as) => as.map((x) => x.sinkId))).join() === speaker, {
+        what: 'the remote audio to play on the chosen speaker',
+      });
     } catch (err) {
       err.message += '\n' + (await diagnostics([a, b], server));
       throw err;

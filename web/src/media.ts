@@ -6,7 +6,11 @@ export type MediaProblem = 'denied' | 'not_found' | 'in_use' | 'unsupported' | '
 export interface DeviceLists {
   microphones: MediaDeviceInfo[];
   cameras: MediaDeviceInfo[];
+  speakers: MediaDeviceInfo[];
 }
+
+/** Whether this browser can route audio to a chosen output device. */
+export const canChooseSpeaker = typeof HTMLMediaElement !== 'undefined' && 'setSinkId' in HTMLMediaElement.prototype;
 
 const CAMERA_CONSTRAINTS: MediaTrackConstraints = {
   width: { ideal: 640 },
@@ -201,11 +205,12 @@ export class LocalMedia {
   }
 
   async listDevices(): Promise<DeviceLists> {
-    if (!navigator.mediaDevices?.enumerateDevices) return { microphones: [], cameras: [] };
+    if (!navigator.mediaDevices?.enumerateDevices) return { microphones: [], cameras: [], speakers: [] };
     const devices = await navigator.mediaDevices.enumerateDevices();
     return {
       microphones: devices.filter((d) => d.kind === 'audioinput' && d.deviceId !== ''),
       cameras: devices.filter((d) => d.kind === 'videoinput' && d.deviceId !== ''),
+      speakers: devices.filter((d) => d.kind === 'audiooutput' && d.deviceId !== ''),
     };
   }
 

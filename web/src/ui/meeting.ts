@@ -82,6 +82,8 @@ export class MeetingView {
   private inviteBtn: HTMLButtonElement;
   private busy = false;
   private rejoining = false;
+  /** Audio output chosen in settings ('' = system default). */
+  private sinkId = '';
   private toastTimer: number | undefined;
   private keyHandler = (ev: KeyboardEvent): void => this.onKey(ev);
 
@@ -124,6 +126,13 @@ export class MeetingView {
         await this.room?.switchDevice(kind, deviceId);
         this.showToast(kind === 'microphone' ? 'Microphone switched' : 'Camera switched');
       }, kind),
+      {
+        get: () => this.sinkId,
+        set: (deviceId) => {
+          this.sinkId = deviceId;
+          for (const a of this.audios.values()) this.applySink(a);
+        },
+      },
       () => this.openPanel(null),
     );
     this.side = h('div', { class: 'side' });
@@ -377,6 +386,7 @@ export class MeetingView {
     }
     if (!audio) {
       audio = h('audio', { autoplay: true, 'data-testid': 'remote-audio', 'data-participant-id': p.id });
+      this.applySink(audio);
       this.audios.set(p.id, audio);
       this.audioSinks.appendChild(audio);
     }
@@ -387,6 +397,11 @@ export class MeetingView {
         this.audioUnlock.hidden = false;
       });
     }
+  }
+
+  private applySink(audio: HTMLAudioElement): void {
+    if (!this.sinkId || !('setSinkId' in audio)) return;
+    audio.setSinkId(this.sinkId).catch(() => this.showToast('That speaker could not be used.'));
   }
 
   /** Grid columns from the tile count; the screen share takes the stage. */

@@ -1,6 +1,6 @@
 // The settings panel: switch microphone and camera during the meeting.
 
-import type { LocalMedia } from '../media';
+import { canChooseSpeaker, type LocalMedia } from '../media';
 import { h, modKey } from './dom';
 import { icon } from './icons';
 
@@ -8,12 +8,16 @@ export class SettingsPanel {
   readonly el: HTMLElement;
   private micSelect: HTMLSelectElement;
   private camSelect: HTMLSelectElement;
+  private speakerSelect: HTMLSelectElement;
 
   constructor(
     private readonly media: () => LocalMedia | null,
     switchDevice: (kind: 'microphone' | 'camera', deviceId: string) => void,
+    private readonly speaker: { get(): string; set(deviceId: string): void },
     close: () => void,
   ) {
+    this.speakerSelect = h('select', { id: 'settings-speaker', 'data-testid': 'settings-speaker' });
+    this.speakerSelect.addEventListener('change', () => this.speaker.set(this.speakerSelect.value));
     this.micSelect = h('select', { id: 'settings-mic', 'data-testid': 'settings-mic' });
     this.camSelect = h('select', { id: 'settings-camera', 'data-testid': 'settings-camera' });
     this.micSelect.addEventListener('change', () => switchDevice('microphone', this.micSelect.value));
@@ -30,6 +34,8 @@ export class SettingsPanel {
         this.micSelect,
         h('label', { for: 'settings-camera' }, 'Camera'),
         this.camSelect,
+        canChooseSpeaker ? h('label', { for: 'settings-speaker' }, 'Speaker') : null,
+        canChooseSpeaker ? this.speakerSelect : null,
         h('p', { class: 'hint' }, 'Keyboard: ', h('kbd', {}, modKey), '+', h('kbd', {}, 'D'), ' microphone, ',
           h('kbd', {}, modKey), '+', h('kbd', {}, 'E'), ' camera, ',
           h('kbd', {}, modKey), '+', h('kbd', {}, 'Alt'), '+', h('kbd', {}, 'C'), ' chat, ',
@@ -42,7 +48,9 @@ export class SettingsPanel {
   async refresh(): Promise<void> {
     const media = this.media();
     if (!media) return;
-    const { microphones, cameras } = await media.listDevices().catch(() => ({ microphones: [], cameras: [] }));
+    const { microphones, cameras, speakers } = await media
+      .listDevices()
+      .catch(() => ({ microphones: [], cameras: [], speakers: [] }));
     const fill = (select: HTMLSelectElement, devices: MediaDeviceInfo[], current: string | undefined, label: string): void => {
       select.replaceChildren(
         ...(devices.length
@@ -54,5 +62,6 @@ export class SettingsPanel {
     };
     fill(this.micSelect, microphones, media.micDeviceId, 'Microphone');
     fill(this.camSelect, cameras, media.cameraDeviceId, 'Camera');
+    fill(this.speakerSelect, speakers, this.speaker.get() || undefined, 'Speaker');
   }
 }
