@@ -1,15 +1,18 @@
-// The in-meeting screen: tile grid, screen-share stage, toolbar, chat and
-// participants panels, connection banner. It renders a Room and turns the
-// user's clicks and shortcuts into Room actions.
+// The in-meeting screen: it renders a Room (grid of tiles, screen-share
+// stage, panels, connection banner) and turns the user's clicks and
+// shortcuts into Room actions.
 
 import { describeProblem, classifyMediaError } from '../media';
+import type { ErrorCode } from '../protocol.gen';
 import type { Participant, Room, RoomEvent } from '../room';
-import { announce, h, modKey } from './dom';
-import { icon, type IconName } from './icons';
+import { AudioOutput } from './audio';
 import { ChatPanel } from './chat';
+import { announce, h } from './dom';
 import { ParticipantsPanel } from './participants';
 import { SettingsPanel } from './settings';
-import { Tile, attachTrack } from './tile';
+import { ScreenStage } from './stage';
+import { Tile } from './tile';
+import { Toolbar, type Panel } from './toolbar';
 
 export interface MeetingCallbacks {
   /** The user pressed Leave. */
@@ -18,72 +21,27 @@ export interface MeetingCallbacks {
   rejoin(): void;
 }
 
-type Panel = 'chat' | 'people' | 'settings' | null;
-
-interface ToggleButton {
-  el: HTMLButtonElement;
-  set(on: boolean): void;
-}
-
-function toggleButton(opts: {
-  testid: string;
-  iconName: IconName;
-  labelOn: string;
-  labelOff: string;
-  shortcut?: string;
-  slashWhenOff?: boolean;
-  onClick: () => void;
-}): ToggleButton {
-  const el = h('button', { type: 'button', class: 'tool-btn', 'data-testid': opts.testid });
-  el.addEventListener('click', opts.onClick);
-  return {
-    el,
-    set(on: boolean) {
-      const label = on ? opts.labelOn : opts.labelOff;
-      el.replaceChildren(icon(opts.iconName, opts.slashWhenOff !== false && !on));
-      el.setAttribute('aria-label', label);
-      el.setAttribute('aria-pressed', String(on));
-      el.title = opts.shortcut ? `${label} (${opts.shortcut})` : label;
-      el.classList.toggle('off', !on && opts.slashWhenOff !== false);
-      el.classList.toggle('active', on && opts.slashWhenOff === false);
-    },
-  };
-}
+type MediaKind = 'microphone' | 'camera' | 'screen';
 
 export class MeetingView {
   readonly el: HTMLElement;
   private room: Room | null = null;
   private unsubscribe: (() => void) | null = null;
   private tiles = new Map<number, Tile>();
-  private audios = new Map<number, HTMLAudioElement>();
   private grid: HTMLElement;
-  private stage: HTMLElement;
-  private stageVideo: HTMLVideoElement;
-  private stageLabel: HTMLElement;
-  private stageStop: HTMLButtonElement;
+  private stage: ScreenStage;
+  private audio: AudioOutput;
+  private toolbar: Toolbar;
   private banner: HTMLElement;
-  private audioSinks: HTMLElement;
-  private audioUnlock: HTMLButtonElement;
   private toast: HTMLElement;
   private chat: ChatPanel;
   private people: ParticipantsPanel;
   private settings: SettingsPanel;
-  private settingsBtn: HTMLButtonElement;
   private side: HTMLElement;
   private panel: Panel = null;
   private unread = 0;
-  private unreadBadge: HTMLElement;
-  private peopleCount: HTMLElement;
-  private micBtn: ToggleButton;
-  private camBtn: ToggleButton;
-  private screenBtn: ToggleButton;
-  private chatBtn: HTMLButtonElement;
-  private peopleBtn: HTMLButtonElement;
-  private inviteBtn: HTMLButtonElement;
   private busy = false;
   private rejoining = false;
-  /** Audio output chosen in settings ('' = system default). */
-  private sinkId = '';
   private toastTimer: number | undefined;
   private keyHandler = (ev: KeyboardEvent): void => this.onKey(ev);
 
@@ -92,45 +50,26 @@ export class MeetingView {
     private readonly callbacks: MeetingCallbacks,
   ) {
     this.grid = h('section', { class: 'grid', 'aria-label': 'Participants', 'data-testid': 'grid' });
-    this.stageVideo = h('video', { class: 'stage-video', autoplay: true, playsinline: true, 'data-testid': 'screen-video' });
-    this.stageVideo.muted = true;
-    this.stageLabel = h('p', { class: 'stage-label', 'data-testid': 'screen-label' });
-    this.stageStop = h('button', { type: 'button', class: 'btn btn-danger btn-small', 'data-testid': 'stop-share' }, 'Stop presenting');
-    this.stageStop.addEventListener('click', () => void this.toggleScreen());
-    this.stage = h(
-      'section',
-      { class: 'stage', 'aria-label': 'Screen share', 'data-testid': 'screen-stage' },
-      this.stageVideo,
-      h('div', { class: 'stage-bar' }, this.stageLabel, this.stageStop),
-    );
-    this.stage.hidden = true;
-
+    this.stage = new ScreenStage(() => void this.toggleScreen());
+    this.audio = new AudioOutput(() => this.showToast('That speaker could not be used.'));
     this.banner = h('div', { class: 'banner', role: 'status', 'data-testid': 'connection-banner' });
     this.banner.hidden = true;
     this.toast = h('div', { class: 'toast', role: 'status', 'aria-live': 'polite', 'data-testid': 'toast' });
     this.toast.hidden = true;
 
-    this.audioSinks = h('div', { class: 'audio-sinks', 'aria-hidden': 'true' });
-    this.audioUnlock = h('button', { type: 'button', class: 'btn btn-primary audio-unlock', 'data-testid': 'enable-audio' }, 'Click to enable sound');
-    this.audioUnlock.hidden = true;
-    this.audioUnlock.addEventListener('click', () => {
-      for (const a of this.audios.values()) a.play().catch(() => undefined);
-      this.audioUnlock.hidden = true;
-    });
-
     this.chat = new ChatPanel((text) => this.room?.sendChat(text) ?? false, () => this.openPanel(null));
     this.people = new ParticipantsPanel(() => this.openPanel(null));
     this.settings = new SettingsPanel(
       () => this.room?.media ?? null,
-      (kind, deviceId) => void this.run(async () => {
-        await this.room?.switchDevice(kind, deviceId);
-        this.showToast(kind === 'microphone' ? 'Microphone switched' : 'Camera switched');
-      }, kind),
+      (kind, deviceId) =>
+        void this.run(async () => {
+          await this.room?.switchDevice(kind, deviceId);
+          this.showToast(kind === 'microphone' ? 'Microphone switched' : 'Camera switched');
+        }, kind),
       {
-        get: () => this.sinkId,
+        get: () => this.audio.speaker,
         set: (deviceId) => {
-          this.sinkId = deviceId;
-          for (const a of this.audios.values()) this.applySink(a);
+          this.audio.speaker = deviceId;
         },
       },
       () => this.openPanel(null),
@@ -138,89 +77,25 @@ export class MeetingView {
     this.side = h('div', { class: 'side' });
     this.side.hidden = true;
 
-    this.micBtn = toggleButton({
-      testid: 'toggle-mic', iconName: 'mic', labelOn: 'Mute microphone', labelOff: 'Unmute microphone',
-      shortcut: `${modKey}+D`, onClick: () => void this.toggleMic(),
-    });
-    this.camBtn = toggleButton({
-      testid: 'toggle-camera', iconName: 'camera', labelOn: 'Turn camera off', labelOff: 'Turn camera on',
-      shortcut: `${modKey}+E`, onClick: () => void this.toggleCamera(),
-    });
-    this.screenBtn = toggleButton({
-      testid: 'toggle-screen', iconName: 'screen', labelOn: 'Stop presenting', labelOff: 'Present your screen',
-      slashWhenOff: false, onClick: () => void this.toggleScreen(),
-    });
-    if (!navigator.mediaDevices?.getDisplayMedia) {
-      this.screenBtn.el.disabled = true;
-      this.screenBtn.el.title = 'This browser cannot share its screen';
-    }
-
-    this.unreadBadge = h('span', { class: 'badge', 'data-testid': 'unread-badge', 'aria-hidden': 'true' });
-    this.unreadBadge.hidden = true;
-    this.chatBtn = h('button', {
-      type: 'button', class: 'tool-btn', 'data-testid': 'toggle-chat', 'aria-label': 'Chat',
-      'aria-pressed': 'false', title: `Chat with everyone (${modKey}+Alt+C)`,
-    }, icon('chat'), this.unreadBadge);
-    this.chatBtn.addEventListener('click', () => this.openPanel(this.panel === 'chat' ? null : 'chat'));
-
-    this.peopleCount = h('span', { class: 'count', 'aria-hidden': 'true' });
-    this.peopleBtn = h('button', {
-      type: 'button', class: 'tool-btn', 'data-testid': 'toggle-participants', 'aria-label': 'Participants',
-      'aria-pressed': 'false', title: `Show everyone (${modKey}+Alt+P)`,
-    }, icon('people'), this.peopleCount);
-    this.peopleBtn.addEventListener('click', () => this.openPanel(this.panel === 'people' ? null : 'people'));
-
-    this.inviteBtn = h('button', {
-      type: 'button', class: 'tool-btn', 'data-testid': 'copy-invite', 'aria-label': 'Copy invite link', title: 'Copy invite link',
-    }, icon('link'));
-    this.inviteBtn.addEventListener('click', () => void this.copyInvite());
-
-    this.settingsBtn = h('button', {
-      type: 'button', class: 'tool-btn', 'data-testid': 'toggle-settings', 'aria-label': 'Settings',
-      'aria-pressed': 'false', title: 'Devices and keyboard shortcuts',
-    }, icon('settings'));
-    this.settingsBtn.addEventListener('click', () => this.openPanel(this.panel === 'settings' ? null : 'settings'));
-
-    const leaveBtn = h('button', {
-      type: 'button', class: 'tool-btn leave', 'data-testid': 'leave', 'aria-label': 'Leave meeting', title: 'Leave meeting',
-    }, icon('leave'));
-    leaveBtn.addEventListener('click', () => this.callbacks.leave());
-
-    const toolbar = h(
-      'footer',
-      { class: 'toolbar', role: 'toolbar', 'aria-label': 'Meeting controls' },
-      h('div', { class: 'toolbar-info' }, h('span', { class: 'toolbar-room', title: this.roomName }, this.roomName)),
-      h('div', { class: 'toolbar-main' }, this.micBtn.el, this.camBtn.el, this.screenBtn.el, leaveBtn),
-      h('div', { class: 'toolbar-extra' }, this.settingsBtn, this.inviteBtn, this.peopleBtn, this.chatBtn),
-    );
-
-    // Arrow keys move between toolbar buttons (ARIA toolbar pattern); Tab still works.
-    toolbar.addEventListener('keydown', (ev) => {
-      if (ev.key !== 'ArrowLeft' && ev.key !== 'ArrowRight' && ev.key !== 'Home' && ev.key !== 'End') return;
-      const buttons = [...toolbar.querySelectorAll<HTMLButtonElement>('button:not(:disabled)')].filter((b) => b.offsetParent !== null);
-      const index = buttons.indexOf(document.activeElement as HTMLButtonElement);
-      if (index < 0) return;
-      ev.preventDefault();
-      const next =
-        ev.key === 'Home' ? 0
-        : ev.key === 'End' ? buttons.length - 1
-        : (index + (ev.key === 'ArrowRight' ? 1 : -1) + buttons.length) % buttons.length;
-      buttons[next]?.focus();
+    this.toolbar = new Toolbar(roomName, {
+      toggleMic: () => void this.toggleMic(),
+      toggleCamera: () => void this.toggleCamera(),
+      toggleScreen: () => void this.toggleScreen(),
+      togglePanel: (panel) => this.openPanel(this.panel === panel ? null : panel),
+      copyInvite: () => void this.copyInvite(),
+      leave: () => this.callbacks.leave(),
     });
 
     this.el = h(
       'div',
       { class: 'meeting', 'data-testid': 'meeting' },
-      h('h1', { class: 'visually-hidden' }, `Meeting ${this.roomName}`),
+      h('h1', { class: 'visually-hidden' }, `Meeting ${roomName}`),
       this.banner,
-      h('div', { class: 'meeting-body' },
-        h('main', { class: 'stage-area' }, this.stage, this.grid),
-        this.side,
-      ),
-      toolbar,
+      h('div', { class: 'meeting-body' }, h('main', { class: 'stage-area' }, this.stage.el, this.grid), this.side),
+      this.toolbar.el,
       this.toast,
-      this.audioUnlock,
-      this.audioSinks,
+      this.audio.unlockButton,
+      this.audio.el,
     );
     document.addEventListener('keydown', this.keyHandler);
     this.updateToolbar();
@@ -233,8 +108,7 @@ export class MeetingView {
     this.rejoining = rejoining;
     for (const t of this.tiles.values()) t.destroy();
     this.tiles.clear();
-    for (const a of this.audios.values()) a.remove();
-    this.audios.clear();
+    this.audio.clear();
     this.unsubscribe = room.on((ev) => this.onRoomEvent(ev));
     this.showState();
     this.updateToolbar();
@@ -244,10 +118,7 @@ export class MeetingView {
     this.unsubscribe?.();
     document.removeEventListener('keydown', this.keyHandler);
     for (const t of this.tiles.values()) t.destroy();
-    for (const a of this.audios.values()) {
-      a.srcObject = null;
-      a.remove();
-    }
+    this.audio.clear();
     this.el.remove();
   }
 
@@ -280,23 +151,17 @@ export class MeetingView {
         this.refreshPeople();
         announce(`${ev.participant.name} joined`);
         break;
-      case 'participant_left': {
+      case 'participant_left':
         this.tiles.get(ev.participant.id)?.destroy();
         this.tiles.delete(ev.participant.id);
-        const audio = this.audios.get(ev.participant.id);
-        if (audio) {
-          audio.srcObject = null;
-          audio.remove();
-          this.audios.delete(ev.participant.id);
-        }
+        this.audio.remove(ev.participant.id);
         this.layout();
         this.refreshPeople();
         announce(`${ev.participant.name} left`);
         break;
-      }
       case 'participant_changed':
         this.tiles.get(ev.participant.id)?.update(ev.participant);
-        if (!ev.participant.isLocal) this.updateAudio(ev.participant);
+        if (!ev.participant.isLocal) this.audio.set(ev.participant.id, ev.participant.tracks.microphone ?? null);
         this.layout();
         this.refreshPeople();
         if (ev.participant.isLocal) this.updateToolbar();
@@ -362,67 +227,24 @@ export class MeetingView {
   }
 
   private addTile(p: Participant): void {
-    if (this.tiles.has(p.id)) {
-      this.tiles.get(p.id)?.update(p);
+    const existing = this.tiles.get(p.id);
+    if (existing) {
+      existing.update(p);
       return;
     }
     const tile = new Tile(p);
     this.tiles.set(p.id, tile);
-    if (p.isLocal) this.grid.prepend(tile.el);
-    else this.grid.appendChild(tile.el);
-    if (!p.isLocal) this.updateAudio(p);
-  }
-
-  private updateAudio(p: Participant): void {
-    const track = p.tracks.microphone ?? null;
-    let audio = this.audios.get(p.id);
-    if (!track) {
-      if (audio) {
-        audio.srcObject = null;
-        audio.remove();
-        this.audios.delete(p.id);
-      }
-      return;
-    }
-    if (!audio) {
-      audio = h('audio', { autoplay: true, 'data-testid': 'remote-audio', 'data-participant-id': p.id });
-      this.applySink(audio);
-      this.audios.set(p.id, audio);
-      this.audioSinks.appendChild(audio);
-    }
-    const current = audio.srcObject instanceof MediaStream ? audio.srcObject.getTracks()[0] : undefined;
-    if (current !== track) {
-      audio.srcObject = new MediaStream([track]);
-      audio.play().catch(() => {
-        this.audioUnlock.hidden = false;
-      });
-    }
-  }
-
-  private applySink(audio: HTMLAudioElement): void {
-    if (!this.sinkId || !('setSinkId' in audio)) return;
-    audio.setSinkId(this.sinkId).catch(() => this.showToast('That speaker could not be used.'));
-  }
-
-  /** Grid columns from the tile count; the screen share takes the stage. */
-  private layout(): void {
-    const people = this.everyone();
-    const presenter =
-      [...people].reverse().find((p) => p.media.screen && p.tracks.screen && !p.isLocal) ??
-      people.find((p) => p.isLocal && p.tracks.screen);
-    if (presenter?.tracks.screen) {
-      attachTrack(this.stageVideo, presenter.tracks.screen);
-      this.stageLabel.textContent = presenter.isLocal ? 'You are presenting to everyone' : `${presenter.name} is presenting`;
-      this.stage.dataset.participantId = String(presenter.id);
-      this.stageStop.hidden = !presenter.isLocal;
-      this.stage.hidden = false;
-      this.el.classList.add('presenting');
+    if (p.isLocal) {
+      this.grid.prepend(tile.el);
     } else {
-      attachTrack(this.stageVideo, null);
-      this.stage.hidden = true;
-      delete this.stage.dataset.participantId;
-      this.el.classList.remove('presenting');
+      this.grid.appendChild(tile.el);
+      this.audio.set(p.id, p.tracks.microphone ?? null);
     }
+  }
+
+  /** Grid columns from the tile count; a screen share takes the stage. */
+  private layout(): void {
+    this.el.classList.toggle('presenting', this.stage.show(this.everyone()));
     const n = Math.max(1, this.tiles.size);
     const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : n <= 16 ? 4 : 5;
     this.grid.style.setProperty('--cols', String(cols));
@@ -433,37 +255,27 @@ export class MeetingView {
   private refreshPeople(): void {
     const people = this.everyone();
     this.people.render(people);
-    this.peopleCount.textContent = String(people.length || '');
-    this.peopleBtn.setAttribute('aria-label', `Participants (${people.length})`);
+    this.toolbar.setPeopleCount(people.length);
   }
 
   private updateToolbar(): void {
-    const state = this.room?.localMediaState() ?? { microphone: false, camera: false, screen: false };
-    this.micBtn.set(state.microphone);
-    this.camBtn.set(state.camera);
-    this.screenBtn.set(state.screen);
+    this.toolbar.setMedia(this.room?.localMediaState() ?? { microphone: false, camera: false, screen: false });
   }
 
   private updateUnread(): void {
     document.title = this.unread ? `(${this.unread}) ${this.roomName} · Conclave` : `${this.roomName} · Conclave`;
-    this.unreadBadge.hidden = this.unread === 0;
-    this.unreadBadge.textContent = this.unread > 99 ? '99+' : String(this.unread);
-    this.chatBtn.setAttribute('aria-label', this.unread ? `Chat, ${this.unread} unread` : 'Chat');
+    this.toolbar.setUnread(this.unread);
   }
 
   private openPanel(panel: Panel): void {
     const previous = this.panel;
     this.panel = panel;
-    const panelEl = panel === 'chat' ? this.chat.el : panel === 'people' ? this.people.el : panel === 'settings' ? this.settings.el : null;
+    const panelEl =
+      panel === 'chat' ? this.chat.el : panel === 'people' ? this.people.el : panel === 'settings' ? this.settings.el : null;
     this.side.replaceChildren(...(panelEl ? [panelEl] : []));
     this.side.hidden = panel === null;
     this.el.classList.toggle('panel-open', panel !== null);
-    this.chatBtn.setAttribute('aria-pressed', String(panel === 'chat'));
-    this.peopleBtn.setAttribute('aria-pressed', String(panel === 'people'));
-    this.chatBtn.classList.toggle('active', panel === 'chat');
-    this.peopleBtn.classList.toggle('active', panel === 'people');
-    this.settingsBtn.setAttribute('aria-pressed', String(panel === 'settings'));
-    this.settingsBtn.classList.toggle('active', panel === 'settings');
+    this.toolbar.setPanel(panel);
     if (panel === 'chat') {
       this.unread = 0;
       this.updateUnread();
@@ -472,24 +284,22 @@ export class MeetingView {
       this.refreshPeople();
     } else if (panel === 'settings') {
       void this.settings.refresh();
-    } else if (previous === 'chat') {
-      this.chatBtn.focus();
-    } else if (previous === 'people') {
-      this.peopleBtn.focus();
-    } else if (previous === 'settings') {
-      this.settingsBtn.focus();
+    } else if (previous) {
+      this.toolbar.focusPanelButton(previous);
     }
   }
 
   // ---- actions ----------------------------------------------------------
 
-  private async run(action: () => Promise<void>, kind: 'microphone' | 'camera' | 'screen'): Promise<void> {
+  /** Runs one media action at a time; failures become a readable toast. */
+  private async run(action: () => Promise<void>, kind: MediaKind): Promise<void> {
     if (this.busy || !this.room) return;
     this.busy = true;
     try {
       await action();
     } catch (err) {
       const problem = classifyMediaError(err);
+      // Cancelling the screen picker is not an error worth a message.
       if (!(kind === 'screen' && problem === 'denied')) this.showToast(describeProblem(kind, problem));
     } finally {
       this.busy = false;
@@ -497,34 +307,33 @@ export class MeetingView {
     }
   }
 
-  private toggleMic(): Promise<void> {
+  private toggle(kind: MediaKind): Promise<void> {
     return this.run(async () => {
       const room = this.room;
       if (!room) return;
-      const on = !room.localMediaState().microphone;
-      await room.setMicrophone(on);
-      announce(on ? 'Microphone on' : 'Microphone muted');
-    }, 'microphone');
+      const on = !room.localMediaState()[kind];
+      if (kind === 'microphone') await room.setMicrophone(on);
+      else if (kind === 'camera') await room.setCamera(on);
+      else await room.setScreenShare(on);
+      const messages: Record<MediaKind, [string, string]> = {
+        microphone: ['Microphone on', 'Microphone muted'],
+        camera: ['Camera on', 'Camera off'],
+        screen: ['You are presenting', 'You stopped presenting'],
+      };
+      announce(messages[kind][on ? 0 : 1]);
+    }, kind);
+  }
+
+  private toggleMic(): Promise<void> {
+    return this.toggle('microphone');
   }
 
   private toggleCamera(): Promise<void> {
-    return this.run(async () => {
-      const room = this.room;
-      if (!room) return;
-      const on = !room.localMediaState().camera;
-      await room.setCamera(on);
-      announce(on ? 'Camera on' : 'Camera off');
-    }, 'camera');
+    return this.toggle('camera');
   }
 
   private toggleScreen(): Promise<void> {
-    return this.run(async () => {
-      const room = this.room;
-      if (!room) return;
-      const on = !room.localMediaState().screen;
-      await room.setScreenShare(on);
-      announce(on ? 'You are presenting' : 'You stopped presenting');
-    }, 'screen');
+    return this.toggle('screen');
   }
 
   private async copyInvite(): Promise<void> {
@@ -534,6 +343,7 @@ export class MeetingView {
       await navigator.clipboard.writeText(url);
       ok = true;
     } catch {
+      // Older browsers / no clipboard permission: the selection-copy fallback.
       const area = h('textarea', { class: 'offscreen', readonly: true });
       area.value = url;
       document.body.appendChild(area);
@@ -546,13 +356,8 @@ export class MeetingView {
       area.remove();
     }
     if (ok) {
-      this.inviteBtn.replaceChildren(icon('check'));
-      this.inviteBtn.classList.add('active');
+      this.toolbar.showCopied();
       this.showToast('Copied — invite link is on your clipboard');
-      window.setTimeout(() => {
-        this.inviteBtn.replaceChildren(icon('link'));
-        this.inviteBtn.classList.remove('active');
-      }, 2000);
     } else {
       this.showToast(`Copy this link to invite others: ${url}`, 8000);
     }
@@ -593,7 +398,8 @@ export class MeetingView {
   }
 }
 
-export function serverErrorText(code: string, message: string): string {
+/** A sentence for an `error` message from the server. */
+export function serverErrorText(code: ErrorCode, message: string): string {
   switch (code) {
     case 'invalid_room':
       return `That room name can't be used: ${message}`;
