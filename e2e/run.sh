@@ -13,4 +13,6 @@ if [ ! -x "$BIN" ]; then
   echo "server binary not found at $BIN — build it first (cargo build --release -p conclave-server)" >&2
   exit 1
 fi
-exec node --test --test-concurrency=1 --test-reporter=spec tests/
+# Node's default reporter: "spec" on a terminal, TAP ("# pass N" / "# fail N"
+# summary lines, which scripts/test.sh adds up) when the output is piped.
+exec node --test --test-concurrency=1 tests/
