@@ -241,7 +241,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
     await closeAll();
   });
 
-  test('six participants joining at the same moment all see and hear each other', { timeout: 90_000 }, async () => {
+  test('six participants joining at the same moment all see and hear each other, and a camera turned on later reaches all', { timeout: 90_000 }, async () => {
     // Cameras off (joined with "camera off") keeps six encoders off two CPU cores;
     // the point is concurrent joins and back-to-back renegotiations.
     const room = uniqueRoom('crowd');
@@ -269,6 +269,16 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
           timeoutMs: 30_000, what: `${p.label} to receive five audio streams`,
         });
         assert.equal(await p.page.locator('[data-testid="remote-audio"]').count(), 5);
+      }
+      // Turning a camera on later uses the sender negotiated without a track:
+      // everyone else starts decoding it without any renegotiation.
+      const [first, ...rest] = people;
+      await first.page.getByTestId('toggle-camera').click();
+      const firstId = Number(await first.page.locator('[data-testid="tile"][data-local="true"]').getAttribute('data-participant-id'));
+      for (const p of rest) {
+        await waitFor(async () => (await p.page.locator(`[data-testid="tile"][data-participant-id="${firstId}"] video`).evaluate((v) => v.videoWidth)) > 0, {
+          timeoutMs: 20_000, what: `${p.label} to see ${first.label}'s camera once it is turned on`,
+        });
       }
     });
     await assertNoPageErrors(people);
