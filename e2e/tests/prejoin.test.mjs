@@ -170,4 +170,39 @@ describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => 
       await a.context.close();
     }
   });
+
+  test('on a phone-sized screen every control fits and panels open over the meeting', { timeout: 45_000 }, async () => {
+    const room = uniqueRoom('phone');
+    const phone = await newParticipant(browser, 'phone', { width: 375, height: 740 });
+    const other = await newParticipant(browser, 'other');
+    try {
+      await join(phone, server.url, room, 'Pocket');
+      await join(other, server.url, room, 'Desk');
+      await waitFor(async () => (await tileIds(phone.page)).length === 2, { what: 'two tiles on the phone' });
+      const page = phone.page;
+      // All toolbar buttons are on screen, at least 40 px, in one row at the bottom.
+      const boxes = await page.locator('.toolbar button').evaluateAll((bs) => bs.map((b) => b.getBoundingClientRect().toJSON()));
+      assert.ok(boxes.length >= 8);
+      for (const b of boxes) {
+        assert.ok(b.left >= 0 && b.right <= 375 && b.bottom <= 740, `button inside the screen: ${JSON.stringify(b)}`);
+        assert.ok(b.width >= 40 && b.height >= 40, 'big enough to tap');
+      }
+      assert.equal(new Set(boxes.map((b) => Math.round(b.top))).size, 1, 'one row');
+      // Tiles stack in one column.
+      const tiles = await page.locator('[data-testid="tile"]').evaluateAll((ts) => ts.map((t) => t.getBoundingClientRect().toJSON()));
+      assert.equal(new Set(tiles.map((t) => Math.round(t.left))).size, 1, 'single column');
+      // The chat panel covers the meeting area, and the toolbar stays usable.
+      await page.getByTestId('toggle-chat').click();
+      const panel = await page.getByTestId('chat-panel').evaluate((el) => el.getBoundingClientRect().toJSON());
+      assert.ok(panel.width >= 340, `chat panel spans the screen (${panel.width}px)`);
+      await page.getByTestId('chat-input').fill('from my phone');
+      await page.getByTestId('chat-input').press('Enter');
+      await waitFor(async () => (await page.locator('[data-testid="chat-text"]').allTextContents()).includes('from my phone'), { what: 'own message shown' });
+      await page.getByTestId('toggle-chat').click();
+      await page.getByTestId('chat-panel').waitFor({ state: 'detached' });
+    } finally {
+      await phone.context.close();
+      await other.context.close();
+    }
+  });
 });
