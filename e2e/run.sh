@@ -6,6 +6,11 @@
 # built with the web client embedded (cd web && npm ci && npm run build;
 # cargo build --release -p conclave-server).
 set -euo pipefail
+# A relative CONCLAVE_BIN means relative to where the script was started.
+if [ -n "${CONCLAVE_BIN:-}" ]; then
+  CONCLAVE_BIN="$(cd "$(dirname "$CONCLAVE_BIN")" && pwd)/$(basename "$CONCLAVE_BIN")"
+  export CONCLAVE_BIN
+fi
 cd "$(dirname "$0")"
 if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
 BIN="${CONCLAVE_BIN:-../target/release/conclave}"
