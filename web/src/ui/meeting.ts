@@ -28,6 +28,8 @@ export class MeetingView {
   private room: Room | null = null;
   private unsubscribe: (() => void) | null = null;
   private tiles = new Map<number, Tile>();
+  /** Our own tile while connecting (before `welcome` gives us an id). */
+  private preview: Tile | null = null;
   private grid: HTMLElement;
   private stage: ScreenStage;
   private audio: AudioOutput;
@@ -110,14 +112,34 @@ export class MeetingView {
     this.tiles.clear();
     this.audio.clear();
     this.unsubscribe = room.on((ev) => this.onRoomEvent(ev));
+    this.showPreview(room);
     this.showState();
     this.updateToolbar();
+  }
+
+  /** Until the server welcomes us, show our own camera so the screen isn't empty. */
+  private showPreview(room: Room): void {
+    this.preview?.destroy();
+    const media = room.localMediaState();
+    this.preview = new Tile({
+      id: 0,
+      name: room.displayName,
+      media,
+      isLocal: true,
+      speaking: false,
+      tracks: room.media.camera ? { camera: room.media.camera } : {},
+    });
+    this.preview.el.dataset.testid = 'tile-preview';
+    delete this.preview.el.dataset.participantId;
+    this.grid.prepend(this.preview.el);
+    this.layout();
   }
 
   destroy(): void {
     this.unsubscribe?.();
     document.removeEventListener('keydown', this.keyHandler);
     for (const t of this.tiles.values()) t.destroy();
+    this.preview?.destroy();
     this.audio.clear();
     this.el.remove();
   }
@@ -139,6 +161,8 @@ export class MeetingView {
         this.showState();
         break;
       case 'welcome':
+        this.preview?.destroy();
+        this.preview = null;
         this.addTile(ev.me);
         for (const p of ev.others) this.addTile(p);
         this.layout();
@@ -245,7 +269,7 @@ export class MeetingView {
   /** Grid columns from the tile count; a screen share takes the stage. */
   private layout(): void {
     this.el.classList.toggle('presenting', this.stage.show(this.everyone()));
-    const n = Math.max(1, this.tiles.size);
+    const n = Math.max(1, this.tiles.size + (this.preview ? 1 : 0));
     const cols = n <= 1 ? 1 : n <= 4 ? 2 : n <= 9 ? 3 : n <= 16 ? 4 : 5;
     this.grid.style.setProperty('--cols', String(cols));
     this.grid.style.setProperty('--rows', String(Math.ceil(n / cols)));
