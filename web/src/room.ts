@@ -93,7 +93,7 @@ export class Room {
     });
     void this.peer.setLocalTrack('microphone', this.watch(this.media.mic));
     void this.peer.setLocalTrack('camera', this.watch(this.media.camera));
-    void this.peer.setLocalTrack('screen', this.media.screen);
+    void this.peer.setLocalTrack('screen', this.watchScreen(this.media.screen));
 
     this.signaling = new Signaling(url, {
       onMessage: (msg) => this.onMessage(msg),
@@ -147,10 +147,7 @@ export class Room {
     if (on) {
       if (this.media.screen) return;
       const track = await this.media.startScreen();
-      track.addEventListener('ended', () => {
-        if (this.media.screen === track) void this.setScreenShare(false);
-      });
-      await this.peer?.setLocalTrack('screen', track);
+      await this.peer?.setLocalTrack('screen', this.watchScreen(track));
     } else {
       await this.peer?.setLocalTrack('screen', null);
       this.media.stopScreen();
@@ -216,6 +213,14 @@ export class Room {
     this.signaling?.close();
     this.peer?.close();
     this.setState(state);
+  }
+
+  /** The browser's own "Stop sharing" button ends the track: stop presenting. */
+  private watchScreen(track: MediaStreamTrack | null): MediaStreamTrack | null {
+    track?.addEventListener('ended', () => {
+      if (!this.ended && this.media.screen === track) void this.setScreenShare(false);
+    });
+    return track;
   }
 
   /** A device that disappears (unplugged, revoked) updates what others see. */
