@@ -205,4 +205,23 @@ describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => 
       await other.context.close();
     }
   });
+
+  test('the start page refuses a room name with spaces and opens a generated room', { timeout: 30_000 }, async () => {
+    const a = await newParticipant(browser, 'A');
+    try {
+      await a.page.goto(`${server.url}/`);
+      await a.page.getByTestId('room-input').fill('team meeting');
+      await a.page.getByTestId('go-button').click();
+      assert.match(await a.page.getByTestId('room-error').textContent(), /no spaces/);
+      await a.page.getByRole('button', { name: 'Generate' }).click();
+      const room = await a.page.getByTestId('room-input').inputValue();
+      assert.match(room, /^[a-z]+-[a-z]+-\d{4}$/);
+      await a.page.getByTestId('go-button').click();
+      await a.page.getByTestId('prejoin').waitFor({ timeout: 10_000 });
+      assert.equal(new URL(a.page.url()).pathname, `/${room}`);
+      assert.equal(await a.page.getByTestId('room-name').textContent(), room);
+    } finally {
+      await a.context.close();
+    }
+  });
 });
