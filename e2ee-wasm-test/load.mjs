@@ -24,9 +24,12 @@ export function nativeExample(name) {
   const dir = process.env.CARGO_TARGET_DIR
     ? resolve(root, process.env.CARGO_TARGET_DIR)
     : join(root, 'target');
-  const bin = join(dir, 'debug', 'examples', name);
+  // scripts/test.sh sets release: `cargo test --release` has built the examples already.
+  const release = process.env.E2EE_NATIVE_PROFILE === 'release';
+  const bin = join(dir, release ? 'release' : 'debug', 'examples', name);
   if (!existsSync(bin)) {
-    execFileSync('cargo', ['build', '-q', '-p', 'conclave-e2ee', '--example', name], {
+    const profile = release ? ['--release'] : [];
+    execFileSync('cargo', ['build', '-q', ...profile, '-p', 'conclave-e2ee', '--example', name], {
       cwd: root,
       stdio: 'inherit',
     });

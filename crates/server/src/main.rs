@@ -23,6 +23,7 @@ async fn main() {
             EnvFilter::try_from_env("CONCLAVE_LOG")
                 .unwrap_or_else(|_| EnvFilter::new("info,str0m=warn")),
         )
+        .with_writer(std::io::stderr)
         .init();
     if let Err(e) = run(Cli::parse()).await {
         eprintln!("conclave: {e}");
@@ -50,11 +51,11 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         local
     };
-    tracing::info!(
-        "media on UDP {udp_bound}, announced as {}",
-        config.udp_public
+    let announced = std::net::SocketAddr::new(config.udp_public.ip(), udp_bound.port());
+    // Tests read this line to learn the ports chosen for `:0`.
+    println!(
+        "Conclave is running: open {scheme}://{shown}/ in a browser (media on UDP {announced}, bound {udp_bound})"
     );
-    println!("Conclave is running: open {scheme}://{shown}/ in a browser");
     let server = match tls {
         Some(tls) => {
             axum_server::from_tcp_rustls(listener, tls)

@@ -1,0 +1,192 @@
+//! Hostile and broken clients get an error or a clean drop; the room goes on.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use conclave_protocol::{ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn chat_still_flows(ada: &mut Client, bob: &mut Client, text: &str) {
+    ada.send(&ClientMessage::Chat { text: text.into() }).await;
+    let got = bob
+        .recv_until(
+            "chat",
+            |m| matches!(m, ServerMessage::Chat { text: t, .. } if t == text),
+        )
+        .await;
+    assert!(matches!(got, ServerMessage::Chat { .. }));
+}
+
+#[tokio::test]
+async fn malformed_messages_get_error_replies_and_the_connection_stays_usable() {
+    let server = Server::start();
+    let mut client = Client::connect(&server).await;
+    let cases = [
+        ("not json at all", ErrorCode::BadMessage),
+        (r#"{"type":"launch_missiles"}"#, ErrorCode::BadMessage),
+        (r#"{"type":"chat"}"#, ErrorCode::BadMessage),
+        (
+            r#"{"type":"join","room":"r","name":"x","media":{"microphone":true,"camera":true,"screen":false},"admin":1}"#,
+            ErrorCode::BadMessage,
+        ),
+        (
+            r#"{"type":"chat","text":"before joining"}"#,
+            ErrorCode::NotJoined,
+        ),
+        (
+            r#"{"type":"join","room":"../etc","name":"x","media":{"microphone":true,"camera":true,"screen":false}}"#,
+            ErrorCode::InvalidRoom,
+        ),
+        (
+            r#"{"type":"join","room":"ok","name":"\u0007","media":{"microphone":true,"camera":true,"screen":false}}"#,
+            ErrorCode::InvalidName,
+        ),
+    ];
+    for (text, expected) in cases {
+        client.send_text(text.to_owned()).await;
+        let reply = client.recv().await;
+        assert_eq!(error_code(&reply), Some(expected), "for {text}: {reply:?}");
+    }
+    client
+        .send_raw(Message::binary(vec![1, 2, 3]))
+        .await
+        .expect("send");
+    assert_eq!(
+        error_code(&client.recv().await),
+        Some(ErrorCode::BadMessage)
+    );
+    // After all that, the same connection can still join.
+    client
+        .send(&ClientMessage::Join {
+            room: "ok".into(),
+            name: "Ada".into(),
+            media: media(),
+        })
+        .await;
+    assert!(matches!(client.recv().await, ServerMessage::Welcome { .. }));
+    client
+        .send(&ClientMessage::Answer {
+            sdp: "v=0 garbage".into(),
+        })
+        .await;
+    let reply = client
+        .recv_until("error", |m| error_code(m).is_some())
+        .await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::BadSdp));
+}
+
+#[tokio::test]
+async fn oversized_messages_are_refused_without_disturbing_the_room() {
+    let server = Server::start();
+    let (mut ada, _) = Client::join(&server, "big", "Ada").await;
+    let (mut bob, _) = Client::join(&server, "big", "Bob").await;
+
+    // Over the protocol limit but under the frame limit: an error, still connected.
+    let big = format!(
+        r#"{{"type":"chat","text":"{}"}}"#,
+        "a".repeat(MAX_MESSAGE_BYTES + 10)
+    );
+    ada.send_text(big).await;
+    let reply = ada.recv_until("error", |m| error_code(m).is_some()).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::TooLarge));
+    chat_still_flows(&mut ada, &mut bob, "still here").await;
+
+    // A chat over the character limit: refused for the sender only.
+    ada.send(&ClientMessage::Chat {
+        text: "x".repeat(5000),
+    })
+    .await;
+    let reply = ada.recv_until("error", |m| error_code(m).is_some()).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::TooLarge));
+
+    // Far over the frame limit: that connection is closed; Bob is unaffected.
+    let (mut mallory, _) = Client::join(&server, "big", "Mallory").await;
+    let _ = mallory
+        .send_raw(Message::text("m".repeat(8 * MAX_MESSAGE_BYTES)))
+        .await;
+    assert!(
+        mallory.is_closed_within(WAIT).await,
+        "a huge frame closes its own connection"
+    );
+    chat_still_flows(&mut ada, &mut bob, "after mallory").await;
+}
+
+#[tokio::test]
+async fn a_client_that_vanishes_mid_handshake_is_removed_and_others_carry_on() {
+    let server = Server::start();
+    let (mut ada, _) = Client::join(&server, "vanish", "Ada").await;
+    let (mut ghost, welcome) = Client::join(&server, "vanish", "Ghost").await;
+    let ServerMessage::Welcome {
+        you: ghost_info, ..
+    } = welcome
+    else {
+        unreachable!()
+    };
+    // It got its offer but never answers, never does ICE: it just disappears.
+    assert!(matches!(ghost.recv().await, ServerMessage::Offer { .. }));
+    drop(ghost);
+    let left = ada
+        .recv_until("participant_left", |m| {
+            matches!(m, ServerMessage::ParticipantLeft { .. })
+        })
+        .await;
+    assert_eq!(left, ServerMessage::ParticipantLeft { id: ghost_info.id });
+    let (mut bob, _) = Client::join(&server, "vanish", "Bob").await;
+    chat_still_flows(&mut bob, &mut ada, "carry on").await;
+}
+
+#[tokio::test]
+async fn a_connection_that_never_joins_is_closed() {
+    let server = Server::start();
+    let mut idle = Client::connect(&server).await;
+    // The join timeout is 15 s; the connection must not outlive it by much.
+    assert!(idle.is_closed_within(Duration::from_secs(20)).await);
+}
+
+#[tokio::test]
+async fn garbage_datagrams_on_the_media_port_do_not_stop_a_real_peer_from_connecting() {
+    let mut server = Server::start();
+    let (mut ada, _) = Client::join(&server, "udp", "Ada").await;
+    let mut peer = MediaPeer::new();
+    ada.answer_next_offer(&mut peer.rtc).await;
+
+    let target = server.udp;
+    let attacker = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    // Random bytes, then shapes that look like each protocol on the port.
+    let mut shapes: Vec<Vec<u8>> = Vec::new();
+    for len in [0usize, 1, 2, 11, 12, 20, 100, 1500] {
+        shapes.push((0..len).map(|_| next() as u8).collect());
+    }
+    let mut rtp = vec![0x80, 96, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef];
+    rtp.extend((0..200).map(|_| next() as u8));
+    shapes.push(rtp);
+    shapes.push(vec![0x80, 200, 0xff, 0xff, 0, 0, 0, 1]); // RTCP SR claiming a huge length
+    shapes.push(vec![
+        0x90, 0x60, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0xff, 0xff,
+    ]); // RTP extension overrun
+    shapes.push(vec![0x16, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]); // DTLS record overrun
+    let mut stun = vec![0x00, 0x01, 0x00, 0x08, 0x21, 0x12, 0xa4, 0x42];
+    stun.extend([7u8; 12]);
+    stun.extend([0x00, 0x06, 0xff, 0xf0, b'c', b'1', b'x', b':']); // USERNAME longer than the message
+    shapes.push(stun);
+    for round in 0..500 {
+        let shape = &shapes[round % shapes.len()];
+        let _ = attacker.send_to(shape, target);
+    }
+
+    let took = tokio::task::spawn_blocking(move || peer.connect(WAIT))
+        .await
+        .expect("joins");
+    assert!(took.is_some(), "the real peer connects despite the garbage");
+    assert!(server.is_running(), "the server survived");
+    let (_bob, _) = Client::join(&server, "udp", "Bob").await;
+}

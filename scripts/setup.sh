@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs what building and testing Conclave needs on Debian 12 (idempotent).
+# Rust (rustup, stable) and Node.js 20 are assumed; everything else comes from
+# Debian's packages, crates.io and npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+command -v chromium >/dev/null || need_apt+=(chromium)
+# wasm32: rustup's target if present, else Debian's Rust builds the std for it (docs/building.md).
+if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
+  [ -x /usr/bin/rustc ] || need_apt+=(rustc-web cargo-web)
+  [ -d /usr/lib/rustlib/src/rust ] || need_apt+=(rust-web-src)
+  command -v rust-lld >/dev/null || [ -e /usr/bin/rust-lld ] || dpkg -s lld-22 >/dev/null 2>&1 || need_apt+=(lld-22)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  else
+    echo "setup: please install: sudo apt-get install ${need_apt[*]}" >&2
+    exit 1
+  fi
+fi
+
+want_bindgen=0.2.130
+if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want_bindgen" ]; then
+  echo "setup: installing wasm-bindgen-cli $want_bindgen (a few minutes, once)"
+  cargo install -q wasm-bindgen-cli --version "$want_bindgen"
+fi
+
+for dir in web e2e e2ee-wasm-test; do
+  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
