@@ -80,6 +80,7 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
     url,
     httpPort,
     udpPort,
+    pid: child.pid,
     output: () => output.join(''),
     get exited() {
       return exited;
