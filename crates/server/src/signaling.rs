@@ -23,6 +23,11 @@ use crate::hub::{Command, HubHandle, CLIENT_QUEUE};
 pub const MAX_FRAME_BYTES: usize = 2 * MAX_MESSAGE_BYTES;
 /// A connection must send `join` within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// The server pings every connection this often (browsers answer pings by
+/// themselves) and drops one it has heard nothing from for `SILENCE_LIMIT`:
+/// a half-open TCP connection must not keep a ghost in the room.
+const KEEPALIVE: Duration = Duration::from_secs(15);
+const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 /// Chat and media-state messages: sustained rate and burst per connection.
 const RATE_PER_SECOND: f64 = 10.0;
 const RATE_BURST: f64 = 30.0;
@@ -48,12 +53,15 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
     let mut bucket = TokenBucket::new(Instant::now());
     let join_deadline = tokio::time::sleep(JOIN_TIMEOUT);
     tokio::pin!(join_deadline);
+    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    let mut last_heard = Instant::now();
 
     loop {
         let joined = matches!(state, Joining::Joined);
         let reply = tokio::select! {
             incoming = stream.next() => {
                 let Some(Ok(message)) = incoming else { break };
+                last_heard = Instant::now();
                 match message {
                     Message::Text(text) => handle_text(id, &text, &hub, &mut state, &mut bucket).await,
                     Message::Binary(_) => Some(ServerMessage::error(ErrorCode::BadMessage, "binary messages are not part of the protocol")),
@@ -77,6 +85,16 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
                     None
                 }
             },
+            _ = keepalive.tick() => {
+                if last_heard.elapsed() > SILENCE_LIMIT {
+                    tracing::info!(participant = id, "no sign of life from the client; closing");
+                    break;
+                }
+                if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                None
+            }
             _ = &mut join_deadline, if !joined => {
                 let _ = send(&mut sink, &ServerMessage::error(ErrorCode::NotJoined, "no join message arrived in time")).await;
                 break;
