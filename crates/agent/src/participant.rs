@@ -1,0 +1,959 @@
+//! One synthetic participant: a WebSocket for signaling, a str0m `Rtc` in RTP
+//! mode as the full-ICE answerer on its own UDP socket, synthetic sources on
+//! the three publish m-lines, and receive statistics for everything else.
+//!
+//! Each participant is one tokio task. Many of them share one runtime (the
+//! binary uses a single worker thread), which keeps `--participants 50`
+//! cheap without a hand-written multiplexer; each has its own UDP socket, as
+//! a browser would.
+//!
+//! Everything the network sends is untrusted: bad signaling becomes a
+//! `Notice::Warning`, a lost connection an `AgentError`, never a panic.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use conclave_protocol::{
+    ClientMessage, ErrorCode, MediaState, ParticipantId, ParticipantInfo, ServerMessage,
+    TrackDirection, TrackMapping, TrackSource,
+};
+use futures_util::{SinkExt, StreamExt};
+use str0m::format::Codec;
+use str0m::media::{MediaKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::media::{AudioSource, EncodedFrame, VideoClass, VideoSource};
+use crate::packetize::{packetize_vp8, Vp8Reassembler};
+use crate::signaling::{parse_server_message, Incoming, RoomUrl};
+use crate::stats::ParticipantStats;
+
+/// How one participant behaves.
+#[derive(Debug, Clone)]
+pub struct ParticipantConfig {
+    pub url: RoomUrl,
+    pub name: String,
+    /// Camera class, or `None` for camera off.
+    pub video: Option<VideoClass>,
+    pub audio: bool,
+    /// Publish nothing, only receive.
+    pub receive_only: bool,
+    /// Count received packets without reassembling or checking frames.
+    pub count_only: bool,
+    /// Chat messages to send right after joining.
+    pub chat: Vec<String>,
+    /// Warn when a remote participant that should be sending has sent
+    /// nothing for this long.
+    pub no_media_after: Duration,
+    /// Give up when signaling or ICE/DTLS has not completed within this.
+    pub connect_timeout: Duration,
+    /// Varies payloads and speaking phases between participants.
+    pub seed: u64,
+}
+
+impl ParticipantConfig {
+    pub fn new(url: RoomUrl, name: impl Into<String>) -> ParticipantConfig {
+        ParticipantConfig {
+            url,
+            name: name.into(),
+            video: Some(VideoClass::P360),
+            audio: true,
+            receive_only: false,
+            count_only: false,
+            chat: Vec::new(),
+            no_media_after: Duration::from_secs(3),
+            connect_timeout: Duration::from_secs(10),
+            seed: 0,
+        }
+    }
+
+    fn media_state(&self) -> MediaState {
+        MediaState {
+            microphone: self.audio && !self.receive_only,
+            camera: self.video.is_some() && !self.receive_only,
+            screen: false,
+        }
+    }
+}
+
+/// Something a participant wants its operator to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    Joined {
+        id: ParticipantId,
+        others: Vec<ParticipantInfo>,
+    },
+    /// ICE and DTLS are up; media flows.
+    MediaConnected {
+        after: Duration,
+    },
+    Chat {
+        seq: u32,
+        from: ParticipantId,
+        name: String,
+        text: String,
+    },
+    ParticipantJoined(ParticipantInfo),
+    ParticipantLeft {
+        id: ParticipantId,
+        name: String,
+    },
+    /// A remote participant that should be sending has sent nothing recently.
+    NoMedia {
+        id: ParticipantId,
+        name: String,
+        silent_for: Duration,
+    },
+    MediaResumed {
+        id: ParticipantId,
+        name: String,
+    },
+    /// The server sent something unusable or reported an error; we carry on.
+    Warning(String),
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Joined { id, others } => {
+                write!(f, "joined as #{id} with {} others", others.len())
+            }
+            Notice::MediaConnected { after } => {
+                write!(f, "media connected after {} ms", after.as_millis())
+            }
+            Notice::Chat { name, text, .. } => write!(f, "[chat] {name}: {text}"),
+            Notice::ParticipantJoined(p) => write!(f, "{} (#{}) joined", p.name, p.id),
+            Notice::ParticipantLeft { id, name } => write!(f, "{name} (#{id}) left"),
+            Notice::NoMedia {
+                id,
+                name,
+                silent_for,
+            } => write!(
+                f,
+                "warning: no media from {name} (#{id}) for {} s",
+                silent_for.as_secs()
+            ),
+            Notice::MediaResumed { id, name } => write!(f, "media from {name} (#{id}) resumed"),
+            Notice::Warning(w) => write!(f, "warning: {w}"),
+        }
+    }
+}
+
+/// A notice and the local participant it comes from.
+#[derive(Debug, Clone)]
+pub struct Tagged {
+    pub participant: String,
+    pub notice: Notice,
+}
+
+/// Why a participant stopped before being asked to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentError {
+    /// The WebSocket could not be opened.
+    Connect(String),
+    /// The WebSocket closed or broke mid-session.
+    SignalingLost(String),
+    /// The server refused the join.
+    Refused { code: ErrorCode, message: String },
+    /// ICE/DTLS failed, timed out, or was lost.
+    MediaFailed(String),
+    /// Local trouble (sockets, addresses).
+    Local(String),
+}
+
+impl fmt::Display for AgentError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AgentError::Connect(e) => write!(f, "cannot connect to the server: {e}"),
+            AgentError::SignalingLost(e) => write!(f, "signaling connection lost: {e}"),
+            AgentError::Refused { code, message } => {
+                write!(f, "the server refused to let us in ({code:?}): {message}")
+            }
+            AgentError::MediaFailed(e) => write!(f, "media connection failed: {e}"),
+            AgentError::Local(e) => write!(f, "local error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for AgentError {}
+
+/// A running participant.
+pub struct ParticipantHandle {
+    pub name: String,
+    pub stats: Arc<Mutex<ParticipantStats>>,
+    chat: mpsc::UnboundedSender<String>,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<Result<(), AgentError>>,
+}
+
+impl ParticipantHandle {
+    /// Queues a chat message (sent once joined).
+    pub fn send_chat(&self, text: impl Into<String>) {
+        let _ = self.chat.send(text.into());
+    }
+
+    /// A copy of the statistics so far.
+    pub fn snapshot(&self) -> ParticipantStats {
+        lock(&self.stats).clone()
+    }
+
+    /// Whether the task has ended (by error or after `stop`).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    /// Asks the participant to leave and waits for it (at most 2 s more).
+    pub async fn stop(self) -> Result<(), AgentError> {
+        let _ = self.stop.send(true);
+        self.finish().await
+    }
+
+    /// Waits for the participant to end on its own.
+    pub async fn finish(self) -> Result<(), AgentError> {
+        match self.task.await {
+            Ok(r) => r,
+            Err(e) => Err(AgentError::Local(format!("participant task failed: {e}"))),
+        }
+    }
+}
+
+pub(crate) fn lock(stats: &Mutex<ParticipantStats>) -> MutexGuard<'_, ParticipantStats> {
+    // A poisoned lock only means a panic elsewhere; the counters are still usable.
+    stats.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Starts a participant on the current tokio runtime.
+pub fn spawn(
+    config: ParticipantConfig,
+    notices: mpsc::UnboundedSender<Tagged>,
+) -> ParticipantHandle {
+    crate::init_crypto();
+    let stats = Arc::new(Mutex::new(ParticipantStats {
+        name: config.name.clone(),
+        ..Default::default()
+    }));
+    let (chat_tx, chat_rx) = mpsc::unbounded_channel();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let name = config.name.clone();
+    let session = Session::new(config, stats.clone(), notices);
+    let task = tokio::spawn(session.run(chat_rx, stop_rx));
+    ParticipantHandle {
+        name,
+        stats,
+        chat: chat_tx,
+        stop: stop_tx,
+        task,
+    }
+}
+
+const WS_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+/// More than this behind schedule and a source skips ahead instead of bursting.
+const MAX_LAG: Duration = Duration::from_millis(200);
+
+type WsSink = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+
+struct Outgoing {
+    mid: Mid,
+    pt: str0m::format::PayloadParams,
+    seq: u64,
+}
+
+struct Session {
+    config: ParticipantConfig,
+    stats: Arc<Mutex<ParticipantStats>>,
+    notices: mpsc::UnboundedSender<Tagged>,
+    started: Instant,
+    me: Option<ParticipantId>,
+    people: HashMap<ParticipantId, ParticipantInfo>,
+    tracks: HashMap<Mid, TrackMapping>,
+    ssrc_cache: HashMap<Ssrc, Option<(ParticipantId, TrackSource)>>,
+    /// When we first answered an offer with a subscription to this participant.
+    subscribed_since: HashMap<ParticipantId, Instant>,
+    silent: HashSet<ParticipantId>,
+    reassemblers: HashMap<Ssrc, Vp8Reassembler>,
+    audio: Option<(AudioSource, Option<Outgoing>)>,
+    video: Option<(VideoSource, Option<Outgoing>)>,
+    picture_id: u16,
+    connected_at: Option<Instant>,
+    first_answer_at: Option<Instant>,
+}
+
+impl Session {
+    fn new(
+        config: ParticipantConfig,
+        stats: Arc<Mutex<ParticipantStats>>,
+        notices: mpsc::UnboundedSender<Tagged>,
+    ) -> Session {
+        let sending = !config.receive_only;
+        let audio = (sending && config.audio).then(|| (AudioSource::new(config.seed), None));
+        let video = config
+            .video
+            .filter(|_| sending)
+            .map(|class| (VideoSource::new(class, config.seed), None));
+        Session {
+            picture_id: (config.seed as u16) & 0x7fff,
+            config,
+            stats,
+            notices,
+            started: Instant::now(),
+            me: None,
+            people: HashMap::new(),
+            tracks: HashMap::new(),
+            ssrc_cache: HashMap::new(),
+            subscribed_since: HashMap::new(),
+            silent: HashSet::new(),
+            reassemblers: HashMap::new(),
+            audio,
+            video,
+            connected_at: None,
+            first_answer_at: None,
+        }
+    }
+
+    fn notify(&self, notice: Notice) {
+        let _ = self.notices.send(Tagged {
+            participant: self.config.name.clone(),
+            notice,
+        });
+    }
+
+    async fn run(
+        mut self,
+        mut chat_rx: mpsc::UnboundedReceiver<String>,
+        mut stop_rx: watch::Receiver<bool>,
+    ) -> Result<(), AgentError> {
+        let url = self.config.url.clone();
+        let (ws, _) = match tokio::time::timeout(
+            WS_CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async(url.ws_url.as_str()),
+        )
+        .await
+        {
+            Ok(Ok(ws)) => ws,
+            Ok(Err(e)) => return Err(AgentError::Connect(format!("{}: {e}", url.ws_url))),
+            Err(_) => {
+                return Err(AgentError::Connect(format!(
+                    "{}: no answer within {WS_CONNECT_TIMEOUT:?}",
+                    url.ws_url
+                )))
+            }
+        };
+        let (mut sink, mut stream) = ws.split();
+        send(
+            &mut sink,
+            &ClientMessage::Join {
+                room: url.room.clone(),
+                name: self.config.name.clone(),
+                media: self.config.media_state(),
+            },
+        )
+        .await?;
+
+        let socket = bind_media_socket(&url.authority).await?;
+        let local = socket
+            .local_addr()
+            .map_err(|e| AgentError::Local(format!("UDP socket address: {e}")))?;
+        let now = Instant::now();
+        let mut rtc = Rtc::builder()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(now);
+        let candidate = Candidate::host(local, "udp")
+            .map_err(|e| AgentError::Local(format!("ICE candidate for {local}: {e}")))?;
+        rtc.add_local_candidate(candidate);
+
+        let mut buf = vec![0u8; 2048];
+        let mut next_audio = now;
+        let mut next_video = now;
+        let mut next_check = now + CHECK_INTERVAL;
+        let mut stopping = *stop_rx.borrow();
+
+        while !stopping {
+            let rtc_timeout = self.drain(&mut rtc, &socket)?;
+            let mut deadline = rtc_timeout.min(next_check);
+            if self.connected_at.is_some() {
+                if self.audio.is_some() {
+                    deadline = deadline.min(next_audio);
+                }
+                if self.video.is_some() {
+                    deadline = deadline.min(next_video);
+                }
+            }
+            tokio::select! {
+                changed = stop_rx.changed() => {
+                    stopping = changed.is_err() || *stop_rx.borrow();
+                }
+                message = stream.next() => {
+                    let text = match message {
+                        None => return Err(AgentError::SignalingLost("the server closed the WebSocket".into())),
+                        Some(Err(e)) => return Err(AgentError::SignalingLost(format!("WebSocket dropped: {e}"))),
+                        Some(Ok(Message::Close(frame))) => {
+                            let why = frame.map(|f| format!(" ({} {})", f.code, f.reason)).unwrap_or_default();
+                            return Err(AgentError::SignalingLost(format!("the server closed the WebSocket{why}")));
+                        }
+                        Some(Ok(Message::Text(text))) => text,
+                        Some(Ok(Message::Binary(_))) => {
+                            self.notify(Notice::Warning("the server sent a binary WebSocket message; ignored".into()));
+                            continue;
+                        }
+                        Some(Ok(_)) => continue,
+                    };
+                    match parse_server_message(&text) {
+                        Incoming::Bad(why) => self.notify(Notice::Warning(format!("server sent a {why}"))),
+                        Incoming::Message(m) => self.on_server_message(m, &mut rtc, &mut sink).await?,
+                    }
+                }
+                received = socket.recv_from(&mut buf) => {
+                    match received {
+                        Ok((n, source)) => self.on_datagram(&mut rtc, &socket, source, local, &buf[..n])?,
+                        Err(e) => self.notify(Notice::Warning(format!("UDP receive failed: {e}"))),
+                    }
+                    // Take whatever else is already queued before polling str0m.
+                    for _ in 0..64 {
+                        match socket.try_recv_from(&mut buf) {
+                            Ok((n, source)) => self.on_datagram(&mut rtc, &socket, source, local, &buf[..n])?,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(text) = chat_rx.recv() => {
+                    send(&mut sink, &ClientMessage::Chat { text }).await?;
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {}
+            }
+
+            let now = Instant::now();
+            if now >= rtc_timeout {
+                rtc.handle_input(Input::Timeout(now))
+                    .map_err(|e| AgentError::MediaFailed(e.to_string()))?;
+            }
+            if self.connected_at.is_some() {
+                if self.audio.is_some() && now >= next_audio {
+                    next_audio = catch_up(next_audio, AudioSource::FRAME, now);
+                    self.send_audio(&mut rtc, now);
+                }
+                if let Some(class) = self.video.as_ref().map(|(v, _)| v.class()) {
+                    if now >= next_video {
+                        next_video = catch_up(next_video, class.frame_interval(), now);
+                        self.send_video(&mut rtc, now);
+                    }
+                }
+                // str0m timestamps written packets on the next timeout; give
+                // it one now so they leave in this turn, not the next.
+                rtc.handle_input(Input::Timeout(now))
+                    .map_err(|e| AgentError::MediaFailed(e.to_string()))?;
+            }
+            if now >= next_check {
+                next_check = now + CHECK_INTERVAL;
+                self.check(now)?;
+            }
+        }
+
+        // Asked to stop: say goodbye, briefly.
+        let _ = tokio::time::timeout(Duration::from_secs(1), async {
+            let _ = send(&mut sink, &ClientMessage::Leave).await;
+            let _ = sink.close().await;
+        })
+        .await;
+        rtc.disconnect();
+        Ok(())
+    }
+
+    /// Polls str0m until it wants time to pass; returns when.
+    fn drain(&mut self, rtc: &mut Rtc, socket: &UdpSocket) -> Result<Instant, AgentError> {
+        loop {
+            let output = rtc
+                .poll_output()
+                .map_err(|e| AgentError::MediaFailed(e.to_string()))?;
+            match output {
+                Output::Timeout(at) => return Ok(at),
+                Output::Transmit(t) => {
+                    if socket.try_send_to(&t.contents, t.destination).is_err() {
+                        lock(&self.stats).send_drops += 1;
+                    }
+                }
+                Output::Event(event) => self.on_rtc_event(rtc, event)?,
+            }
+        }
+    }
+
+    /// Feeds one datagram and polls str0m right away: in RTP mode it holds
+    /// only one received packet until the next `poll_output`.
+    fn on_datagram(
+        &mut self,
+        rtc: &mut Rtc,
+        socket: &UdpSocket,
+        source: SocketAddr,
+        destination: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), AgentError> {
+        let Ok(contents) = data.try_into() else {
+            return Ok(()); // not STUN/DTLS/RTP: ignore, as a browser would
+        };
+        let input = Input::Receive(
+            Instant::now(),
+            Receive {
+                proto: Protocol::Udp,
+                source,
+                destination,
+                contents,
+            },
+        );
+        if rtc.accepts(&input) {
+            rtc.handle_input(input)
+                .map_err(|e| AgentError::MediaFailed(e.to_string()))?;
+            self.drain(rtc, socket)?;
+        }
+        Ok(())
+    }
+
+    fn on_rtc_event(&mut self, rtc: &mut Rtc, event: Event) -> Result<(), AgentError> {
+        match event {
+            Event::Connected => {
+                let now = Instant::now();
+                self.connected_at = Some(now);
+                lock(&self.stats).connected = true;
+                let since = self.first_answer_at.unwrap_or(self.started);
+                self.notify(Notice::MediaConnected {
+                    after: now.saturating_duration_since(since),
+                });
+            }
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                if self.connected_at.is_some() =>
+            {
+                return Err(AgentError::MediaFailed(
+                    "ICE disconnected: the server stopped answering connectivity checks".into(),
+                ));
+            }
+            Event::RtpPacket(packet) => self.on_rtp(rtc, packet),
+            Event::KeyframeRequest(request) => {
+                if let Some((video, Some(out))) = self.video.as_mut() {
+                    if out.mid == request.mid {
+                        video.request_keyframe();
+                        lock(&self.stats).keyframe_requests += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_rtp(&mut self, rtc: &mut Rtc, packet: RtpPacket) {
+        let ssrc = packet.header.ssrc;
+        let key = match self.ssrc_cache.get(&ssrc) {
+            Some(k) => *k,
+            None => {
+                let mid = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
+                let key = mid
+                    .and_then(|m| self.tracks.get(&m))
+                    .filter(|t| t.direction == TrackDirection::Subscribe)
+                    .map(|t| (t.participant, t.source));
+                self.ssrc_cache.insert(ssrc, key);
+                key
+            }
+        };
+        let Some((from, source)) = key else {
+            return;
+        };
+        let clock = if source.is_audio() { 48_000 } else { 90_000 };
+        let arrival = packet
+            .timestamp
+            .saturating_duration_since(self.started)
+            .as_secs_f64();
+        let seq = *packet.seq_no;
+        let complete = if !self.config.count_only && !source.is_audio() {
+            self.reassemblers
+                .entry(ssrc)
+                .or_default()
+                .push(
+                    seq,
+                    packet.header.timestamp,
+                    packet.header.marker,
+                    &packet.payload,
+                )
+                .map(|frame| crate::media::parse_vp8_frame(&frame))
+        } else {
+            None
+        };
+        let resumed = self.silent.remove(&from);
+        {
+            let mut stats = lock(&self.stats);
+            let remote = stats.remotes.entry(from).or_default();
+            if remote.name.is_empty() {
+                if let Some(p) = self.people.get(&from) {
+                    remote.name = p.name.clone();
+                }
+            }
+            remote.last_packet = Some(packet.timestamp);
+            let track = remote.track_mut(source);
+            track.record(
+                seq,
+                packet.header.timestamp,
+                clock,
+                arrival,
+                packet.payload.len(),
+                packet.header.marker,
+            );
+            if let Some(Some(info)) = complete {
+                track.frames_complete += 1;
+                if info.keyframe {
+                    track.keyframes += 1;
+                }
+            }
+        }
+        if resumed {
+            let name = self.name_of(from);
+            self.notify(Notice::MediaResumed { id: from, name });
+        }
+    }
+
+    fn name_of(&self, id: ParticipantId) -> String {
+        self.people
+            .get(&id)
+            .map(|p| p.name.clone())
+            .unwrap_or_else(|| format!("participant {id}"))
+    }
+
+    async fn on_server_message(
+        &mut self,
+        message: ServerMessage,
+        rtc: &mut Rtc,
+        sink: &mut WsSink,
+    ) -> Result<(), AgentError> {
+        match message {
+            ServerMessage::Welcome { you, participants } => {
+                self.me = Some(you.id);
+                lock(&self.stats).id = Some(you.id);
+                for p in &participants {
+                    self.people.insert(p.id, p.clone());
+                }
+                self.notify(Notice::Joined {
+                    id: you.id,
+                    others: participants,
+                });
+                for text in std::mem::take(&mut self.config.chat) {
+                    send(sink, &ClientMessage::Chat { text }).await?;
+                }
+            }
+            ServerMessage::Offer { sdp, tracks } => {
+                let offer = match str0m::change::SdpOffer::from_sdp_string(&sdp) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        self.notify(Notice::Warning(format!(
+                            "the server's offer has unreadable SDP ({e}); not answered"
+                        )));
+                        return Ok(());
+                    }
+                };
+                let answer = match rtc.sdp_api().accept_offer(offer) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        self.notify(Notice::Warning(format!(
+                            "cannot accept the server's offer ({e}); not answered"
+                        )));
+                        return Ok(());
+                    }
+                };
+                self.apply_tracks(rtc, tracks);
+                send(
+                    sink,
+                    &ClientMessage::Answer {
+                        sdp: answer.to_sdp_string(),
+                    },
+                )
+                .await?;
+                self.first_answer_at.get_or_insert_with(Instant::now);
+            }
+            ServerMessage::ParticipantJoined { participant } => {
+                self.people.insert(participant.id, participant.clone());
+                self.notify(Notice::ParticipantJoined(participant));
+            }
+            ServerMessage::ParticipantUpdated { participant } => {
+                self.people.insert(participant.id, participant);
+            }
+            ServerMessage::ParticipantLeft { id } => {
+                let name = self.name_of(id);
+                self.people.remove(&id);
+                self.subscribed_since.remove(&id);
+                self.silent.remove(&id);
+                self.notify(Notice::ParticipantLeft { id, name });
+            }
+            ServerMessage::Chat {
+                seq,
+                from,
+                name,
+                text,
+                ..
+            } => self.notify(Notice::Chat {
+                seq,
+                from,
+                name,
+                text,
+            }),
+            ServerMessage::Speaking { .. } => {}
+            ServerMessage::Error { code, message } => {
+                if self.me.is_none() {
+                    return Err(AgentError::Refused { code, message });
+                }
+                self.notify(Notice::Warning(format!(
+                    "the server reported an error ({code:?}): {message}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes the m-line map of a freshly accepted offer: where to send our
+    /// sources, and who every subscribe m-line belongs to.
+    fn apply_tracks(&mut self, rtc: &mut Rtc, tracks: Vec<TrackMapping>) {
+        let now = Instant::now();
+        self.tracks = tracks
+            .into_iter()
+            .map(|t| (Mid::from(t.mid.as_str()), t))
+            .collect();
+        self.ssrc_cache.clear();
+        for t in self.tracks.values() {
+            if t.direction == TrackDirection::Subscribe {
+                self.subscribed_since.entry(t.participant).or_insert(now);
+            }
+        }
+        let publish = |source: TrackSource| {
+            self.tracks
+                .iter()
+                .find(|(_, t)| t.direction == TrackDirection::Publish && t.source == source)
+                .map(|(mid, _)| *mid)
+        };
+        let mic = publish(TrackSource::Microphone);
+        let cam = publish(TrackSource::Camera);
+        if let Some((_, out)) = self.audio.as_mut() {
+            if out.is_none() {
+                *out = mic.and_then(|mid| outgoing(rtc, mid, Codec::Opus));
+            }
+        }
+        if let Some((_, out)) = self.video.as_mut() {
+            if out.is_none() {
+                *out = cam.and_then(|mid| outgoing(rtc, mid, Codec::Vp8));
+            }
+        }
+        if self.audio.as_ref().is_some_and(|(_, o)| o.is_none())
+            || self.video.as_ref().is_some_and(|(_, o)| o.is_none())
+        {
+            self.notify(Notice::Warning(
+                "the offer has no usable publish m-line for one of our sources; it stays silent"
+                    .into(),
+            ));
+        }
+    }
+
+    fn send_audio(&mut self, rtc: &mut Rtc, now: Instant) {
+        let Some((source, Some(out))) = self.audio.as_mut() else {
+            return;
+        };
+        let frame = source.next_frame();
+        let ext = ExtensionValues {
+            audio_level: frame.audio_level,
+            voice_activity: frame.voice,
+            ..Default::default()
+        };
+        let len = frame.data.len();
+        let written = write(rtc, out, &frame, frame.data.clone(), true, ext, false, now);
+        if written {
+            let mut stats = lock(&self.stats);
+            stats.sent_packets += 1;
+            stats.sent_bytes += len as u64;
+            stats.sent_frames += 1;
+        }
+    }
+
+    fn send_video(&mut self, rtc: &mut Rtc, now: Instant) {
+        let Some((source, Some(out))) = self.video.as_mut() else {
+            return;
+        };
+        let frame = source.next_frame();
+        // The E2EE step (SFrame) goes here: encrypt `frame.data`, then packetize.
+        let payloads = packetize_vp8(&frame.data, self.picture_id);
+        self.picture_id = (self.picture_id + 1) & 0x7fff;
+        let (mut packets, mut bytes) = (0, 0);
+        for p in payloads {
+            let len = p.data.len();
+            if write(
+                rtc,
+                out,
+                &frame,
+                p.data,
+                p.marker,
+                ExtensionValues::default(),
+                true,
+                now,
+            ) {
+                packets += 1;
+                bytes += len as u64;
+            }
+        }
+        let mut stats = lock(&self.stats);
+        stats.sent_packets += packets;
+        stats.sent_bytes += bytes;
+        stats.sent_frames += 1;
+    }
+
+    /// Periodic checks: connection deadlines, and remote participants gone quiet.
+    fn check(&mut self, now: Instant) -> Result<(), AgentError> {
+        let timeout = self.config.connect_timeout;
+        if self.me.is_none() && now.duration_since(self.started) > timeout {
+            return Err(AgentError::SignalingLost(format!(
+                "no welcome from the server within {} s",
+                timeout.as_secs()
+            )));
+        }
+        let Some(connected) = self.connected_at else {
+            if let Some(answered) = self.first_answer_at {
+                if now.duration_since(answered) > timeout {
+                    return Err(AgentError::MediaFailed(format!(
+                        "ICE/DTLS did not connect within {} s of answering",
+                        timeout.as_secs()
+                    )));
+                }
+            }
+            return Ok(());
+        };
+        let mut quiet = Vec::new();
+        {
+            let stats = lock(&self.stats);
+            for (&id, since) in &self.subscribed_since {
+                if Some(id) == self.me || self.silent.contains(&id) {
+                    continue;
+                }
+                let Some(person) = self.people.get(&id) else {
+                    continue;
+                };
+                if !person.media.microphone && !person.media.camera && !person.media.screen {
+                    continue;
+                }
+                let last = stats
+                    .remotes
+                    .get(&id)
+                    .and_then(|r| r.last_packet)
+                    .unwrap_or((*since).max(connected));
+                let silent_for = now.saturating_duration_since(last);
+                if silent_for >= self.config.no_media_after {
+                    quiet.push((id, person.name.clone(), silent_for));
+                }
+            }
+        }
+        for (id, name, silent_for) in quiet {
+            self.silent.insert(id);
+            self.notify(Notice::NoMedia {
+                id,
+                name,
+                silent_for,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Where a source's packets go, with the payload type the offer gave its codec.
+fn outgoing(rtc: &mut Rtc, mid: Mid, codec: Codec) -> Option<Outgoing> {
+    let media = rtc.media(mid)?;
+    let kind = if codec == Codec::Opus {
+        MediaKind::Audio
+    } else {
+        MediaKind::Video
+    };
+    if media.kind() != kind {
+        return None;
+    }
+    let remote = media.remote_pts().to_vec();
+    let pt = rtc
+        .codec_config()
+        .params()
+        .iter()
+        .find(|p| p.spec().codec == codec && (remote.is_empty() || remote.contains(&p.pt())))
+        .cloned()?;
+    rtc.direct_api().stream_tx_by_mid(mid, None)?;
+    Some(Outgoing {
+        mid,
+        pt,
+        // The SFU rebases sequence numbers per subscriber; any start works.
+        seq: 1,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write(
+    rtc: &mut Rtc,
+    out: &mut Outgoing,
+    frame: &EncodedFrame,
+    payload: Vec<u8>,
+    marker: bool,
+    ext: ExtensionValues,
+    nackable: bool,
+    now: Instant,
+) -> bool {
+    let mut api = rtc.direct_api();
+    let Some(stream) = api.stream_tx_by_mid(out.mid, None) else {
+        return false;
+    };
+    let write = RtpWrite::new(out.pt.pt(), out.seq.into(), frame.rtp_time, now, payload)
+        .marker(marker)
+        .ext_vals(ext)
+        .nackable(nackable);
+    stream.write_rtp(write);
+    out.seq += 1;
+    true
+}
+
+/// The next tick after `at`, skipping ahead if the task fell far behind.
+fn catch_up(at: Instant, interval: Duration, now: Instant) -> Instant {
+    let next = at + interval;
+    if now.saturating_duration_since(next) > MAX_LAG {
+        now + interval
+    } else {
+        next
+    }
+}
+
+async fn send(sink: &mut WsSink, message: &ClientMessage) -> Result<(), AgentError> {
+    let json = serde_json::to_string(message)
+        .map_err(|e| AgentError::Local(format!("cannot encode {message:?}: {e}")))?;
+    sink.send(Message::text(json))
+        .await
+        .map_err(|e| AgentError::SignalingLost(format!("WebSocket send failed: {e}")))
+}
+
+/// A UDP socket on the local address that routes to the server.
+async fn bind_media_socket(authority: &str) -> Result<UdpSocket, AgentError> {
+    let server = tokio::net::lookup_host(authority)
+        .await
+        .map_err(|e| AgentError::Connect(format!("cannot resolve {authority}: {e}")))?
+        .next()
+        .ok_or_else(|| AgentError::Connect(format!("{authority} has no address")))?;
+    let any: SocketAddr = if server.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    // Connecting a UDP socket sends nothing; it only asks the OS for a route.
+    let probe = std::net::UdpSocket::bind(any)
+        .and_then(|s| s.connect(server).map(|_| s))
+        .and_then(|s| s.local_addr())
+        .map_err(|e| AgentError::Local(format!("no route to {server}: {e}")))?;
+    UdpSocket::bind(SocketAddr::new(probe.ip(), 0))
+        .await
+        .map_err(|e| AgentError::Local(format!("cannot bind a UDP socket: {e}")))
+}
