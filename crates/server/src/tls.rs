@@ -53,3 +53,50 @@ fn write_private(path: &Path, contents: &[u8]) -> Result<(), String> {
     file.write_all(contents)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_generated_certificate_is_created_once_kept_private_and_loads() {
+        let dir = std::env::temp_dir().join(format!("conclave-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let tls = Tls::Generated { dir: dir.clone() };
+        let ip: IpAddr = "192.0.2.7".parse().expect("ip");
+        assert!(rustls_config(&tls, ip).await.expect("generates").is_some());
+        let first = std::fs::read(dir.join("cert.pem")).expect("cert written");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("key.pem"))
+                .expect("key")
+                .permissions()
+                .mode();
+            assert_eq!(
+                mode & 0o077,
+                0,
+                "the private key is readable by its owner only"
+            );
+        }
+        assert!(rustls_config(&tls, ip).await.expect("reloads").is_some());
+        assert_eq!(
+            std::fs::read(dir.join("cert.pem")).expect("cert"),
+            first,
+            "kept across starts"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_missing_certificate_file_is_a_clear_error() {
+        let tls = Tls::Files {
+            cert: "/nonexistent/cert.pem".into(),
+            key: "/nonexistent/key.pem".into(),
+        };
+        let err = rustls_config(&tls, "127.0.0.1".parse().expect("ip"))
+            .await
+            .expect_err("refused");
+        assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+    }
+}

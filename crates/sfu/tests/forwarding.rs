@@ -1,0 +1,345 @@
+//! Scenario tests: the SFU and str0m peers on an in-memory network, driven
+//! faster than real time. Real ICE, DTLS-SRTP and RTP; no sockets, no sleeping.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use conclave_protocol::{ParticipantId, TrackDirection, TrackMapping, TrackSource};
+use conclave_sfu::{Output, Sfu, SfuConfig};
+use str0m::change::SdpOffer;
+use str0m::format::Codec;
+use str0m::media::{KeyframeRequestKind, Mid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionValues, RtpWrite};
+use str0m::{Candidate, Event, Input, Rtc};
+
+const SFU_ADDR: &str = "10.0.0.1:5000";
+const STEP: Duration = Duration::from_millis(2);
+
+struct Peer {
+    rtc: Rtc,
+    addr: SocketAddr,
+    tracks: Vec<TrackMapping>,
+    connected: bool,
+    events: Vec<Event>,
+}
+
+struct World {
+    now: Instant,
+    sfu: Sfu,
+    peers: HashMap<ParticipantId, Peer>,
+    /// Offers the SFU made that the peer has not answered yet.
+    offers: Vec<(ParticipantId, String, Vec<TrackMapping>)>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            now: Instant::now(),
+            sfu: Sfu::new(SfuConfig {
+                candidate_addr: SFU_ADDR.parse().expect("addr"),
+            }),
+            peers: HashMap::new(),
+            offers: Vec::new(),
+        }
+    }
+
+    fn join(&mut self, id: ParticipantId, room: &str) {
+        let addr: SocketAddr = format!("10.0.1.{id}:4000").parse().expect("addr");
+        let mut rtc = Rtc::builder().set_rtp_mode(true).build(self.now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        self.peers.insert(
+            id,
+            Peer {
+                rtc,
+                addr,
+                tracks: Vec::new(),
+                connected: false,
+                events: Vec::new(),
+            },
+        );
+        self.sfu.add_participant(self.now, id, room).expect("added");
+    }
+
+    /// Advances time by `duration`, moving every datagram and answering every offer.
+    fn run(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        while self.now < end {
+            self.now += STEP;
+            self.sfu.handle_timeout(self.now);
+            self.pump();
+            for peer in self.peers.values_mut() {
+                let _ = peer.rtc.handle_input(Input::Timeout(self.now));
+            }
+            self.pump();
+        }
+    }
+
+    fn pump(&mut self) {
+        for _ in 0..100 {
+            let mut moved = false;
+            while let Some(output) = self.sfu.poll_output() {
+                moved = true;
+                match output {
+                    Output::Transmit {
+                        destination,
+                        contents,
+                    } => {
+                        if let Some(peer) = self.peers.values_mut().find(|p| p.addr == destination)
+                        {
+                            let input = Input::Receive(
+                                self.now,
+                                Receive {
+                                    proto: Protocol::Udp,
+                                    source: SFU_ADDR.parse().expect("addr"),
+                                    destination,
+                                    contents: contents
+                                        .as_slice()
+                                        .try_into()
+                                        .expect("valid datagram"),
+                                },
+                            );
+                            let _ = peer.rtc.handle_input(input);
+                        }
+                    }
+                    Output::Offer {
+                        participant,
+                        sdp,
+                        tracks,
+                    } => self.offers.push((participant, sdp, tracks)),
+                    Output::Speaking { .. } | Output::Disconnected { .. } => {}
+                }
+            }
+            for (id, sdp, tracks) in std::mem::take(&mut self.offers) {
+                let peer = self.peers.get_mut(&id).expect("offer for a known peer");
+                let offer = SdpOffer::from_sdp_string(&sdp).expect("valid offer");
+                let answer = peer.rtc.sdp_api().accept_offer(offer).expect("accepted");
+                peer.tracks = tracks;
+                self.sfu
+                    .handle_answer(self.now, id, &answer.to_sdp_string())
+                    .expect("answer applies");
+                moved = true;
+            }
+            let mut datagrams = Vec::new();
+            for peer in self.peers.values_mut() {
+                loop {
+                    match peer.rtc.poll_output().expect("peer healthy") {
+                        str0m::Output::Timeout(_) => break,
+                        str0m::Output::Transmit(t) => {
+                            datagrams.push((t.source, t.contents.to_vec()))
+                        }
+                        str0m::Output::Event(Event::Connected) => peer.connected = true,
+                        str0m::Output::Event(e) => peer.events.push(e),
+                    }
+                }
+            }
+            for (source, data) in datagrams {
+                moved = true;
+                let _ = self.sfu.handle_datagram(self.now, source, &data);
+            }
+            if !moved {
+                return;
+            }
+        }
+    }
+
+    fn peer(&mut self, id: ParticipantId) -> &mut Peer {
+        self.peers.get_mut(&id).expect("known peer")
+    }
+}
+
+impl Peer {
+    fn mid(
+        &self,
+        direction: TrackDirection,
+        participant: ParticipantId,
+        source: TrackSource,
+    ) -> Mid {
+        let t = self
+            .tracks
+            .iter()
+            .find(|t| {
+                t.direction == direction && t.participant == participant && t.source == source
+            })
+            .unwrap_or_else(|| panic!("no {direction:?} m-line for {participant}/{source:?}"));
+        Mid::from(t.mid.as_str())
+    }
+
+    fn send_video(&mut self, now: Instant, seq: u64, payload: &[u8]) {
+        let mid = self.mid(TrackDirection::Publish, self.own_id(), TrackSource::Camera);
+        let pt = self
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .expect("vp8 negotiated")
+            .pt();
+        let mut api = self.rtc.direct_api();
+        let stream = api.stream_tx_by_mid(mid, None).expect("publish stream");
+        stream.write_rtp(
+            RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload.to_vec())
+                .marker(true)
+                .ext_vals(ExtensionValues::default()),
+        );
+    }
+
+    fn own_id(&self) -> ParticipantId {
+        self.tracks
+            .iter()
+            .find(|t| t.direction == TrackDirection::Publish)
+            .expect("publish tracks")
+            .participant
+    }
+
+    fn received_payloads(&self) -> Vec<Vec<u8>> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::RtpPacket(p) => Some(p.payload.to_vec()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn keyframe_requests(&self) -> usize {
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Event::KeyframeRequest(_)))
+            .count()
+    }
+}
+
+fn three_in_a_room() -> World {
+    let mut world = World::new();
+    for id in 1..=3 {
+        world.join(id, "room");
+    }
+    world.run(Duration::from_secs(2));
+    for id in 1..=3 {
+        assert!(world.peer(id).connected, "peer {id} completed ICE and DTLS");
+    }
+    world
+}
+
+#[test]
+fn every_participant_is_offered_the_others_tracks() {
+    let mut world = three_in_a_room();
+    for id in 1..=3 {
+        let peer = world.peer(id);
+        let subscribed: Vec<_> = peer
+            .tracks
+            .iter()
+            .filter(|t| t.direction == TrackDirection::Subscribe)
+            .collect();
+        assert_eq!(
+            subscribed.len(),
+            6,
+            "peer {id} receives 3 tracks from each of 2 others"
+        );
+        assert!(subscribed.iter().all(|t| t.participant != id));
+    }
+}
+
+#[test]
+fn a_packet_published_by_one_reaches_the_others_with_its_payload_untouched() {
+    let mut world = three_in_a_room();
+    let now = world.now;
+    // Bytes no codec would produce: the SFU must not look inside.
+    let opaque: Vec<u8> = (0..=255u8).rev().collect();
+    world.peer(1).send_video(now, 1, &opaque);
+    world.run(Duration::from_millis(200));
+    assert!(world.peer(2).received_payloads().contains(&opaque));
+    assert!(world.peer(3).received_payloads().contains(&opaque));
+    assert!(
+        !world.peer(1).received_payloads().contains(&opaque),
+        "nothing echoes back"
+    );
+}
+
+#[test]
+fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled() {
+    let mut world = three_in_a_room();
+    let now = world.now;
+    world.peer(1).send_video(now, 1, b"frame");
+    world.run(Duration::from_millis(500));
+    let before = world.peer(1).keyframe_requests();
+    for subscriber in [2, 3] {
+        let peer = world.peer(subscriber);
+        let mid = peer.mid(TrackDirection::Subscribe, 1, TrackSource::Camera);
+        let mut api = peer.rtc.direct_api();
+        api.stream_rx_by_mid(mid, None)
+            .expect("subscribed stream")
+            .request_keyframe(KeyframeRequestKind::Pli);
+    }
+    world.run(Duration::from_millis(100));
+    assert_eq!(
+        world.peer(1).keyframe_requests() - before,
+        1,
+        "two requests within 300 ms become one"
+    );
+    world.run(Duration::from_millis(400));
+    let peer = world.peer(2);
+    let mid = peer.mid(TrackDirection::Subscribe, 1, TrackSource::Camera);
+    peer.rtc
+        .direct_api()
+        .stream_rx_by_mid(mid, None)
+        .expect("subscribed stream")
+        .request_keyframe(KeyframeRequestKind::Pli);
+    world.run(Duration::from_millis(100));
+    assert_eq!(
+        world.peer(1).keyframe_requests() - before,
+        2,
+        "a later request passes"
+    );
+}
+
+#[test]
+fn when_one_leaves_the_others_renegotiate_without_its_tracks() {
+    let mut world = three_in_a_room();
+    world.sfu.remove_participant(world.now, 3);
+    world.peers.remove(&3);
+    world.run(Duration::from_millis(200));
+    for id in [1, 2] {
+        let peer = world.peer(id);
+        assert!(
+            peer.tracks.iter().all(|t| t.participant != 3),
+            "peer {id} still maps tracks of 3"
+        );
+        assert_eq!(
+            peer.tracks
+                .iter()
+                .filter(|t| t.direction == TrackDirection::Subscribe)
+                .count(),
+            3
+        );
+    }
+    let now = world.now;
+    world.peer(1).send_video(now, 1, b"after");
+    world.run(Duration::from_millis(200));
+    assert!(world
+        .peer(2)
+        .received_payloads()
+        .contains(&b"after".to_vec()));
+}
+
+#[test]
+fn rooms_are_isolated_from_each_other() {
+    let mut world = World::new();
+    world.join(1, "a");
+    world.join(2, "a");
+    world.join(3, "b");
+    world.run(Duration::from_secs(2));
+    assert!(world
+        .peer(3)
+        .tracks
+        .iter()
+        .all(|t| t.direction == TrackDirection::Publish));
+    let now = world.now;
+    world.peer(1).send_video(now, 1, b"only for a");
+    world.run(Duration::from_millis(200));
+    assert!(world
+        .peer(2)
+        .received_payloads()
+        .contains(&b"only for a".to_vec()));
+    assert!(world.peer(3).received_payloads().is_empty());
+}
