@@ -31,6 +31,9 @@ struct World {
     peers: HashMap<ParticipantId, Peer>,
     /// Offers the SFU made that the peer has not answered yet.
     offers: Vec<(ParticipantId, String, Vec<TrackMapping>)>,
+    /// Loss injection: the first datagram matching this (source, destination,
+    /// RTP sequence number) is dropped once.
+    drop_once: Option<(SocketAddr, SocketAddr, u16)>,
 }
 
 impl World {
@@ -42,6 +45,7 @@ impl World {
             }),
             peers: HashMap::new(),
             offers: Vec::new(),
+            drop_once: None,
         }
     }
 
@@ -86,6 +90,10 @@ impl World {
                         destination,
                         contents,
                     } => {
+                        if self.should_drop(SFU_ADDR.parse().expect("addr"), destination, &contents)
+                        {
+                            continue;
+                        }
                         if let Some(peer) = self.peers.values_mut().find(|p| p.addr == destination)
                         {
                             let input = Input::Receive(
@@ -134,14 +142,37 @@ impl World {
                     }
                 }
             }
+            let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("addr");
             for (source, data) in datagrams {
                 moved = true;
+                if self.should_drop(source, sfu_addr, &data) {
+                    continue;
+                }
                 let _ = self.sfu.handle_datagram(self.now, source, &data);
             }
             if !moved {
                 return;
             }
         }
+    }
+
+    /// Whether this datagram is the one chosen to be lost. SRTP leaves the
+    /// RTP header in the clear, so the sequence number is visible.
+    fn should_drop(&mut self, source: SocketAddr, destination: SocketAddr, data: &[u8]) -> bool {
+        let Some((from, to, seq)) = self.drop_once else {
+            return false;
+        };
+        let is_rtp = data.len() > 12 && data[0] >> 6 == 2 && !(192..=223).contains(&data[1]);
+
+        if is_rtp
+            && from == source
+            && to == destination
+            && u16::from_be_bytes([data[2], data[3]]) == seq
+        {
+            self.drop_once = None;
+            return true;
+        }
+        false
     }
 
     fn peer(&mut self, id: ParticipantId) -> &mut Peer {
@@ -179,6 +210,7 @@ impl Peer {
         stream.write_rtp(
             RtpWrite::new(pt, seq.into(), (seq * 3000) as u32, now, payload.to_vec())
                 .marker(true)
+                .nackable(true)
                 .ext_vals(ExtensionValues::default()),
         );
     }
@@ -342,4 +374,81 @@ fn rooms_are_isolated_from_each_other() {
         .received_payloads()
         .contains(&b"only for a".to_vec()));
     assert!(world.peer(3).received_payloads().is_empty());
+}
+
+/// Sends frames 1..=count from peer 1, 20 ms apart, letting the world run.
+fn send_frames(world: &mut World, count: u64) {
+    for seq in 1..=count {
+        let now = world.now;
+        world
+            .peer(1)
+            .send_video(now, seq, format!("frame {seq}").as_bytes());
+        world.run(Duration::from_millis(20));
+    }
+    world.run(Duration::from_millis(500));
+}
+
+fn frames_received(world: &mut World, id: ParticipantId) -> Vec<String> {
+    world
+        .peer(id)
+        .received_payloads()
+        .into_iter()
+        .map(|p| String::from_utf8_lossy(&p).into_owned())
+        .filter(|p| p.starts_with("frame "))
+        .collect()
+}
+
+#[test]
+fn a_packet_lost_on_the_way_to_the_sfu_is_repaired_by_nack_for_every_subscriber() {
+    let mut world = three_in_a_room();
+    let publisher = world.peer(1).addr;
+    world.drop_once = Some((publisher, SFU_ADDR.parse().expect("addr"), 5));
+    send_frames(&mut world, 10);
+    assert!(world.drop_once.is_none(), "the packet was dropped");
+    for id in [2, 3] {
+        assert!(
+            frames_received(&mut world, id).contains(&"frame 5".to_owned()),
+            "peer {id} got the repaired frame"
+        );
+    }
+}
+
+#[test]
+fn a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu() {
+    let mut world = three_in_a_room();
+    let subscriber = world.peer(2).addr;
+    // Outgoing sequence numbers are rebased per subscriber: find what the
+    // SFU will use for frame 5 from the first forwarded packet.
+    let now = world.now;
+    world.peer(1).send_video(now, 1, b"probe");
+    let mut first_seq = None;
+    for _ in 0..50 {
+        world.run(Duration::from_millis(2));
+        if let Some(seq) = world.peer(2).events.iter().find_map(|e| match e {
+            Event::RtpPacket(p) if &*p.payload == b"probe" => Some(*p.seq_no),
+            _ => None,
+        }) {
+            first_seq = Some(seq);
+            break;
+        }
+    }
+    let first_seq = first_seq.expect("probe forwarded");
+    world.drop_once = Some((
+        SFU_ADDR.parse().expect("addr"),
+        subscriber,
+        (first_seq + 4) as u16,
+    ));
+    for seq in 2..=10 {
+        let now = world.now;
+        world
+            .peer(1)
+            .send_video(now, seq, format!("frame {seq}").as_bytes());
+        world.run(Duration::from_millis(20));
+    }
+    world.run(Duration::from_millis(500));
+    assert!(world.drop_once.is_none(), "the packet was dropped");
+    assert!(
+        frames_received(&mut world, 2).contains(&"frame 5".to_owned()),
+        "resent to the subscriber"
+    );
 }
