@@ -146,26 +146,18 @@ async fn handle_text(
             ));
         }
         ClientMessage::Answer { sdp } => Command::Answer { id, sdp },
-        ClientMessage::MediaState { media } => {
-            if !bucket.take(Instant::now()) {
-                return Some(ServerMessage::error(
-                    ErrorCode::RateLimited,
-                    "too many messages; slow down",
-                ));
-            }
-            Command::Media { id, media }
-        }
-        ClientMessage::Chat { text } => {
-            if !bucket.take(Instant::now()) {
-                return Some(ServerMessage::error(
-                    ErrorCode::RateLimited,
-                    "too many messages; slow down",
-                ));
-            }
-            Command::Chat { id, text }
-        }
+        ClientMessage::MediaState { media } => Command::Media { id, media },
+        ClientMessage::Chat { text } => Command::Chat { id, text },
         ClientMessage::Leave => Command::Leave { id },
     };
+    // Chat and media-state changes come from people and go to everyone: cap their rate.
+    let rate_limited = matches!(command, Command::Media { .. } | Command::Chat { .. });
+    if rate_limited && !bucket.take(Instant::now()) {
+        return Some(ServerMessage::error(
+            ErrorCode::RateLimited,
+            "too many messages; slow down",
+        ));
+    }
     hub.send(command).await;
     None
 }

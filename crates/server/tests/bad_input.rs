@@ -190,3 +190,23 @@ async fn garbage_datagrams_on_the_media_port_do_not_stop_a_real_peer_from_connec
     assert!(server.is_running(), "the server survived");
     let (_bob, _) = Client::join(&server, "udp", "Bob").await;
 }
+
+#[tokio::test]
+async fn a_chat_flood_is_rate_limited_for_the_flooder_only() {
+    let server = Server::start();
+    let (mut ada, _) = Client::join(&server, "flood", "Ada").await;
+    let (mut bob, _) = Client::join(&server, "flood", "Bob").await;
+    for i in 0..100 {
+        bob.send(&ClientMessage::Chat {
+            text: format!("spam {i}"),
+        })
+        .await;
+    }
+    let limited = bob
+        .recv_until("rate_limited", |m| {
+            error_code(m) == Some(ErrorCode::RateLimited)
+        })
+        .await;
+    assert_eq!(error_code(&limited), Some(ErrorCode::RateLimited));
+    chat_still_flows(&mut ada, &mut bob, "ada is not limited").await;
+}
