@@ -20,4 +20,23 @@ if [ ! -x "$BIN" ]; then
 fi
 # Node's default reporter: "spec" on a terminal, TAP ("# pass N" / "# fail N"
 # summary lines, which scripts/test.sh adds up) when the output is piped.
-exec node --test --test-concurrency=1 tests/
+#
+# Firefox pairs no host candidate with a 127.0.0.1 server candidate, so the
+# Firefox interop test announces media on an address of a test-only veth pair
+# (one end in a network namespace made here, never a real network). Needs root
+# and iproute2; without them that test is skipped with the reason.
+if [ -z "${CONCLAVE_E2E_FIREFOX_IP:-}" ] && [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
+  ns="conclave-e2e-$$"
+  host_if="cv$$h"; ns_if="cv$$n"
+  cleanup() { ip link del "$host_if" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
+  trap cleanup EXIT
+  if ip netns add "$ns" && ip link add "$host_if" type veth peer name "$ns_if" \
+    && ip link set "$ns_if" netns "$ns" && ip addr add 10.213.0.1/30 dev "$host_if" \
+    && ip link set "$host_if" up && ip netns exec "$ns" ip addr add 10.213.0.2/30 dev "$ns_if" \
+    && ip netns exec "$ns" ip link set "$ns_if" up; then
+    export CONCLAVE_E2E_FIREFOX_IP=10.213.0.1
+  else
+    echo "e2e: could not create the test veth pair; the Firefox test will be skipped" >&2
+  fi
+fi
+node --test --test-concurrency=1 tests/

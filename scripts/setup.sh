@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v chromium >/dev/null || need_apt+=(chromium)
+command -v firefox-esr >/dev/null || need_apt+=(firefox-esr)
+command -v ip >/dev/null || need_apt+=(iproute2)
 # wasm32: rustup's target if present, else Debian's Rust builds the std for it (docs/building.md).
 if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
   [ -x /usr/bin/rustc ] || need_apt+=(rustc-web cargo-web)

@@ -10,9 +10,9 @@ export const haveFirefox = existsSync(FIREFOX);
  * Firefox (153 ESR here) never pairs its host candidates with a 127.0.0.1
  * server candidate: it gathers no loopback candidate even with
  * media.peerconnection.ice.loopback=true, so ICE stays "new" and the server
- * drops the session. The interop test therefore needs the server announced
- * on a non-loopback address of this machine, which makes it bind UDP on all
- * interfaces — so it only runs when asked: CONCLAVE_E2E_FIREFOX_IP=<LAN IP>.
+ * drops the session. The interop test therefore announces (and binds) media
+ * on another local address: e2e/run.sh creates a test-only veth pair and sets
+ * CONCLAVE_E2E_FIREFOX_IP to its host end. Without it the test is skipped.
  */
 export const firefoxServerIp = process.env.CONCLAVE_E2E_FIREFOX_IP ?? null;
 

@@ -27,12 +27,12 @@ async function firefoxInbound(page) {
 const skip = !haveFirefox
   ? 'Firefox is not installed'
   : !firefoxServerIp
-    ? 'Firefox cannot do ICE with a 127.0.0.1-only server; set CONCLAVE_E2E_FIREFOX_IP=<this machine\'s LAN IP> to run it'
+    ? 'Firefox cannot do ICE with a 127.0.0.1-only server; run e2e/run.sh as root (it makes a test veth pair) or set CONCLAVE_E2E_FIREFOX_IP'
     : false;
 
 describe('Firefox and Chromium in one meeting', { skip, timeout: 120_000 }, () => {
   before(async () => {
-    // HTTP stays on loopback (a secure context for getUserMedia); only media is announced on the LAN IP.
+    // HTTP stays on loopback (a secure context for getUserMedia); media is bound and announced on the test veth address.
     server = await startServer({ publicIp: firefoxServerIp });
     chromium = await launchBrowser();
     firefox = await launchFirefox();
@@ -70,6 +70,8 @@ describe('Firefox and Chromium in one meeting', { skip, timeout: 120_000 }, () =
         return s.some((x) => x.kind === 'video' && x.framesDecoded > 0) && s.some((x) => x.kind === 'audio' && x.packetsReceived > 0);
       }, { timeoutMs: 30_000, what: 'Chromium to decode Firefox\'s video and receive its audio' });
 
+      // Chat messages are rendered into the panel, so open it on both sides.
+      await chrome.page.getByTestId('toggle-chat').click();
       await fox.click('[data-testid="toggle-chat"]');
       await fox.type('[data-testid="chat-input"]', 'hello from Firefox');
       await fox.keyboard.press('Enter');

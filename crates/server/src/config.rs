@@ -88,11 +88,15 @@ impl Config {
             )?,
             None => listen.ip(),
         };
-        let udp_bind = if listen.ip().is_unspecified() || listen.ip() != public_ip {
-            SocketAddr::new(unspecified_like(listen.ip()), udp_port)
+        // Bind media exactly where it is announced when that address is this
+        // machine's (loopback, a LAN address); behind NAT the announced
+        // address is not local, so bind every interface.
+        let udp_ip = if listen.ip().is_unspecified() || !is_local_address(public_ip) {
+            unspecified_like(public_ip)
         } else {
-            SocketAddr::new(listen.ip(), udp_port)
+            public_ip
         };
+        let udp_bind = SocketAddr::new(udp_ip, udp_port);
         let tls = match (cli.tls_cert.or(file.tls_cert), cli.tls_key.or(file.tls_key)) {
             (Some(cert), Some(key)) => Tls::Files { cert, key },
             (Some(_), None) | (None, Some(_)) => {
@@ -126,6 +130,11 @@ fn unspecified_like(ip: IpAddr) -> IpAddr {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         IpAddr::V6(_) => IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED),
     }
+}
+
+fn is_local_address(ip: IpAddr) -> bool {
+    ip.is_loopback()
+        || if_addrs::get_if_addrs().is_ok_and(|interfaces| interfaces.iter().any(|i| i.ip() == ip))
 }
 
 fn first_lan_address() -> Option<IpAddr> {
@@ -163,9 +172,31 @@ mod tests {
             "4000",
         ]))
         .expect("resolves");
-        assert_eq!(config.udp_bind, "0.0.0.0:4000".parse().expect("addr"));
+        assert_eq!(
+            config.udp_bind,
+            "0.0.0.0:4000".parse().expect("addr"),
+            "192.0.2.7 is not local: NAT"
+        );
         assert_eq!(config.udp_public, "192.0.2.7:4000".parse().expect("addr"));
         assert!(matches!(config.tls, Tls::Generated { .. }));
+    }
+
+    #[test]
+    fn media_binds_where_it_is_announced_when_that_address_is_local() {
+        let config = Config::resolve(cli(&["--public-ip", "127.0.0.1", "--udp-port", "0"]))
+            .expect("resolves");
+        assert_eq!(config.udp_bind, "127.0.0.1:0".parse().expect("addr"));
+        let config = Config::resolve(cli(&[
+            "--listen",
+            "127.0.0.1:8080",
+            "--public-ip",
+            "127.0.0.2",
+        ]))
+        .expect("resolves");
+        assert_eq!(
+            config.udp_bind.ip(),
+            "127.0.0.2".parse::<IpAddr>().expect("ip")
+        );
     }
 
     #[test]
