@@ -66,6 +66,10 @@ struct JoinArgs {
     /// Warn when a remote participant sends nothing for this many seconds.
     #[arg(long, default_value_t = 3.0)]
     no_media_after: f64,
+    /// Spread participants over rooms of this many (`<room>-1`, `<room>-2`, …)
+    /// so that load grows linearly instead of with the square of a single room.
+    #[arg(long)]
+    room_size: Option<usize>,
     /// Milliseconds between successive joins when running many participants.
     #[arg(long, default_value_t = 50)]
     join_interval_ms: u64,
@@ -133,7 +137,15 @@ async fn run(args: JoinArgs, url: RoomUrl) -> ExitCode {
     let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<conclave_agent::Tagged>();
     let json = args.json;
     let printer = tokio::spawn(async move {
+        // Every local participant receives each chat message; print it once.
+        let mut last_chat: Option<u32> = None;
         while let Some(t) = notice_rx.recv().await {
+            if let conclave_agent::Notice::Chat { seq, .. } = t.notice {
+                if last_chat.is_some_and(|last| seq <= last) {
+                    continue;
+                }
+                last_chat = Some(seq);
+            }
             if json {
                 println!(
                     "{}",
@@ -157,7 +169,11 @@ async fn run(args: JoinArgs, url: RoomUrl) -> ExitCode {
         } else {
             args.name.clone()
         };
-        let mut config = ParticipantConfig::new(url.clone(), name);
+        let mut room_url = url.clone();
+        if let Some(size) = args.room_size.filter(|&k| k > 0) {
+            room_url.room = format!("{}-{}", url.room, i / size + 1);
+        }
+        let mut config = ParticipantConfig::new(room_url, name);
         config.video = args.video.0;
         config.audio = args.audio;
         config.receive_only = args.receive_only;

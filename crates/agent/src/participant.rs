@@ -705,7 +705,11 @@ impl Session {
                 name,
                 text,
             }),
-            ServerMessage::Speaking { .. } => {}
+            ServerMessage::Speaking { ids } => {
+                let mut stats = lock(&self.stats);
+                stats.speaking_updates += 1;
+                stats.speaking = ids;
+            }
             ServerMessage::Error { code, message } => {
                 if self.me.is_none() {
                     return Err(AgentError::Refused { code, message });
@@ -953,7 +957,22 @@ async fn bind_media_socket(authority: &str) -> Result<UdpSocket, AgentError> {
         .and_then(|s| s.connect(server).map(|_| s))
         .and_then(|s| s.local_addr())
         .map_err(|e| AgentError::Local(format!("no route to {server}: {e}")))?;
-    UdpSocket::bind(SocketAddr::new(probe.ip(), 0))
-        .await
-        .map_err(|e| AgentError::Local(format!("cannot bind a UDP socket: {e}")))
+    let local = SocketAddr::new(probe.ip(), 0);
+    let socket = (|| {
+        let s = socket2::Socket::new(
+            socket2::Domain::for_address(local),
+            socket2::Type::DGRAM,
+            Some(socket2::Protocol::UDP),
+        )?;
+        // Many streams arrive in keyframe bursts while one thread serves
+        // every participant: a larger buffer rides out the scheduling delay
+        // (the kernel caps it at net.core.rmem_max).
+        let _ = s.set_recv_buffer_size(RECV_BUFFER);
+        s.set_nonblocking(true)?;
+        s.bind(&local.into())?;
+        UdpSocket::from_std(s.into())
+    })();
+    socket.map_err(|e| AgentError::Local(format!("cannot bind a UDP socket on {local}: {e}")))
 }
+
+const RECV_BUFFER: usize = 4 << 20;

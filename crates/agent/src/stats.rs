@@ -130,6 +130,10 @@ pub struct ParticipantStats {
     pub sent_bytes: u64,
     pub sent_frames: u64,
     pub keyframe_requests: u64,
+    /// `speaking` messages received (the server saw our RFC 6464 levels).
+    pub speaking_updates: u64,
+    /// The latest set of speakers, loudest first.
+    pub speaking: Vec<ParticipantId>,
     /// Datagrams the OS refused (socket buffer full).
     pub send_drops: u64,
 }

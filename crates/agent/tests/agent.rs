@@ -162,6 +162,12 @@ async fn ten_agents_in_one_room_all_receive_audio_video_and_frames_from_the_nine
         assert!(Instant::now() < deadline, "after {wait:?}: {missing:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Our RFC 6464 audio levels drive the server's speaking indicator.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !handles.iter().any(|h| h.snapshot().speaking_updates > 0) {
+        assert!(Instant::now() < deadline, "no speaking updates arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for h in handles {
         let name = h.name.clone();
         h.stop()
