@@ -381,6 +381,7 @@ impl Session {
         let mut next_video = now;
         let mut next_check = now + CHECK_INTERVAL;
         let mut stopping = *stop_rx.borrow();
+        let mut kick = false;
 
         while !stopping {
             let rtc_timeout = self.drain(&mut rtc, &socket)?;
@@ -414,7 +415,13 @@ impl Session {
                     };
                     match parse_server_message(&text) {
                         Incoming::Bad(why) => self.notify(Notice::Warning(format!("server sent a {why}"))),
-                        Incoming::Message(m) => self.on_server_message(m, &mut rtc, &mut sink).await?,
+                        Incoming::Message(m) => {
+                            self.on_server_message(m, &mut rtc, &mut sink).await?;
+                            // An accepted offer changes str0m's state without
+                            // moving its clock; until time is fed in, its next
+                            // timeout stays "never" and ICE would not start.
+                            kick = true;
+                        }
                     }
                 }
                 received = socket.recv_from(&mut buf) => {
@@ -437,7 +444,7 @@ impl Session {
             }
 
             let now = Instant::now();
-            if now >= rtc_timeout {
+            if now >= rtc_timeout || std::mem::take(&mut kick) {
                 rtc.handle_input(Input::Timeout(now))
                     .map_err(|e| AgentError::MediaFailed(e.to_string()))?;
             }

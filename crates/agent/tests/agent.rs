@@ -360,3 +360,12 @@ async fn a_refused_join_is_an_error_naming_the_reason() {
         "{result:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lone_agent_connects_media_without_anyone_else_in_the_room() {
+    let server = Server::start();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let alone = spawn(config(server.room("alone"), "solo", 1), tx);
+    wait_connected(std::slice::from_ref(&alone), Duration::from_secs(5)).await;
+    alone.stop().await.expect("leaves cleanly");
+}
