@@ -162,6 +162,11 @@ async fn ten_agents_in_one_room_all_receive_audio_video_and_frames_from_the_nine
         assert!(Instant::now() < deadline, "after {wait:?}: {missing:?}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // A late subscriber makes the SFU ask publishers for a keyframe (PLI/FIR).
+    assert!(
+        handles.iter().any(|h| h.snapshot().keyframe_requests > 0),
+        "no participant was asked for a keyframe"
+    );
     // Our RFC 6464 audio levels drive the server's speaking indicator.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !handles.iter().any(|h| h.snapshot().speaking_updates > 0) {
