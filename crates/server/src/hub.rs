@@ -81,7 +81,7 @@ impl Hub {
         udp_bind: SocketAddr,
         udp_public: SocketAddr,
     ) -> std::io::Result<(Hub, HubHandle, SocketAddr)> {
-        let socket = UdpSocket::bind(udp_bind).await?;
+        let socket = bind_udp(udp_bind)?;
         let bound = socket.local_addr()?;
         // Port 0 means "pick one": announce the port actually bound.
         let public = SocketAddr::new(
@@ -238,6 +238,33 @@ impl Hub {
             }
         }
     }
+}
+
+/// Kernel socket buffer sizes asked for on the media socket. The default
+/// (~200 KiB) overflows in bursts when every participant's keyframe arrives
+/// at once; Linux caps the request at net.core.rmem_max / wmem_max.
+const SOCKET_BUFFER: usize = 4 << 20;
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    if let Err(e) = socket.set_recv_buffer_size(SOCKET_BUFFER) {
+        tracing::warn!("cannot enlarge the UDP receive buffer: {e}");
+    }
+    if let Err(e) = socket.set_send_buffer_size(SOCKET_BUFFER) {
+        tracing::warn!("cannot enlarge the UDP send buffer: {e}");
+    }
+    socket.bind(&addr.into())?;
+    socket.set_nonblocking(true)?;
+    tracing::debug!(
+        receive = socket.recv_buffer_size().unwrap_or(0),
+        send = socket.send_buffer_size().unwrap_or(0),
+        "media socket buffers"
+    );
+    UdpSocket::from_std(socket.into())
 }
 
 fn deliver(deliveries: Vec<(&ClientSender, ServerMessage)>) {
