@@ -233,6 +233,16 @@ impl Peer {
             .collect()
     }
 
+    /// Sends a PLI for `source`'s camera, as a decoder that lost sync would.
+    fn request_keyframe_from(&mut self, source: ParticipantId) {
+        let mid = self.mid(TrackDirection::Subscribe, source, TrackSource::Camera);
+        self.rtc
+            .direct_api()
+            .stream_rx_by_mid(mid, None)
+            .expect("subscribed stream")
+            .request_keyframe(KeyframeRequestKind::Pli);
+    }
+
     fn keyframe_requests(&self) -> usize {
         self.events
             .iter()
@@ -296,12 +306,7 @@ fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled() {
     world.run(Duration::from_millis(500));
     let before = world.peer(1).keyframe_requests();
     for subscriber in [2, 3] {
-        let peer = world.peer(subscriber);
-        let mid = peer.mid(TrackDirection::Subscribe, 1, TrackSource::Camera);
-        let mut api = peer.rtc.direct_api();
-        api.stream_rx_by_mid(mid, None)
-            .expect("subscribed stream")
-            .request_keyframe(KeyframeRequestKind::Pli);
+        world.peer(subscriber).request_keyframe_from(1);
     }
     world.run(Duration::from_millis(100));
     assert_eq!(
@@ -310,13 +315,7 @@ fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled() {
         "two requests within 300 ms become one"
     );
     world.run(Duration::from_millis(400));
-    let peer = world.peer(2);
-    let mid = peer.mid(TrackDirection::Subscribe, 1, TrackSource::Camera);
-    peer.rtc
-        .direct_api()
-        .stream_rx_by_mid(mid, None)
-        .expect("subscribed stream")
-        .request_keyframe(KeyframeRequestKind::Pli);
+    world.peer(2).request_keyframe_from(1);
     world.run(Duration::from_millis(100));
     assert_eq!(
         world.peer(1).keyframe_requests() - before,
