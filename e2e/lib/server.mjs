@@ -103,3 +103,36 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
     },
   };
 }
+
+/**
+ * A loopback TCP proxy to `127.0.0.1:targetPort` whose `freeze()` stops
+ * relaying in both directions while keeping every connection open.
+ */
+export async function startFreezableProxy(targetPort) {
+  const { createServer, connect } = await import('node:net');
+  let frozen = false;
+  const sockets = new Set();
+  const server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => {});
+      s.on('close', () => sockets.delete(s));
+    }
+    client.on('data', (d) => frozen || upstream.write(d));
+    upstream.on('data', (d) => frozen || client.write(d));
+    client.on('end', () => frozen || upstream.end());
+    upstream.on('end', () => frozen || client.end());
+  });
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: server.address().port,
+    freeze() {
+      frozen = true;
+    },
+    close() {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}

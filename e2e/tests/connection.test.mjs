@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { diagnostics, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
-import { startServer } from '../lib/server.mjs';
+import { startFreezableProxy, startServer } from '../lib/server.mjs';
 
 let server;
 let browser;
@@ -124,6 +124,32 @@ describe('connection problems and media state', { timeout: 180_000 }, () => {
       server.resume();
       await a.context.close();
       await b.context.close();
+    }
+  });
+
+  test('when signaling goes silent while media still flows, the client notices from the missing keepalives', { timeout: 90_000 }, async () => {
+    // A TCP proxy in front of the server that can stop relaying without
+    // closing anything: what a dead NAT mapping or a stuck middlebox does to
+    // a WebSocket. ICE keeps working (media goes straight to the server), so
+    // only the server's keepalive messages can reveal the dead signaling path.
+    const proxy = await startFreezableProxy(server.httpPort);
+    const a = await newParticipant(browser, 'A');
+    try {
+      await join(a, `http://127.0.0.1:${proxy.port}`, uniqueRoom('silent'), 'Alice');
+      const frozenAt = Date.now();
+      proxy.freeze();
+      await waitFor(async () => /Reconnecting|Connection lost/.test((await a.page.getByTestId('connection-banner').textContent()) ?? '') ||
+        (await a.page.getByText('Connection lost').count()) > 0, {
+        timeoutMs: 40_000, intervalMs: 500, what: 'the client to notice the silent signaling path',
+      });
+      const noticedAfter = Date.now() - frozenAt;
+      assert.ok(noticedAfter > 10_000, `noticed after ${noticedAfter} ms: too early to be the keepalive watchdog`);
+    } catch (err) {
+      err.message += '\n' + (await diagnostics([a], server));
+      throw err;
+    } finally {
+      await a.context.close();
+      proxy.close();
     }
   });
 

@@ -21,9 +21,10 @@ export type ServerMessage = { "type": "welcome", you: ParticipantInfo, participa
 /**
  * Server time, milliseconds since the Unix epoch.
  */
-sent_at: number, } | { "type": "speaking", ids: Array<number>, } | { "type": "error", code: ErrorCode, message: string, };
+sent_at: number, } | { "type": "speaking", ids: Array<number>, } | { "type": "keepalive" } | { "type": "error", code: ErrorCode, message: string, };
 
 export const MAX_MESSAGE_BYTES = 524288;
 export const MAX_CHAT_CHARS = 4000;
 export const MAX_NAME_CHARS = 64;
 export const MAX_ROOM_CHARS = 64;
+export const KEEPALIVE_SECONDS = 10;

@@ -2,7 +2,7 @@
 // signaling messages defined in protocol.gen.ts.
 
 import type { ClientMessage, ServerMessage } from './protocol.gen';
-import { MAX_MESSAGE_BYTES } from './protocol.gen';
+import { KEEPALIVE_SECONDS, MAX_MESSAGE_BYTES } from './protocol.gen';
 
 export type SignalingCloseReason =
   | { kind: 'unreachable' } // never opened
@@ -28,8 +28,16 @@ const MESSAGE_TYPES = new Set([
   'participant_updated',
   'chat',
   'speaking',
+  'keepalive',
   'error',
 ]);
+
+/**
+ * The server sends something at least every KEEPALIVE_SECONDS; after this
+ * long without a message it has stopped answering (frozen, or the network
+ * path is gone without the TCP connection noticing).
+ */
+const SILENCE_LIMIT_MS = KEEPALIVE_SECONDS * 2500;
 
 function parseServerMessage(data: unknown): ServerMessage | null {
   if (typeof data !== 'string' || data.length > MAX_MESSAGE_BYTES) return null;
@@ -55,6 +63,8 @@ export class Signaling {
   private opened = false;
   private closedLocally = false;
   private finished = false;
+  private lastHeard = 0;
+  private watchdog: number | undefined;
 
   constructor(
     url: string,
@@ -68,10 +78,18 @@ export class Signaling {
     this.ws.addEventListener('open', () => {
       this.opened = true;
       window.clearTimeout(timer);
+      this.lastHeard = Date.now();
+      this.watchdog = window.setInterval(() => {
+        if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
+          this.fail({ kind: 'closed', code: 4000, reason: 'the server stopped answering' });
+        }
+      }, 1000);
     });
     this.ws.addEventListener('message', (ev: MessageEvent) => {
       if (this.finished) return;
+      this.lastHeard = Date.now();
       const msg = parseServerMessage(ev.data);
+      if (msg?.type === 'keepalive') return;
       if (msg) this.handlers.onMessage(msg);
       else console.warn('conclave: ignoring unrecognised server message', ev.data);
     });
@@ -119,6 +137,7 @@ export class Signaling {
   private finish(reason: SignalingCloseReason): void {
     if (this.finished) return;
     this.finished = true;
+    window.clearInterval(this.watchdog);
     this.handlers.onClose(reason);
   }
 }

@@ -717,6 +717,7 @@ impl Session {
                 stats.speaking_updates += 1;
                 stats.speaking = ids;
             }
+            ServerMessage::Keepalive => {}
             ServerMessage::Error { code, message } => {
                 if self.me.is_none() {
                     return Err(AgentError::Refused { code, message });

@@ -26,6 +26,9 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// Longest room name, in Unicode scalar values.
 pub const MAX_ROOM_CHARS: usize = 64;
 
+/// How often the server sends `keepalive` (and pings the WebSocket).
+pub const KEEPALIVE_SECONDS: u64 = 10;
+
 /// Server-assigned identifier of a participant, unique within a server run.
 pub type ParticipantId = u32;
 
@@ -165,6 +168,9 @@ pub enum ServerMessage {
     Speaking {
         ids: Vec<ParticipantId>,
     },
+    /// Sent every `KEEPALIVE_SECONDS` so a client can tell a live but quiet
+    /// server from one that stopped answering (browsers cannot see WebSocket pings).
+    Keepalive,
     Error {
         code: ErrorCode,
         message: String,
@@ -223,7 +229,8 @@ pub fn typescript_bindings() -> String {
         "export const MAX_MESSAGE_BYTES = {MAX_MESSAGE_BYTES};\n\
          export const MAX_CHAT_CHARS = {MAX_CHAT_CHARS};\n\
          export const MAX_NAME_CHARS = {MAX_NAME_CHARS};\n\
-         export const MAX_ROOM_CHARS = {MAX_ROOM_CHARS};\n"
+         export const MAX_ROOM_CHARS = {MAX_ROOM_CHARS};\n\
+         export const KEEPALIVE_SECONDS = {KEEPALIVE_SECONDS};\n"
     ));
     out
 }

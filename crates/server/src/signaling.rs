@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
 use conclave_protocol::{
-    parse_client_message, ClientMessage, ErrorCode, ParticipantId, ServerMessage, MAX_MESSAGE_BYTES,
+    parse_client_message, ClientMessage, ErrorCode, ParticipantId, ServerMessage,
+    KEEPALIVE_SECONDS, MAX_MESSAGE_BYTES,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -23,10 +24,11 @@ use crate::hub::{Command, HubHandle, CLIENT_QUEUE};
 pub const MAX_FRAME_BYTES: usize = 2 * MAX_MESSAGE_BYTES;
 /// A connection must send `join` within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// The server pings every connection this often (browsers answer pings by
-/// themselves) and drops one it has heard nothing from for `SILENCE_LIMIT`:
-/// a half-open TCP connection must not keep a ghost in the room.
-const KEEPALIVE: Duration = Duration::from_secs(15);
+/// Every `KEEPALIVE` the server pings the connection (browsers answer pings
+/// by themselves) and sends a `keepalive` message (which clients watch for).
+/// It drops a connection it has heard nothing from for `SILENCE_LIMIT`: a
+/// half-open TCP connection must not keep a ghost in the room.
+const KEEPALIVE: Duration = Duration::from_secs(KEEPALIVE_SECONDS);
 const SILENCE_LIMIT: Duration = Duration::from_secs(45);
 /// Chat and media-state messages: sustained rate and burst per connection.
 const RATE_PER_SECOND: f64 = 10.0;
@@ -53,7 +55,9 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
     let mut bucket = TokenBucket::new(Instant::now());
     let join_deadline = tokio::time::sleep(JOIN_TIMEOUT);
     tokio::pin!(join_deadline);
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
+    // The first tick comes one period in: a new connection has just been heard from.
+    let mut keepalive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     let mut last_heard = Instant::now();
 
     loop {
@@ -93,7 +97,7 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
                     break;
                 }
-                None
+                Some(ServerMessage::Keepalive)
             }
             _ = &mut join_deadline, if !joined => {
                 let _ = send(&mut sink, &ServerMessage::error(ErrorCode::NotJoined, "no join message arrived in time")).await;
