@@ -37,7 +37,7 @@ export function launchBrowser(options = {}) {
  * and Content-Security-Policy violations in `window.__e2eCspViolations`
  * (test-side instrumentation; the app exposes nothing global).
  */
-function capturePeers() {
+export function capturePeers() {
   const violations = [];
   Object.defineProperty(window, '__e2eCspViolations', { value: violations });
   document.addEventListener('securitypolicyviolation', (e) => violations.push(`${e.effectiveDirective} ${e.blockedURI}`));

@@ -30,16 +30,3 @@ export function launchFirefox() {
     },
   });
 }
-
-/** Same instrumentation as the Chromium side: remember peer connections. */
-export function capturePeersScript() {
-  const Original = window.RTCPeerConnection;
-  const peers = [];
-  Object.defineProperty(window, '__e2ePeers', { value: peers });
-  window.RTCPeerConnection = class extends Original {
-    constructor(...args) {
-      super(...args);
-      peers.push(this);
-    }
-  };
-}

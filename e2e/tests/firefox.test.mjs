@@ -2,8 +2,8 @@
 // room see and hear each other through the SFU.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { launchBrowser, newParticipant } from '../lib/browser.mjs';
-import { capturePeersScript, firefoxServerIp, haveFirefox, launchFirefox } from '../lib/firefox.mjs';
+import { capturePeers, launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { firefoxServerIp, haveFirefox, launchFirefox } from '../lib/firefox.mjs';
 import { chatMessages, diagnostics, inboundStats, join, uniqueRoom, waitFor } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
@@ -51,7 +51,8 @@ describe('Firefox and Chromium in one meeting', { skip, timeout: 120_000 }, () =
     const foxLog = [];
     fox.on('console', (m) => foxLog.push(`[Firefox] console.${m.type()}: ${m.text()}`));
     fox.on('pageerror', (e) => foxLog.push(`[Firefox] pageerror: ${e.message}`));
-    await fox.evaluateOnNewDocument(capturePeersScript);
+    // The same instrumentation as the Chromium pages.
+    await fox.evaluateOnNewDocument(capturePeers);
     try {
       await join(chrome, server.url, room, 'Chrome User');
       await fox.goto(`${server.url}/${room}`);
