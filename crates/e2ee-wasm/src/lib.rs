@@ -320,6 +320,18 @@ impl MlsMember {
         Ok(events_json(&ev))
     }
 
+    /// The group's public GroupInfo (with ratchet tree) for the server.
+    #[wasm_bindgen(js_name = groupInfo)]
+    pub fn group_info(&self) -> Result<Vec<u8>, JsError> {
+        self.inner.group_info().map_err(err)
+    }
+
+    /// Whether queued Adds/Removes or stored proposals wait for a commit.
+    #[wasm_bindgen(js_name = hasPending)]
+    pub fn has_pending(&self) -> bool {
+        self.inner.has_pending()
+    }
+
     /// Process a message from the server; returns events JSON.
     #[wasm_bindgen(js_name = processIncoming)]
     pub fn process_incoming(&mut self, bytes: &[u8], now_ms: f64) -> Result<String, JsError> {

@@ -349,6 +349,18 @@ impl Member {
         self.group.as_ref().ok_or(Error::NotInGroup)
     }
 
+    /// The group's public state for the delivery service: an MLS GroupInfo
+    /// (signed by us) with the ratchet tree extension. The creator sends it
+    /// once so the server can follow and check commits
+    /// ([`crate::server::RoomDelivery`]). It holds no secret.
+    pub fn group_info(&self) -> Result<Vec<u8>> {
+        let g = self.group()?;
+        let gi = g
+            .export_group_info(self.provider.crypto(), &self.signer, true)
+            .map_err(mls)?;
+        ser(&gi)
+    }
+
     /// Current epoch.
     pub fn epoch(&self) -> Result<u64> {
         Ok(self.group()?.epoch().as_u64())
@@ -509,6 +521,12 @@ impl Member {
         let req = JoinRequest::from_bytes(bytes)?;
         let kp = self.parse_key_package(&req.key_package)?;
         let kp_ref = self.kp_ref(&kp)?;
+        let key = kp.leaf_node().signature_key().as_slice();
+        if self.roster()?.iter().any(|r| r.signature_key == key) {
+            // A repeated request from someone already added (the joiner
+            // retries while its Welcome is in flight): nothing to do.
+            return Err(Error::InvalidInput("joiner is already a member"));
+        }
         match (&self.invite_key, req.proof) {
             (Some(k), Some(p)) if k.verify(&req.key_package, &p) => {
                 self.proofs_seen.insert(kp_ref.clone(), p);

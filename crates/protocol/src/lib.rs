@@ -19,7 +19,13 @@ pub use validate::{validate_display_name, validate_room_name, ValidationError};
 /// Largest WebSocket text message either side accepts, in bytes.
 /// SDP for a 50-person room (150 m-lines) stays well below this.
 pub const MAX_MESSAGE_BYTES: usize = 512 * 1024;
-/// Longest chat message, in Unicode scalar values.
+/// Longest MLS message (base64 text) the server relays: join requests,
+/// commits, Welcomes and GroupInfo of a 100-member group fit comfortably.
+pub const MAX_MLS_BYTES: usize = 384 * 1024;
+/// Longest encrypted chat message (base64 text of an MLS application message).
+pub const MAX_CHAT_CIPHERTEXT_BYTES: usize = 32 * 1024;
+/// Longest chat message, in Unicode scalar values (checked by clients before
+/// encrypting: the server only sees ciphertext).
 pub const MAX_CHAT_CHARS: usize = 4000;
 /// Longest display name, in Unicode scalar values.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -65,8 +71,27 @@ pub struct MediaState {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
 pub struct ParticipantInfo {
     pub id: ParticipantId,
+    /// The name the participant gave the server. Clients show the name from
+    /// the MLS roster; this one is only a claim.
     pub name: String,
     pub media: MediaState,
+    /// Hex MLS signature public key (as in the roster) from the participant's latest join
+    /// request (or GroupInfo, for the group's creator); `null` before it sent
+    /// one. Clients match it against the MLS roster: a participant whose key
+    /// is not in the roster is shown as unverified and gets no keys.
+    pub key: Option<String>,
+}
+
+/// How a participant starts end-to-end encryption (in `welcome` and
+/// `create_group`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct E2eeStart {
+    /// True: the room has no MLS group yet and this participant creates it
+    /// (then sends `group_created`). False: send a `join_request`.
+    pub create: bool,
+    /// Base64 TLS-serialized MLS ExternalSender of this server, for the new
+    /// group's `external_senders` extension (so the server can propose removals).
+    pub external_sender: String,
 }
 
 /// Whether an m-line carries media from the client to the server or back.
@@ -102,8 +127,25 @@ pub enum ClientMessage {
     Answer { sdp: String },
     /// The client started or stopped sending something (mute, camera off, screen share).
     MediaState { media: MediaState },
-    /// A chat message to everyone in the room.
-    Chat { text: String },
+    /// A chat message to everyone in the room: base64 MLS application
+    /// message (the server cannot read it).
+    Chat { data: String },
+    /// The creator's new MLS group: base64 GroupInfo with the ratchet tree
+    /// extension. Only from the participant told to create.
+    GroupCreated { group_info: String },
+    /// Base64 join request (KeyPackage, plus invite proof if the joiner has
+    /// the link's secret). Relayed to the group's members.
+    JoinRequest { data: String },
+    /// A member's MLS commit for the current epoch (base64 PublicMessage),
+    /// and the Welcome for the members it adds. The first valid commit per
+    /// epoch wins; others get `commit_rejected`.
+    Commit {
+        commit: String,
+        welcome: Option<String>,
+    },
+    /// A member refuses a knocking participant: the server tells it and
+    /// closes its connection.
+    DenyKnock { id: ParticipantId },
     /// Leaving on purpose (closing the socket works too).
     Leave,
 }
@@ -128,6 +170,10 @@ pub enum ErrorCode {
     RateLimited,
     /// The media (ICE/DTLS) connection failed or timed out; rejoin.
     MediaFailed,
+    /// A member of the meeting refused this participant's request to join.
+    KnockDenied,
+    /// An MLS message the server could not accept (malformed, wrong epoch, not allowed).
+    BadMls,
     Internal,
 }
 
@@ -139,7 +185,21 @@ pub enum ServerMessage {
     Welcome {
         you: ParticipantInfo,
         participants: Vec<ParticipantInfo>,
+        e2ee: E2eeStart,
     },
+    /// The room's MLS group is gone (its last member left) while this
+    /// participant waited to join: create a new one (`e2ee.create` is true).
+    CreateGroup { e2ee: E2eeStart },
+    /// An MLS handshake message for the client to process, in the room's
+    /// order: a join request (`from` = who asks), a commit, a proposal
+    /// (the server's Remove, `from` = null) or a Welcome for this client.
+    Mls {
+        from: Option<ParticipantId>,
+        data: String,
+    },
+    /// The client's `commit` was not accepted: `epoch_moved` (another commit
+    /// won this epoch; it is on its way) or anything else (malformed).
+    CommitRejected { reason: String },
     /// A new SDP offer. `tracks` says what every m-line is for; the client
     /// attaches its own tracks to `publish` m-lines and answers with `answer`.
     Offer {
@@ -159,8 +219,8 @@ pub enum ServerMessage {
     Chat {
         seq: u32,
         from: ParticipantId,
-        name: String,
-        text: String,
+        /// Base64 MLS application message; the sender and text come from decrypting it.
+        data: String,
         /// Server time, milliseconds since the Unix epoch.
         sent_at: u64,
     },
@@ -209,6 +269,7 @@ pub fn typescript_bindings() -> String {
         <TrackSource as TS>::decl(&cfg),
         <MediaState as TS>::decl(&cfg),
         <ParticipantInfo as TS>::decl(&cfg),
+        <E2eeStart as TS>::decl(&cfg),
         <TrackDirection as TS>::decl(&cfg),
         <TrackMapping as TS>::decl(&cfg),
         <ClientMessage as TS>::decl(&cfg),
@@ -228,6 +289,8 @@ pub fn typescript_bindings() -> String {
     out.push_str(&format!(
         "export const MAX_MESSAGE_BYTES = {MAX_MESSAGE_BYTES};\n\
          export const MAX_CHAT_CHARS = {MAX_CHAT_CHARS};\n\
+         export const MAX_MLS_BYTES = {MAX_MLS_BYTES};\n\
+         export const MAX_CHAT_CIPHERTEXT_BYTES = {MAX_CHAT_CIPHERTEXT_BYTES};\n\
          export const MAX_NAME_CHARS = {MAX_NAME_CHARS};\n\
          export const MAX_ROOM_CHARS = {MAX_ROOM_CHARS};\n\
          export const KEEPALIVE_SECONDS = {KEEPALIVE_SECONDS};\n"
