@@ -171,3 +171,216 @@ pub fn join_request_identity(bytes: &[u8]) -> Result<(RosterEntry, bool)> {
 pub fn join_request_key_package(bytes: &[u8]) -> Result<Vec<u8>> {
     Ok(JoinRequest::from_bytes(bytes)?.key_package)
 }
+
+/// What an accepted commit changed, as the delivery service sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitApplied {
+    /// The epoch the commit started.
+    pub epoch: u64,
+    /// Leaf index of the committer.
+    pub committer: u32,
+    /// Members the commit added (with their new leaf indices): route the
+    /// Welcome to whoever sent the matching join request.
+    pub added: Vec<RosterEntry>,
+    /// Members the commit removed.
+    pub removed: Vec<RosterEntry>,
+}
+
+/// The delivery service's view of one meeting's MLS group: the public
+/// ratchet tree and group context (an openmls `PublicGroup`), no secret.
+///
+/// It follows every commit it relays, so it can order them (first valid
+/// commit per epoch wins), refuse malformed or invalid ones before they
+/// reach anybody, route Welcomes, and know which leaf belongs to whom (to
+/// propose removals of members whose connection is gone).
+pub struct RoomDelivery {
+    provider: OpenMlsRustCrypto,
+    group: PublicGroup,
+}
+
+impl RoomDelivery {
+    /// Start following a group from the creator's GroupInfo (with the ratchet
+    /// tree extension, see [`crate::Member::group_info`]). Refuses a group
+    /// whose id is not `room_id`, with another ciphersuite, or that does not
+    /// list `external_sender` (from [`DeliveryServiceSigner::external_sender`])
+    /// as its external sender (the server could then not remove members who
+    /// vanish).
+    pub fn from_group_info(
+        group_info: &[u8],
+        room_id: &[u8],
+        external_sender: &[u8],
+    ) -> Result<Self> {
+        let msg = MlsMessageIn::tls_deserialize_exact(group_info)
+            .map_err(|e| Error::Malformed(format!("group info: {e}")))?;
+        let MlsMessageBodyIn::GroupInfo(gi) = msg.extract() else {
+            return Err(Error::InvalidInput("not a GroupInfo"));
+        };
+        if gi.group_id().as_slice() != room_id {
+            return Err(Error::WrongGroup);
+        }
+        if gi.ciphersuite() != CIPHERSUITE {
+            return Err(Error::InvalidInput("group ciphersuite"));
+        }
+        let tree = gi
+            .extensions()
+            .ratchet_tree()
+            .ok_or(Error::InvalidInput("GroupInfo without ratchet tree"))?
+            .ratchet_tree()
+            .clone();
+        let provider = OpenMlsRustCrypto::default();
+        let (group, _) = PublicGroup::from_external(
+            provider.crypto(),
+            provider.storage(),
+            tree,
+            gi,
+            ProposalStore::new(),
+        )
+        .map_err(mls)?;
+        let ours = group
+            .group_context()
+            .extensions()
+            .external_senders()
+            .is_some_and(|s| {
+                s.iter().any(|e| {
+                    e.tls_serialize_detached()
+                        .is_ok_and(|b| b.as_slice() == external_sender)
+                })
+            });
+        if !ours {
+            return Err(Error::InvalidInput(
+                "the group does not list this server as external sender",
+            ));
+        }
+        Ok(RoomDelivery { provider, group })
+    }
+
+    /// Current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.group_context().epoch().as_u64()
+    }
+
+    /// Group id (the room id).
+    pub fn group_id(&self) -> &[u8] {
+        self.group.group_id().as_slice()
+    }
+
+    /// Current roster from the public tree.
+    pub fn roster(&self) -> Vec<RosterEntry> {
+        self.group.members().map(|m| roster_entry(&m)).collect()
+    }
+
+    /// Leaf index of the member with this signature key, if any.
+    pub fn leaf_of(&self, signature_key: &[u8]) -> Option<u32> {
+        self.group
+            .members()
+            .find(|m| m.signature_key == signature_key)
+            .map(|m| m.index.u32())
+    }
+
+    /// Check a commit against the current epoch and tree. On success it is
+    /// applied here and must be relayed to every member; on error nothing
+    /// changed: [`Error::EpochMismatch`] means another commit won the epoch.
+    pub fn handle_commit(&mut self, bytes: &[u8]) -> Result<CommitApplied> {
+        let message = self.public_message(bytes)?;
+        if message.content_type() != ContentType::Commit {
+            return Err(Error::InvalidInput("not a commit"));
+        }
+        let committer = match message.sender() {
+            Sender::Member(l) => l.u32(),
+            _ => return Err(Error::CommitRefused("commit from a non-member".into())),
+        };
+        let processed = self
+            .group
+            .process_message(self.provider.crypto(), message)
+            .map_err(mls)?;
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            return Err(Error::InvalidInput("not a commit"));
+        };
+        let before = self.roster();
+        self.group
+            .merge_commit(self.provider.storage(), *staged)
+            .map_err(mls)?;
+        let after = self.roster();
+        Ok(CommitApplied {
+            epoch: self.epoch(),
+            committer,
+            added: after
+                .iter()
+                .filter(|r| !before.contains(r))
+                .cloned()
+                .collect(),
+            removed: before
+                .iter()
+                .filter(|r| !after.contains(r))
+                .cloned()
+                .collect(),
+        })
+    }
+
+    /// Check a proposal (a member's own Remove, or one this server signed)
+    /// and keep it, so a later commit that refers to it can be checked.
+    pub fn handle_proposal(&mut self, bytes: &[u8]) -> Result<()> {
+        let message = self.public_message(bytes)?;
+        if message.content_type() != ContentType::Proposal {
+            return Err(Error::InvalidInput("not a proposal"));
+        }
+        let processed = self
+            .group
+            .process_message(self.provider.crypto(), message)
+            .map_err(mls)?;
+        let ProcessedMessageContent::ProposalMessage(q) = processed.into_content() else {
+            return Err(Error::InvalidInput("not a proposal"));
+        };
+        if !matches!(q.proposal(), Proposal::Remove(_)) {
+            return Err(Error::InvalidInput("only Remove proposals are relayed"));
+        }
+        self.group
+            .add_proposal(self.provider.storage(), *q)
+            .map_err(mls)
+    }
+
+    /// Check that an application message (encrypted chat) belongs to this
+    /// group's current or a recent epoch. Its content stays unreadable.
+    pub fn check_application(&self, bytes: &[u8]) -> Result<()> {
+        let info = inspect(bytes)?;
+        if info.kind != MessageKind::Application {
+            return Err(Error::InvalidInput("not an application message"));
+        }
+        if info.group_id != self.group_id() {
+            return Err(Error::WrongGroup);
+        }
+        let local = self.epoch();
+        if info.epoch > local || info.epoch + 3 < local {
+            return Err(Error::EpochMismatch {
+                local,
+                message: info.epoch,
+            });
+        }
+        Ok(())
+    }
+
+    fn public_message(&self, bytes: &[u8]) -> Result<PublicMessageIn> {
+        let msg = MlsMessageIn::tls_deserialize_exact(bytes)
+            .map_err(|e| Error::Malformed(format!("MLS message: {e}")))?;
+        let MlsMessageBodyIn::PublicMessage(m) = msg.extract() else {
+            return Err(Error::InvalidInput("handshake messages must be PublicMessages"));
+        };
+        if m.group_id().as_slice() != self.group_id() {
+            return Err(Error::WrongGroup);
+        }
+        let local = self.epoch();
+        let message = m.epoch().as_u64();
+        if message != local {
+            return Err(Error::EpochMismatch { local, message });
+        }
+        Ok(m)
+    }
+}
+
+fn roster_entry(m: &openmls::group::Member) -> RosterEntry {
+    RosterEntry {
+        leaf_index: m.index.u32(),
+        display_name: String::from_utf8_lossy(m.credential.serialized_content()).into_owned(),
+        signature_key: m.signature_key.clone(),
+    }
+}
