@@ -363,7 +363,9 @@ impl RoomDelivery {
         let msg = MlsMessageIn::tls_deserialize_exact(bytes)
             .map_err(|e| Error::Malformed(format!("MLS message: {e}")))?;
         let MlsMessageBodyIn::PublicMessage(m) = msg.extract() else {
-            return Err(Error::InvalidInput("handshake messages must be PublicMessages"));
+            return Err(Error::InvalidInput(
+                "handshake messages must be PublicMessages",
+            ));
         };
         if m.group_id().as_slice() != self.group_id() {
             return Err(Error::WrongGroup);

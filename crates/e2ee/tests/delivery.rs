@@ -69,14 +69,17 @@ fn the_server_removes_a_vanished_member_by_external_proposal() {
     m.join("Carol", 0);
     let mut ds = delivery(&m);
     let carol_leaf = ds.leaf_of(m.members[2].signature_key()).unwrap();
-    let proposal = m
-        .ds
-        .remove_proposal(ROOM, ds.epoch(), carol_leaf)
-        .unwrap();
+    let proposal = m.ds.remove_proposal(ROOM, ds.epoch(), carol_leaf).unwrap();
     ds.handle_proposal(&proposal).unwrap();
     for x in &mut m.members[..2] {
         let ev = x.process_incoming(&proposal, 0).unwrap();
-        assert!(matches!(ev[0], Event::RemoveProposed { by_server: true, .. }));
+        assert!(matches!(
+            ev[0],
+            Event::RemoveProposed {
+                by_server: true,
+                ..
+            }
+        ));
     }
     let out = m.members[1].commit_pending().unwrap().unwrap();
     let applied = ds.handle_commit(&out.commit).unwrap();
@@ -114,7 +117,9 @@ fn malformed_foreign_and_non_handshake_messages_are_refused_without_changing_sta
     // A truncated real commit.
     m.members[0].request_self_update().unwrap();
     let real = m.members[0].commit_pending().unwrap().unwrap();
-    assert!(ds.handle_commit(&real.commit[..real.commit.len() - 5]).is_err());
+    assert!(ds
+        .handle_commit(&real.commit[..real.commit.len() - 5])
+        .is_err());
     assert_eq!(ds.roster(), before);
     assert_eq!(ds.epoch(), 1);
     // The intact commit still goes through afterwards.

@@ -37,6 +37,11 @@ pub struct Cli {
     /// A TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "CONCLAVE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// TESTS ONLY: behave like a malicious server that tries to add every
+    /// knocking participant to the group with its own Add proposal (members
+    /// must refuse). Not in the config file, on purpose.
+    #[arg(long, hide = true, env = "CONCLAVE_TEST_GHOST_ADDS")]
+    pub test_ghost_adds: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -68,6 +73,7 @@ pub struct Config {
     /// What ICE candidates announce.
     pub udp_public: SocketAddr,
     pub tls: Tls,
+    pub test_ghost_adds: bool,
 }
 
 impl Config {
@@ -115,6 +121,7 @@ impl Config {
             udp_bind,
             udp_public: SocketAddr::new(public_ip, udp_port),
             tls,
+            test_ghost_adds: cli.test_ghost_adds,
         })
     }
 }

@@ -7,6 +7,7 @@
 //! allowed to stall the room. One hub serves one core's worth of media; more
 //! (per-room shards, several nodes) comes later.
 
+use std::collections::HashMap;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,6 +17,7 @@ use conclave_sfu::{Output, Sfu, SfuConfig};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
+use crate::delivery::{Out, RoomMls, Signer};
 use crate::rooms::Rooms;
 
 /// Messages queued towards one client before it counts as stuck.
@@ -46,9 +48,27 @@ pub enum Command {
         id: ParticipantId,
         media: MediaState,
     },
+    /// Encrypted chat (an MLS application message, base64).
     Chat {
         id: ParticipantId,
-        text: String,
+        data: String,
+    },
+    GroupCreated {
+        id: ParticipantId,
+        group_info: String,
+    },
+    JoinRequest {
+        id: ParticipantId,
+        data: String,
+    },
+    Commit {
+        id: ParticipantId,
+        commit: String,
+        welcome: Option<String>,
+    },
+    DenyKnock {
+        id: ParticipantId,
+        target: ParticipantId,
     },
     /// The client left or its connection closed.
     Leave {
@@ -70,6 +90,9 @@ impl HubHandle {
 pub struct Hub {
     sfu: Sfu,
     rooms: Rooms<ClientSender>,
+    /// Each room's MLS delivery state (the server holds no group secret).
+    mls: HashMap<String, RoomMls>,
+    signer: Signer,
     socket: UdpSocket,
     commands: mpsc::Receiver<Command>,
     datagrams_dropped: u64,
@@ -80,6 +103,7 @@ impl Hub {
     pub async fn bind(
         udp_bind: SocketAddr,
         udp_public: SocketAddr,
+        signer: Signer,
     ) -> std::io::Result<(Hub, HubHandle, SocketAddr)> {
         let socket = bind_udp(udp_bind)?;
         let bound = socket.local_addr()?;
@@ -98,6 +122,8 @@ impl Hub {
                 candidate_addr: public,
             }),
             rooms: Rooms::default(),
+            mls: HashMap::new(),
+            signer,
             socket,
             commands,
             datagrams_dropped: 0,
@@ -154,28 +180,58 @@ impl Hub {
                 name,
                 media,
                 link,
-            } => match self.rooms.join(id, &room, &name, media, link.clone()) {
-                Ok(deliveries) => {
-                    deliver(deliveries);
-                    if let Err(e) = self.sfu.add_participant(now, id, &room) {
-                        tracing::error!(participant = id, "sfu refused a participant: {e}");
+            } => {
+                let start = self.mls.get(&room).map_or_else(
+                    || RoomMls::default().start_for_next(&self.signer),
+                    |m| m.start_for_next(&self.signer),
+                );
+                match self
+                    .rooms
+                    .join(id, &room, &name, media, link.clone(), start)
+                {
+                    Ok(deliveries) => {
+                        deliver(deliveries);
+                        self.mls.entry(room.clone()).or_default().joined(id);
+                        if let Err(e) = self.sfu.add_participant(now, id, &room) {
+                            tracing::error!(participant = id, "sfu refused a participant: {e}");
+                        }
+                        tracing::info!(participant = id, "joined a room");
                     }
-                    tracing::info!(participant = id, "joined a room");
+                    Err(error) => {
+                        let _ = link.try_send(error);
+                    }
                 }
-                Err(error) => {
-                    let _ = link.try_send(error);
-                }
-            },
+            }
             Command::Answer { id, sdp } => {
                 if let Err(e) = self.sfu.handle_answer(now, id, &sdp) {
                     self.send_to(id, ServerMessage::error(ErrorCode::BadSdp, e.to_string()));
                 }
             }
             Command::Media { id, media } => deliver(self.rooms.set_media(id, media)),
-            Command::Chat { id, text } => match self.rooms.chat(id, text, unix_millis()) {
-                Ok(deliveries) => deliver(deliveries),
-                Err(error) => self.send_to(id, error),
-            },
+            Command::Chat { id, data } => {
+                let now = unix_millis();
+                self.with_mls(id, |m, _, _| m.chat(id, &data, now));
+            }
+            Command::GroupCreated { id, group_info } => {
+                self.with_mls(id, |m, room, signer| {
+                    m.group_created(id, room, &group_info, signer)
+                });
+            }
+            Command::JoinRequest { id, data } => {
+                self.with_mls(id, |m, _, signer| m.join_request(id, &data, signer));
+            }
+            Command::Commit {
+                id,
+                commit,
+                welcome,
+            } => {
+                self.with_mls(id, |m, _, signer| {
+                    m.commit(id, &commit, welcome.as_deref(), signer)
+                });
+            }
+            Command::DenyKnock { id, target } => {
+                self.with_mls(id, |m, _, _| m.deny_knock(id, target));
+            }
             Command::Leave { id } => self.remove(id),
         }
         self.drain_sfu();
@@ -183,9 +239,51 @@ impl Hub {
 
     fn remove(&mut self, id: ParticipantId) {
         self.sfu.remove_participant(Instant::now(), id);
+        let room = self.rooms.room_of(id).map(str::to_owned);
         if let Some((_, deliveries)) = self.rooms.leave(id) {
             deliver(deliveries);
             tracing::info!(participant = id, "left");
+        }
+        if let Some(room) = room {
+            if let Some(m) = self.mls.get_mut(&room) {
+                let out = m.left(id, &self.signer);
+                if m.is_empty() {
+                    self.mls.remove(&room);
+                }
+                self.apply(out);
+            }
+        }
+    }
+
+    /// Runs one MLS delivery step for `id`'s room and carries out its
+    /// actions; a refusal goes back to `id` only.
+    fn with_mls(
+        &mut self,
+        id: ParticipantId,
+        step: impl FnOnce(&mut RoomMls, &str, &Signer) -> Result<Vec<Out>, ServerMessage>,
+    ) {
+        let Some(room) = self.rooms.room_of(id).map(str::to_owned) else {
+            return;
+        };
+        let Some(m) = self.mls.get_mut(&room) else {
+            return;
+        };
+        match step(m, &room, &self.signer) {
+            Ok(out) => self.apply(out),
+            Err(error) => self.send_to(id, error),
+        }
+    }
+
+    fn apply(&mut self, out: Vec<Out>) {
+        for action in out {
+            match action {
+                Out::To(p, message) => self.send_to(p, message),
+                Out::Key(p, key) => deliver(self.rooms.set_key(p, key)),
+                Out::Close(p) => {
+                    tracing::info!(participant = p, "disconnected by a member's decision");
+                    self.remove(p);
+                }
+            }
         }
     }
 

@@ -4,6 +4,7 @@
 //! and serve HTTP(S) + WebSocket signaling + the embedded web client.
 
 mod config;
+mod delivery;
 mod hub;
 mod rooms;
 mod signaling;
@@ -33,7 +34,11 @@ async fn main() {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let config = Config::resolve(cli)?;
-    let (hub, handle, udp_bound) = Hub::bind(config.udp_bind, config.udp_public)
+    let signer = delivery::Signer::generate(config.test_ghost_adds)?;
+    if config.test_ghost_adds {
+        tracing::warn!("TEST MODE: this server tries to add knocking participants without consent");
+    }
+    let (hub, handle, udp_bound) = Hub::bind(config.udp_bind, config.udp_public, signer)
         .await
         .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;
     tokio::spawn(hub.run());

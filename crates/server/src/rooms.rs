@@ -6,8 +6,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use conclave_protocol::{
-    validate_display_name, validate_room_name, ErrorCode, MediaState, ParticipantId,
-    ParticipantInfo, ServerMessage, MAX_CHAT_CHARS,
+    validate_display_name, validate_room_name, E2eeStart, ErrorCode, MediaState, ParticipantId,
+    ParticipantInfo, ServerMessage,
 };
 
 /// Most participants one room admits; the next gets `room_full`.
@@ -20,14 +20,12 @@ struct Member<T> {
 
 struct Room<T> {
     members: BTreeMap<ParticipantId, Member<T>>,
-    next_chat_seq: u32,
 }
 
 impl<T> Default for Room<T> {
     fn default() -> Self {
         Room {
             members: BTreeMap::new(),
-            next_chat_seq: 0,
         }
     }
 }
@@ -55,8 +53,13 @@ impl<T> Rooms<T> {
         room.members.get(&id).map(|m| &m.link)
     }
 
-    /// Admits `id`; on success returns the `welcome` for the joiner and the
-    /// `participant_joined` announcements for the others.
+    /// The room `id` is in.
+    pub fn room_of(&self, id: ParticipantId) -> Option<&str> {
+        self.room_of.get(&id).map(String::as_str)
+    }
+
+    /// Admits `id`; on success returns the `welcome` (with `e2ee`) for the
+    /// joiner and the `participant_joined` announcements for the others.
     pub fn join(
         &mut self,
         id: ParticipantId,
@@ -64,6 +67,7 @@ impl<T> Rooms<T> {
         name: &str,
         media: MediaState,
         link: T,
+        e2ee: E2eeStart,
     ) -> Result<Deliveries<'_, T>, ServerMessage> {
         validate_room_name(room)
             .map_err(|e| ServerMessage::error(ErrorCode::InvalidRoom, e.to_string()))?;
@@ -87,6 +91,7 @@ impl<T> Rooms<T> {
             id,
             name: name.to_owned(),
             media,
+            key: None,
         };
         let others: Vec<ParticipantInfo> = entry.members.values().map(|m| m.info.clone()).collect();
         entry.members.insert(
@@ -103,6 +108,7 @@ impl<T> Rooms<T> {
                 ServerMessage::Welcome {
                     you: info.clone(),
                     participants: others.clone(),
+                    e2ee: e2ee.clone(),
                 }
             } else {
                 ServerMessage::ParticipantJoined {
@@ -133,16 +139,36 @@ impl<T> Rooms<T> {
     }
 
     pub fn set_media(&mut self, id: ParticipantId, media: MediaState) -> Deliveries<'_, T> {
+        self.update(id, |info| {
+            std::mem::replace(&mut info.media, media) != media
+        })
+    }
+
+    /// Records the MLS signature key `id` announced (hex) and tells everyone.
+    pub fn set_key(&mut self, id: ParticipantId, key: String) -> Deliveries<'_, T> {
+        self.update(id, |info| {
+            let changed = info.key.as_deref() != Some(key.as_str());
+            info.key = Some(key);
+            changed
+        })
+    }
+
+    /// Applies `change` to `id`'s info; if it reports a change, announces
+    /// the new info to the whole room (the participant included).
+    fn update(
+        &mut self,
+        id: ParticipantId,
+        change: impl FnOnce(&mut ParticipantInfo) -> bool,
+    ) -> Deliveries<'_, T> {
         let Some(room) = self.room_of.get(&id).and_then(|r| self.rooms.get_mut(r)) else {
             return Vec::new();
         };
         let Some(member) = room.members.get_mut(&id) else {
             return Vec::new();
         };
-        if member.info.media == media {
+        if !change(&mut member.info) {
             return Vec::new();
         }
-        member.info.media = media;
         let participant = member.info.clone();
         room.members
             .values()
@@ -155,57 +181,6 @@ impl<T> Rooms<T> {
                 )
             })
             .collect()
-    }
-
-    /// Numbers a chat message in room order and addresses it to everyone,
-    /// the sender included (the echo is its delivery receipt).
-    pub fn chat(
-        &mut self,
-        id: ParticipantId,
-        text: String,
-        sent_at: u64,
-    ) -> Result<Deliveries<'_, T>, ServerMessage> {
-        let count = text.chars().count();
-        if count > MAX_CHAT_CHARS {
-            return Err(ServerMessage::error(
-                ErrorCode::TooLarge,
-                format!("the message is {count} characters; at most {MAX_CHAT_CHARS} are allowed"),
-            ));
-        }
-        if text.trim().is_empty() {
-            return Err(ServerMessage::error(
-                ErrorCode::BadMessage,
-                "the message is empty",
-            ));
-        }
-        let room = self
-            .room_of
-            .get(&id)
-            .and_then(|r| self.rooms.get_mut(r))
-            .ok_or_else(|| ServerMessage::error(ErrorCode::NotJoined, "join a room first"))?;
-        let name = room
-            .members
-            .get(&id)
-            .map(|m| m.info.name.clone())
-            .unwrap_or_default();
-        let seq = room.next_chat_seq;
-        room.next_chat_seq = room.next_chat_seq.wrapping_add(1);
-        Ok(room
-            .members
-            .values()
-            .map(|m| {
-                (
-                    &m.link,
-                    ServerMessage::Chat {
-                        seq,
-                        from: id,
-                        name: name.clone(),
-                        text: text.clone(),
-                        sent_at,
-                    },
-                )
-            })
-            .collect())
     }
 
     /// Everyone in `room`, for room-wide notices.
@@ -221,6 +196,13 @@ impl<T> Rooms<T> {
 mod tests {
     use super::*;
 
+    fn start() -> E2eeStart {
+        E2eeStart {
+            create: false,
+            external_sender: String::new(),
+        }
+    }
+
     fn media() -> MediaState {
         MediaState {
             microphone: true,
@@ -232,12 +214,18 @@ mod tests {
     #[test]
     fn the_joiner_is_welcomed_with_the_others_and_they_hear_of_it() {
         let mut rooms = Rooms::default();
-        rooms.join(1, "r", "Ada", media(), "a").expect("join");
-        let out = rooms.join(2, "r", " Bob ", media(), "b").expect("join");
+        rooms
+            .join(1, "r", "Ada", media(), "a", start())
+            .expect("join");
+        let out = rooms
+            .join(2, "r", " Bob ", media(), "b", start())
+            .expect("join");
         assert_eq!(out.len(), 2);
         let welcome = out.iter().find(|(l, _)| **l == "b").expect("welcome for b");
         match &welcome.1 {
-            ServerMessage::Welcome { you, participants } => {
+            ServerMessage::Welcome {
+                you, participants, ..
+            } => {
                 assert_eq!(you.name, "Bob", "names are trimmed");
                 assert_eq!(participants.len(), 1);
                 assert_eq!(participants[0].name, "Ada");
@@ -251,28 +239,34 @@ mod tests {
     }
 
     #[test]
-    fn chat_is_numbered_in_room_order_and_echoed_to_the_sender() {
+    fn a_key_update_is_announced_once_to_everyone() {
         let mut rooms = Rooms::default();
-        rooms.join(1, "r", "Ada", media(), "a").expect("join");
-        rooms.join(2, "r", "Bob", media(), "b").expect("join");
-        let seq_of = |d: Deliveries<'_, &str>| -> Vec<u32> {
-            d.iter()
-                .map(|(_, m)| match m {
-                    ServerMessage::Chat { seq, .. } => *seq,
-                    _ => u32::MAX,
-                })
-                .collect()
-        };
-        let mut seqs = seq_of(rooms.chat(1, "hello".into(), 0).expect("chat"));
-        seqs.extend(seq_of(rooms.chat(2, "hi".into(), 0).expect("chat")));
-        assert_eq!(seqs, vec![0, 0, 1, 1]);
+        rooms
+            .join(1, "r", "Ada", media(), "a", start())
+            .expect("join");
+        rooms
+            .join(2, "r", "Bob", media(), "b", start())
+            .expect("join");
+        let out = rooms.set_key(1, "abcd".into());
+        assert_eq!(out.len(), 2);
+        match &out[0].1 {
+            ServerMessage::ParticipantUpdated { participant } => {
+                assert_eq!(participant.key.as_deref(), Some("abcd"))
+            }
+            other => panic!("expected participant_updated, got {other:?}"),
+        }
+        assert!(rooms.set_key(1, "abcd".into()).is_empty());
     }
 
     #[test]
     fn leaving_announces_to_the_rest_and_empties_the_room() {
         let mut rooms = Rooms::default();
-        rooms.join(1, "r", "Ada", media(), "a").expect("join");
-        rooms.join(2, "r", "Bob", media(), "b").expect("join");
+        rooms
+            .join(1, "r", "Ada", media(), "a", start())
+            .expect("join");
+        rooms
+            .join(2, "r", "Bob", media(), "b", start())
+            .expect("join");
         let (link, out) = rooms.leave(1).expect("was there");
         assert_eq!(link, "a");
         assert_eq!(out.len(), 1);
@@ -283,29 +277,26 @@ mod tests {
     }
 
     #[test]
-    fn bad_names_rooms_and_chat_are_refused_with_codes() {
+    fn bad_names_and_rooms_are_refused_with_codes() {
         let mut rooms = Rooms::default();
         let code = |r: Result<Deliveries<'_, &str>, ServerMessage>| match r {
             Err(ServerMessage::Error { code, .. }) => code,
             _ => panic!("expected an error"),
         };
         assert_eq!(
-            code(rooms.join(1, "a/b", "Ada", media(), "a")),
+            code(rooms.join(1, "a/b", "Ada", media(), "a", start())),
             ErrorCode::InvalidRoom
         );
         assert_eq!(
-            code(rooms.join(1, "r", "  ", media(), "a")),
+            code(rooms.join(1, "r", "  ", media(), "a", start())),
             ErrorCode::InvalidName
         );
-        assert_eq!(code(rooms.chat(1, "hi".into(), 0)), ErrorCode::NotJoined);
-        rooms.join(1, "r", "Ada", media(), "a").expect("join");
+        rooms
+            .join(1, "r", "Ada", media(), "a", start())
+            .expect("join");
         assert_eq!(
-            code(rooms.join(1, "r", "Ada", media(), "a")),
+            code(rooms.join(1, "r", "Ada", media(), "a", start())),
             ErrorCode::AlreadyJoined
-        );
-        assert_eq!(
-            code(rooms.chat(1, "x".repeat(MAX_CHAT_CHARS + 1), 0)),
-            ErrorCode::TooLarge
         );
     }
 
@@ -314,10 +305,10 @@ mod tests {
         let mut rooms = Rooms::default();
         for id in 0..MAX_PARTICIPANTS_PER_ROOM as u32 {
             rooms
-                .join(id, "big", "P", media(), id)
+                .join(id, "big", "P", media(), id, start())
                 .expect("room has space");
         }
-        match rooms.join(999, "big", "Late", media(), 999) {
+        match rooms.join(999, "big", "Late", media(), 999, start()) {
             Err(ServerMessage::Error { code, .. }) => assert_eq!(code, ErrorCode::RoomFull),
             _ => panic!("expected room_full"),
         }

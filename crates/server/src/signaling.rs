@@ -151,11 +151,27 @@ async fn handle_text(
         }
         ClientMessage::Answer { sdp } => Command::Answer { id, sdp },
         ClientMessage::MediaState { media } => Command::Media { id, media },
-        ClientMessage::Chat { text } => Command::Chat { id, text },
+        ClientMessage::Chat { data } => Command::Chat { id, data },
+        ClientMessage::GroupCreated { group_info } => Command::GroupCreated { id, group_info },
+        ClientMessage::JoinRequest { data } => Command::JoinRequest { id, data },
+        ClientMessage::Commit { commit, welcome } => Command::Commit {
+            id,
+            commit,
+            welcome,
+        },
+        ClientMessage::DenyKnock { id: target } => Command::DenyKnock { id, target },
         ClientMessage::Leave => Command::Leave { id },
     };
-    // Chat and media-state changes come from people and go to everyone: cap their rate.
-    let rate_limited = matches!(command, Command::Media { .. } | Command::Chat { .. });
+    // Chat, media-state changes, join requests and knock decisions come from
+    // people and go to everyone: cap their rate. Commits are not limited
+    // (the group needs them), but each needs a valid signature of a member.
+    let rate_limited = matches!(
+        command,
+        Command::Media { .. }
+            | Command::Chat { .. }
+            | Command::JoinRequest { .. }
+            | Command::DenyKnock { .. }
+    );
     if rate_limited && !bucket.take(Instant::now()) {
         return Some(ServerMessage::error(
             ErrorCode::RateLimited,

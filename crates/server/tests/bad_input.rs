@@ -5,18 +5,25 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use conclave_protocol::{ClientMessage, ErrorCode, ServerMessage, MAX_MESSAGE_BYTES};
+use conclave_protocol::{ClientMessage, ErrorCode, MediaState, ServerMessage, MAX_MESSAGE_BYTES};
 use tokio_tungstenite::tungstenite::Message;
 
-async fn chat_still_flows(ada: &mut Client, bob: &mut Client, text: &str) {
-    ada.send(&ClientMessage::Chat { text: text.into() }).await;
+/// Ada's media-state change still reaches Bob: the room works for both.
+/// `round` makes consecutive probes in one test differ (and differ from the
+/// initial state, where the microphone is on).
+async fn room_still_works(ada: &mut Client, bob: &mut Client, round: u8) {
+    let media = MediaState {
+        microphone: false,
+        camera: round % 2 == 0,
+        screen: false,
+    };
+    ada.send(&ClientMessage::MediaState { media }).await;
     let got = bob
-        .recv_until(
-            "chat",
-            |m| matches!(m, ServerMessage::Chat { text: t, .. } if t == text),
-        )
+        .recv_until("participant_updated", |m| {
+            matches!(m, ServerMessage::ParticipantUpdated { participant } if participant.media == media)
+        })
         .await;
-    assert!(matches!(got, ServerMessage::Chat { .. }));
+    assert!(matches!(got, ServerMessage::ParticipantUpdated { .. }));
 }
 
 #[tokio::test]
@@ -31,10 +38,7 @@ async fn malformed_messages_get_error_replies_and_the_connection_stays_usable() 
             r#"{"type":"join","room":"r","name":"x","media":{"microphone":true,"camera":true,"screen":false},"admin":1}"#,
             ErrorCode::BadMessage,
         ),
-        (
-            r#"{"type":"chat","text":"before joining"}"#,
-            ErrorCode::NotJoined,
-        ),
+        (r#"{"type":"chat","data":"AAAA"}"#, ErrorCode::NotJoined),
         (
             r#"{"type":"join","room":"../etc","name":"x","media":{"microphone":true,"camera":true,"screen":false}}"#,
             ErrorCode::InvalidRoom,
@@ -85,17 +89,17 @@ async fn oversized_messages_are_refused_without_disturbing_the_room() {
 
     // Over the protocol limit but under the frame limit: an error, still connected.
     let big = format!(
-        r#"{{"type":"chat","text":"{}"}}"#,
+        r#"{{"type":"chat","data":"{}"}}"#,
         "a".repeat(MAX_MESSAGE_BYTES + 10)
     );
     ada.send_text(big).await;
     let reply = ada.recv_until("error", |m| error_code(m).is_some()).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::TooLarge));
-    chat_still_flows(&mut ada, &mut bob, "still here").await;
+    room_still_works(&mut ada, &mut bob, 0).await;
 
-    // A chat over the character limit: refused for the sender only.
+    // Encrypted chat over its size limit: refused for the sender only.
     ada.send(&ClientMessage::Chat {
-        text: "x".repeat(5000),
+        data: "A".repeat(conclave_protocol::MAX_CHAT_CIPHERTEXT_BYTES + 4),
     })
     .await;
     let reply = ada.recv_until("error", |m| error_code(m).is_some()).await;
@@ -110,7 +114,7 @@ async fn oversized_messages_are_refused_without_disturbing_the_room() {
         mallory.is_closed_within(WAIT).await,
         "a huge frame closes its own connection"
     );
-    chat_still_flows(&mut ada, &mut bob, "after mallory").await;
+    room_still_works(&mut ada, &mut bob, 1).await;
 }
 
 #[tokio::test]
@@ -134,7 +138,7 @@ async fn a_client_that_vanishes_mid_handshake_is_removed_and_others_carry_on() {
         .await;
     assert_eq!(left, ServerMessage::ParticipantLeft { id: ghost_info.id });
     let (mut bob, _) = Client::join(&server, "vanish", "Bob").await;
-    chat_still_flows(&mut bob, &mut ada, "carry on").await;
+    room_still_works(&mut bob, &mut ada, 0).await;
 }
 
 #[tokio::test]
@@ -198,7 +202,7 @@ async fn a_chat_flood_is_rate_limited_for_the_flooder_only() {
     let (mut bob, _) = Client::join(&server, "flood", "Bob").await;
     for i in 0..100 {
         bob.send(&ClientMessage::Chat {
-            text: format!("spam {i}"),
+            data: format!("spam{i}"),
         })
         .await;
     }
@@ -208,5 +212,5 @@ async fn a_chat_flood_is_rate_limited_for_the_flooder_only() {
         })
         .await;
     assert_eq!(error_code(&limited), Some(ErrorCode::RateLimited));
-    chat_still_flows(&mut ada, &mut bob, "ada is not limited").await;
+    room_still_works(&mut ada, &mut bob, 0).await;
 }

@@ -9,7 +9,10 @@ use conclave_protocol::{ClientMessage, MediaState, ServerMessage, TrackDirection
 async fn a_joiner_is_welcomed_and_offered_three_publish_tracks_by_an_ice_lite_server() {
     let server = Server::start();
     let (mut ada, welcome) = Client::join(&server, "standup", "Ada").await;
-    let ServerMessage::Welcome { you, participants } = welcome else {
+    let ServerMessage::Welcome {
+        you, participants, ..
+    } = welcome
+    else {
         unreachable!()
     };
     assert_eq!(you.name, "Ada");
@@ -45,6 +48,7 @@ async fn a_second_joiner_renegotiates_the_first_with_its_three_tracks() {
     let ServerMessage::Welcome {
         you: bob_info,
         participants,
+        ..
     } = welcome
     else {
         unreachable!()
@@ -81,39 +85,6 @@ async fn a_second_joiner_renegotiates_the_first_with_its_three_tracks() {
         .collect();
     assert_eq!(subscribed.len(), 3);
     assert!(subscribed.iter().all(|t| t.participant == bob_info.id));
-}
-
-#[tokio::test]
-async fn chat_arrives_in_order_with_sender_names_for_everyone() {
-    let server = Server::start();
-    let (mut ada, _) = Client::join(&server, "chat", "Ada").await;
-    let (mut bob, _) = Client::join(&server, "chat", "Bob").await;
-    for i in 0..5 {
-        let (sender, text) = if i % 2 == 0 {
-            (&mut ada, format!("ada {i}"))
-        } else {
-            (&mut bob, format!("bob {i}"))
-        };
-        sender.send(&ClientMessage::Chat { text }).await;
-    }
-    for client in [&mut ada, &mut bob] {
-        let mut got = Vec::new();
-        while got.len() < 5 {
-            if let ServerMessage::Chat {
-                seq, name, text, ..
-            } = client
-                .recv_until("chat", |m| matches!(m, ServerMessage::Chat { .. }))
-                .await
-            {
-                got.push((seq, name, text));
-            }
-        }
-        let seqs: Vec<u32> = got.iter().map(|g| g.0).collect();
-        assert_eq!(seqs, vec![0, 1, 2, 3, 4]);
-        for (_, name, text) in &got {
-            assert!(text.starts_with(&name.to_lowercase()), "{name} sent {text}");
-        }
-    }
 }
 
 #[tokio::test]

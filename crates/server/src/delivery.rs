@@ -1,0 +1,457 @@
+//! The server as MLS delivery service for one room.
+//!
+//! It holds no group secret: only the public tree ([`RoomDelivery`]) and
+//! which participant holds which signature key. From that it decides who
+//! creates the group, relays join requests to members, accepts the first
+//! valid commit per epoch and relays it, routes Welcomes to the joiners they
+//! add, relays encrypted chat, and proposes (as the group's external sender)
+//! the removal of leaves whose participant is gone.
+//!
+//! Pure logic with no IO: every call returns [`Out`] actions for the hub.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use conclave_e2ee::server::{
+    join_request_identity, join_request_key_package, DeliveryServiceSigner, RoomDelivery,
+};
+use conclave_protocol::{
+    E2eeStart, ErrorCode, ParticipantId, ServerMessage, MAX_CHAT_CIPHERTEXT_BYTES, MAX_MLS_BYTES,
+};
+
+/// The server's MLS identity, shared by all rooms.
+pub struct Signer {
+    signer: DeliveryServiceSigner,
+    external_sender: Vec<u8>,
+    /// Test mode: try to slip every knocking participant into the group
+    /// with a server-signed Add proposal (members must refuse it).
+    pub try_ghost_adds: bool,
+}
+
+impl Signer {
+    pub fn generate(try_ghost_adds: bool) -> Result<Self, String> {
+        let signer = DeliveryServiceSigner::generate("conclave server")
+            .map_err(|e| format!("cannot create the server's MLS key: {e}"))?;
+        let external_sender = signer.external_sender().map_err(|e| e.to_string())?;
+        Ok(Signer {
+            signer,
+            external_sender,
+            try_ghost_adds,
+        })
+    }
+
+    fn start(&self, create: bool) -> E2eeStart {
+        E2eeStart {
+            create,
+            external_sender: B64.encode(&self.external_sender),
+        }
+    }
+}
+
+/// What the hub should do.
+#[derive(Debug, PartialEq)]
+pub enum Out {
+    /// Send a message to one participant.
+    To(ParticipantId, ServerMessage),
+    /// The participant's MLS signature key (hex) is now this: announce it.
+    Key(ParticipantId, String),
+    /// Disconnect the participant (after the messages before this).
+    Close(ParticipantId),
+}
+
+#[derive(Default)]
+pub struct RoomMls {
+    group: Option<RoomDelivery>,
+    /// Told to create the group; its `group_created` is awaited.
+    creator: Option<ParticipantId>,
+    present: BTreeSet<ParticipantId>,
+    /// Each participant's current signature key (latest join request, or the
+    /// creator's leaf).
+    keys: HashMap<ParticipantId, Vec<u8>>,
+    /// Join requests that arrived before the group existed.
+    waiting: Vec<(ParticipantId, Vec<u8>)>,
+    /// Removals already proposed, by (epoch, leaf).
+    proposed: HashSet<(u64, u32)>,
+    next_chat_seq: u32,
+}
+
+fn bad(message: impl Into<String>) -> ServerMessage {
+    ServerMessage::error(ErrorCode::BadMls, message)
+}
+
+fn decode(data: &str, limit: usize) -> Result<Vec<u8>, ServerMessage> {
+    if data.len() > limit {
+        return Err(ServerMessage::error(
+            ErrorCode::TooLarge,
+            format!("MLS data is {} bytes; the limit is {limit}", data.len()),
+        ));
+    }
+    B64.decode(data)
+        .map_err(|_| bad("MLS data must be standard base64"))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl RoomMls {
+    /// Whether the room has no participant left (the hub then drops it).
+    pub fn is_empty(&self) -> bool {
+        self.present.is_empty()
+    }
+
+    /// How a participant who is about to enter starts (no state changes).
+    pub fn start_for_next(&self, signer: &Signer) -> E2eeStart {
+        signer.start(self.group.is_none() && self.creator.is_none())
+    }
+
+    /// A participant entered (after `start_for_next` told it how to start).
+    pub fn joined(&mut self, id: ParticipantId) {
+        self.present.insert(id);
+        if self.group.is_none() && self.creator.is_none() {
+            self.creator = Some(id);
+        }
+    }
+
+    fn is_member(&self, id: ParticipantId) -> bool {
+        match (&self.group, self.keys.get(&id)) {
+            (Some(g), Some(k)) => g.leaf_of(k).is_some(),
+            _ => false,
+        }
+    }
+
+    fn members(&self) -> Vec<ParticipantId> {
+        self.present
+            .iter()
+            .copied()
+            .filter(|&p| self.is_member(p))
+            .collect()
+    }
+
+    fn to_members(&self, message: &ServerMessage, out: &mut Vec<Out>) {
+        for p in self.members() {
+            out.push(Out::To(p, message.clone()));
+        }
+    }
+
+    /// The creator's GroupInfo: start following the group.
+    pub fn group_created(
+        &mut self,
+        id: ParticipantId,
+        room: &str,
+        data: &str,
+        signer: &Signer,
+    ) -> Result<Vec<Out>, ServerMessage> {
+        if self.creator != Some(id) || self.group.is_some() {
+            return Err(bad("you were not asked to create this room's group"));
+        }
+        let bytes = decode(data, MAX_MLS_BYTES)?;
+        let group = RoomDelivery::from_group_info(&bytes, room.as_bytes(), &signer.external_sender)
+            .map_err(|e| bad(format!("group refused: {e}")))?;
+        let roster = group.roster();
+        let [creator] = roster.as_slice() else {
+            return Err(bad("a new group must have exactly one member"));
+        };
+        if self
+            .keys
+            .iter()
+            .any(|(&p, k)| p != id && *k == creator.signature_key)
+        {
+            return Err(bad("that signature key belongs to another participant"));
+        }
+        let mut out = vec![Out::Key(id, hex(&creator.signature_key))];
+        self.keys.insert(id, creator.signature_key.clone());
+        self.group = Some(group);
+        self.creator = None;
+        self.proposed.clear();
+        for (from, request) in std::mem::take(&mut self.waiting) {
+            if from != id && self.present.contains(&from) {
+                out.extend(self.relay_join_request(from, &request, signer));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A join request: relayed to the members (or kept until the group exists).
+    pub fn join_request(
+        &mut self,
+        id: ParticipantId,
+        data: &str,
+        signer: &Signer,
+    ) -> Result<Vec<Out>, ServerMessage> {
+        let bytes = decode(data, MAX_MLS_BYTES)?;
+        let (identity, _) =
+            join_request_identity(&bytes).map_err(|e| bad(format!("join request refused: {e}")))?;
+        let key = identity.signature_key;
+        if self.keys.iter().any(|(&p, k)| p != id && *k == key) {
+            return Err(bad("that signature key belongs to another participant"));
+        }
+        if self.creator == Some(id) {
+            // Sent before it was asked to create the group: it creates instead.
+            return Ok(Vec::new());
+        }
+        let mut out = vec![Out::Key(id, hex(&key))];
+        let old = self.keys.insert(id, key);
+        if self.group.is_none() {
+            self.waiting.retain(|(p, _)| *p != id);
+            self.waiting.push((id, bytes));
+            return Ok(out);
+        }
+        if old.is_some() {
+            // A rejoin: the old leaf no longer belongs to anyone present.
+            out.extend(self.propose_orphan_removals(signer));
+        }
+        out.extend(self.relay_join_request(id, &bytes, signer));
+        Ok(out)
+    }
+
+    fn relay_join_request(&mut self, id: ParticipantId, bytes: &[u8], signer: &Signer) -> Vec<Out> {
+        let mut out = Vec::new();
+        self.to_members(
+            &ServerMessage::Mls {
+                from: Some(id),
+                data: B64.encode(bytes),
+            },
+            &mut out,
+        );
+        if signer.try_ghost_adds {
+            out.extend(self.ghost_add(id, bytes, signer));
+        }
+        out
+    }
+
+    /// Test mode only: the server proposes to add a joiner on its own.
+    fn ghost_add(&mut self, id: ParticipantId, bytes: &[u8], signer: &Signer) -> Vec<Out> {
+        let Some(group) = &self.group else {
+            return Vec::new();
+        };
+        let Ok(kp) = join_request_key_package(bytes) else {
+            return Vec::new();
+        };
+        match signer
+            .signer
+            .add_proposal(group.group_id(), group.epoch(), &kp)
+        {
+            Ok(p) => {
+                tracing::warn!(
+                    participant = id,
+                    "test mode: proposing to add a participant without its members' consent"
+                );
+                let mut out = Vec::new();
+                self.to_members(
+                    &ServerMessage::Mls {
+                        from: None,
+                        data: B64.encode(p),
+                    },
+                    &mut out,
+                );
+                out
+            }
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// A member's commit: the first valid one for the epoch is relayed to
+    /// the members (committer included) and its Welcome to the joiners.
+    pub fn commit(
+        &mut self,
+        id: ParticipantId,
+        commit: &str,
+        welcome: Option<&str>,
+        signer: &Signer,
+    ) -> Result<Vec<Out>, ServerMessage> {
+        if !self.is_member(id) {
+            return Err(bad("only members of the group can commit"));
+        }
+        let commit_bytes = decode(commit, MAX_MLS_BYTES)?;
+        let welcome_bytes = welcome.map(|w| decode(w, MAX_MLS_BYTES)).transpose()?;
+        let members_before = self.members();
+        let own_leaf = self
+            .keys
+            .get(&id)
+            .and_then(|k| self.group.as_ref()?.leaf_of(k));
+        let group = self.group.as_mut().ok_or_else(|| bad("no group yet"))?;
+        let applied = match group.handle_commit(&commit_bytes) {
+            Ok(a) => a,
+            Err(conclave_e2ee::Error::EpochMismatch { .. }) => {
+                return Ok(vec![Out::To(
+                    id,
+                    ServerMessage::CommitRejected {
+                        reason: "epoch_moved".into(),
+                    },
+                )])
+            }
+            Err(e) => {
+                return Ok(vec![Out::To(
+                    id,
+                    ServerMessage::CommitRejected {
+                        reason: format!("invalid commit: {e}"),
+                    },
+                )])
+            }
+        };
+        if own_leaf != Some(applied.committer) {
+            tracing::warn!(
+                participant = id,
+                "relayed a commit signed by another member"
+            );
+        }
+        let mut out = Vec::new();
+        let relayed = ServerMessage::Mls {
+            from: Some(id),
+            data: B64.encode(&commit_bytes),
+        };
+        for p in members_before {
+            out.push(Out::To(p, relayed.clone()));
+        }
+        if let Some(w) = welcome_bytes {
+            let welcome = ServerMessage::Mls {
+                from: Some(id),
+                data: B64.encode(&w),
+            };
+            for added in &applied.added {
+                for (&p, k) in &self.keys {
+                    if *k == added.signature_key && self.present.contains(&p) {
+                        out.push(Out::To(p, welcome.clone()));
+                    }
+                }
+            }
+        }
+        out.extend(self.propose_orphan_removals(signer));
+        Ok(out)
+    }
+
+    /// Encrypted chat from a member, numbered in room order, to all members.
+    pub fn chat(
+        &mut self,
+        id: ParticipantId,
+        data: &str,
+        sent_at: u64,
+    ) -> Result<Vec<Out>, ServerMessage> {
+        let bytes = decode(data, MAX_CHAT_CIPHERTEXT_BYTES)?;
+        if !self.is_member(id) {
+            return Err(ServerMessage::error(
+                ErrorCode::NotJoined,
+                "chat is only possible once you are in the encrypted group",
+            ));
+        }
+        if let Some(g) = &self.group {
+            g.check_application(&bytes)
+                .map_err(|e| bad(format!("chat refused: {e}")))?;
+        }
+        let seq = self.next_chat_seq;
+        self.next_chat_seq = self.next_chat_seq.wrapping_add(1);
+        let mut out = Vec::new();
+        self.to_members(
+            &ServerMessage::Chat {
+                seq,
+                from: id,
+                data: data.to_owned(),
+                sent_at,
+            },
+            &mut out,
+        );
+        Ok(out)
+    }
+
+    /// A member refuses a knocking participant.
+    pub fn deny_knock(
+        &mut self,
+        id: ParticipantId,
+        target: ParticipantId,
+    ) -> Result<Vec<Out>, ServerMessage> {
+        if !self.is_member(id) {
+            return Err(bad("only members can decide who joins"));
+        }
+        if !self.present.contains(&target) || self.is_member(target) {
+            return Ok(Vec::new());
+        }
+        Ok(vec![
+            Out::To(
+                target,
+                ServerMessage::error(
+                    ErrorCode::KnockDenied,
+                    "someone in the meeting declined your request to join",
+                ),
+            ),
+            Out::Close(target),
+        ])
+    }
+
+    /// A participant is gone: propose removing its leaf, or hand the group's
+    /// creation to someone else.
+    pub fn left(&mut self, id: ParticipantId, signer: &Signer) -> Vec<Out> {
+        self.present.remove(&id);
+        self.keys.remove(&id);
+        self.waiting.retain(|(p, _)| *p != id);
+        if self.creator == Some(id) {
+            self.creator = None;
+        }
+        if self.group.is_some() && self.members().is_empty() {
+            // Nobody who holds the group's keys is connected: the group is gone.
+            self.group = None;
+            self.proposed.clear();
+        }
+        if self.group.is_none() {
+            if self.creator.is_none() {
+                if let Some(&next) = self.present.iter().next() {
+                    self.creator = Some(next);
+                    self.waiting.retain(|(p, _)| *p != next);
+                    return vec![Out::To(
+                        next,
+                        ServerMessage::CreateGroup {
+                            e2ee: signer.start(true),
+                        },
+                    )];
+                }
+            }
+            return Vec::new();
+        }
+        self.propose_orphan_removals(signer)
+    }
+
+    /// Propose removing every leaf whose signature key belongs to nobody
+    /// present, once per epoch.
+    fn propose_orphan_removals(&mut self, signer: &Signer) -> Vec<Out> {
+        let Some(group) = self.group.as_mut() else {
+            return Vec::new();
+        };
+        let epoch = group.epoch();
+        self.proposed.retain(|(e, _)| *e == epoch);
+        let owned: HashSet<&Vec<u8>> = self
+            .present
+            .iter()
+            .filter_map(|p| self.keys.get(p))
+            .collect();
+        let orphans: Vec<u32> = group
+            .roster()
+            .into_iter()
+            .filter(|r| !owned.contains(&r.signature_key))
+            .map(|r| r.leaf_index)
+            .filter(|&leaf| !self.proposed.contains(&(epoch, leaf)))
+            .collect();
+        let mut proposals = Vec::new();
+        for leaf in orphans {
+            self.proposed.insert((epoch, leaf));
+            match signer.signer.remove_proposal(group.group_id(), epoch, leaf) {
+                Ok(p) => match group.handle_proposal(&p) {
+                    Ok(()) => proposals.push(p),
+                    Err(e) => tracing::error!(leaf, "own remove proposal refused: {e}"),
+                },
+                Err(e) => tracing::error!(leaf, "cannot sign a remove proposal: {e}"),
+            }
+        }
+        let mut out = Vec::new();
+        for p in proposals {
+            self.to_members(
+                &ServerMessage::Mls {
+                    from: None,
+                    data: B64.encode(p),
+                },
+                &mut out,
+            );
+        }
+        out
+    }
+}
