@@ -13,6 +13,9 @@ export default defineConfig({
     target: 'es2022',
     sourcemap: false,
   },
+  // The media Worker (src/e2ee/worker.ts) is a module worker: it imports the
+  // E2EE wasm glue like the main thread does.
+  worker: { format: 'es' },
   server: {
     // `npm run dev` against a locally running server: `CONCLAVE_URL=http://127.0.0.1:8080 npm run dev`
     proxy: process.env.CONCLAVE_URL
