@@ -3,6 +3,9 @@
 // back to pre-join with a message).
 
 import './styles.css';
+import { installTestHooks } from './e2ee/hooks';
+import { detectTransformApi, UNSUPPORTED_BROWSER_TEXT } from './e2ee/media';
+import { loadE2ee } from './e2ee/group';
 import { LocalMedia } from './media';
 import { Room } from './room';
 import { announce } from './ui/dom';
@@ -41,8 +44,23 @@ function goHome(): void {
   location.assign('/');
 }
 
+/** The session the test hooks describe. */
+let currentRoom: Room | null = null;
+
 async function enterRoom(root: HTMLElement, roomName: string, notice?: string, media?: LocalMedia): Promise<void> {
   document.title = `${roomName} · Conclave`;
+  if (!detectTransformApi()) {
+    renderEnded(root, {
+      title: 'This browser can’t join encrypted calls',
+      detail: UNSUPPORTED_BROWSER_TEXT,
+      rejoinLabel: 'Try again',
+      onRejoin: () => location.reload(),
+      onHome: goHome,
+    });
+    return;
+  }
+  // Fetch and compile the encryption module while the user sets up.
+  loadE2ee().catch(() => undefined);
   const local = media ?? new LocalMedia({ micDeviceId: saved(MIC_KEY), cameraDeviceId: saved(CAMERA_KEY) });
   const { name } = await renderPrejoin(root, { room: roomName, media: local, notice });
   startMeeting(root, roomName, name, local);
@@ -107,6 +125,7 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
     room?.dispose();
     const r = new Room(roomName, name, media);
     room = r;
+    currentRoom = r;
     r.on((ev) => {
       if (ev.type === 'welcome') {
         joinedOnce = true;
@@ -122,6 +141,28 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
         case 'refused':
           finish();
           void enterRoom(root, roomName, serverErrorText(s.code, s.message), media);
+          break;
+        case 'denied':
+          finish();
+          media.stopAll();
+          renderEnded(root, {
+            title: 'The meeting’s members declined your request',
+            detail: 'Someone in the meeting chose not to let you in. If you were expecting to join, ask them for the full invite link.',
+            rejoinLabel: 'Ask again',
+            onRejoin: () => void enterRoom(root, roomName),
+            onHome: goHome,
+          });
+          break;
+        case 'unsupported':
+          finish();
+          media.stopAll();
+          renderEnded(root, {
+            title: 'The call can’t be encrypted here',
+            detail: s.message,
+            rejoinLabel: 'Try again',
+            onRejoin: () => location.reload(),
+            onHome: goHome,
+          });
           break;
         case 'unreachable':
           if (!joinedOnce) {
@@ -146,6 +187,7 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
 }
 
 function main(): void {
+  installTestHooks(() => currentRoom);
   const root = appRoot();
   const room = roomFromPath(location.pathname);
   if (room === null) {

@@ -18,6 +18,17 @@ export interface PeerHandlers {
   onNegotiationError(err: unknown): void;
 }
 
+/**
+ * End-to-end encryption of the media: every publish sender and every
+ * receiver gets an Encoded Transform before any track is attached to it.
+ */
+export interface MediaTransforms {
+  /** The peer connection needs `encodedInsertableStreams: true` (Chromium's older API). */
+  readonly needsInsertableStreams: boolean;
+  attachSender(sender: RTCRtpSender, kind: 'audio' | 'video'): void;
+  attachReceiver(receiver: RTCRtpReceiver, kind: 'audio' | 'video'): void;
+}
+
 const SOURCES: readonly TrackSource[] = ['microphone', 'camera', 'screen'];
 
 function isStopped(t: RTCRtpTransceiver): boolean {
@@ -32,12 +43,19 @@ export class PeerSession {
   private localTracks = new Map<TrackSource, MediaStreamTrack | null>();
   private closed = false;
 
-  constructor(private readonly handlers: PeerHandlers) {
-    this.pc = new RTCPeerConnection({
+  constructor(
+    private readonly handlers: PeerHandlers,
+    private readonly transforms: MediaTransforms,
+  ) {
+    const config: RTCConfiguration & { encodedInsertableStreams?: boolean } = {
       iceServers: [],
       bundlePolicy: 'max-bundle',
       rtcpMuxPolicy: 'require',
-    });
+    };
+    // Only for the createEncodedStreams fallback: with this flag set, every
+    // sender and receiver must have its streams taken or media stalls.
+    if (transforms.needsInsertableStreams) config.encodedInsertableStreams = true;
+    this.pc = new RTCPeerConnection(config);
     this.pc.addEventListener('connectionstatechange', () => {
       if (!this.closed) this.handlers.onConnectionState(this.pc.connectionState);
     });
@@ -89,11 +107,15 @@ export class PeerSession {
       if (!m) continue;
       if (m.direction === 'publish') {
         transceiver.direction = 'sendonly';
+        // Encrypt before any track is attached: nothing leaves unencrypted.
+        this.transforms.attachSender(transceiver.sender, m.source === 'microphone' ? 'audio' : 'video');
         this.senders.set(m.source, transceiver.sender);
         const track = this.localTracks.get(m.source) ?? null;
         if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
       } else {
         transceiver.direction = 'recvonly';
+        const kind = transceiver.receiver.track.kind === 'audio' ? 'audio' : 'video';
+        this.transforms.attachReceiver(transceiver.receiver, kind);
       }
     }
 

@@ -3,6 +3,9 @@
 // (one WebSocket + one RTCPeerConnection); rejoining creates a new Room with
 // the same local media.
 
+import { GroupSession, loadE2ee, type RosterEntry } from './e2ee/group';
+import { detectTransformApi, MediaCrypto } from './e2ee/media';
+import type { WorkerStats } from './e2ee/messages';
 import { LocalMedia } from './media';
 import { PeerSession, type RemoteTrack } from './peer';
 import type {
@@ -17,11 +20,23 @@ import { Signaling, signalingUrl, type SignalingCloseReason } from './signaling'
 
 export interface Participant {
   id: number;
+  /** From the MLS roster once verified; until then the name the server claims. */
   name: string;
   media: MediaState;
   isLocal: boolean;
   speaking: boolean;
+  /** Empty for a remote participant that is not verified: nothing of theirs is played. */
   tracks: Partial<Record<TrackSource, MediaStreamTrack>>;
+  /** In the MLS group under the signature key the server announced for them. */
+  verified: boolean;
+  /** Asked to join without the invite secret and waits for a member's decision. */
+  knocking: boolean;
+  /** Their MLS leaf index, once verified. */
+  leafIndex: number | null;
+  /** Signature key (hex) the server claims for them. */
+  key: string | null;
+  /** The name given to the server (a claim). */
+  serverName: string;
 }
 
 export interface ChatEntry {
@@ -42,6 +57,10 @@ export type RoomState =
   | { kind: 'lost'; why: 'signaling' | 'media' | 'negotiation' }
   | { kind: 'unreachable' }
   | { kind: 'refused'; code: ErrorCode; message: string }
+  /** A member of the meeting declined our request to join. */
+  | { kind: 'denied' }
+  /** End-to-end encryption cannot run here (no Encoded Transforms, wasm failed). */
+  | { kind: 'unsupported'; message: string }
   | { kind: 'left' };
 
 export type RoomEvent =
@@ -51,6 +70,9 @@ export type RoomEvent =
   | { type: 'participant_left'; participant: Participant }
   | { type: 'participant_changed'; participant: Participant }
   | { type: 'chat'; entry: ChatEntry }
+  /** E2EE state, roster, epoch, security code or knocks changed. */
+  | { type: 'e2ee' }
+  | { type: 'notice'; text: string }
   | { type: 'server_error'; code: ErrorCode; message: string };
 
 export type RoomListener = (ev: RoomEvent) => void;
@@ -68,20 +90,61 @@ export class Room {
   private remoteTracks = new Map<number, Partial<Record<TrackSource, MediaStreamTrack>>>();
   private iceTimer: number | undefined;
   private ended = false;
+  /** MLS: group membership, roster, chat encryption. */
+  readonly group: GroupSession;
+  /** The media Worker (null if this browser has no Encoded Transforms). */
+  crypto: MediaCrypto | null = null;
 
   constructor(
     readonly roomName: string,
     readonly displayName: string,
     readonly media: LocalMedia,
-  ) {}
+  ) {
+    this.group = new GroupSession(roomName, displayName, {
+      send: (msg) => this.signaling?.send(msg),
+      changed: () => this.onGroupChanged(),
+      keys: (key) => {
+        if (key) this.crypto?.setKey(key.ownLeaf, key.epoch, key.baseKey);
+        else this.crypto?.clearKeys();
+      },
+      notice: (text) => this.emit({ type: 'notice', text }),
+    });
+  }
+
+  /** Media encryption statistics (for tests and diagnostics). */
+  stats(): Promise<WorkerStats | null> {
+    return this.crypto ? this.crypto.stats() : Promise.resolve(null);
+  }
 
   on(listener: RoomListener): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
-  /** Opens the signaling connection and asks to join. */
+  /**
+   * Loads the E2EE module, then opens the signaling connection and asks to
+   * join. Calls are always end-to-end encrypted: without Encoded Transforms
+   * or the wasm module there is no call.
+   */
   start(url: string = signalingUrl()): void {
+    const api = detectTransformApi();
+    if (!api) {
+      this.end({ kind: 'unsupported', message: 'This browser cannot encrypt calls end to end; use a current Chrome, Edge, Firefox or Safari.' });
+      return;
+    }
+    loadE2ee().then(
+      () => {
+        if (!this.ended) this.connect(url, api);
+      },
+      (err: unknown) => {
+        console.error('conclave: the encryption module did not load', err);
+        this.end({ kind: 'unsupported', message: 'The end-to-end encryption module could not be loaded. Reload the page to try again.' });
+      },
+    );
+  }
+
+  private connect(url: string, api: 'script' | 'streams'): void {
+    this.crypto = new MediaCrypto(api, (message) => console.error(`conclave: ${message}`));
     this.peer = new PeerSession({
       onAnswer: (sdp) => this.signaling?.send({ type: 'answer', sdp }),
       onRemoteTracks: (tracks) => this.applyRemoteTracks(tracks),
@@ -90,7 +153,7 @@ export class Room {
         console.error('conclave: negotiation failed', err);
         this.end({ kind: 'lost', why: 'negotiation' });
       },
-    });
+    }, this.crypto);
     void this.peer.setLocalTrack('microphone', this.watch(this.media.mic));
     void this.peer.setLocalTrack('camera', this.watch(this.media.camera));
     void this.peer.setLocalTrack('screen', this.watchScreen(this.media.screen));
@@ -173,11 +236,19 @@ export class Room {
     this.localMediaChanged();
   }
 
+  /** Encrypts and sends a chat message; false if it cannot be sent (yet). */
   sendChat(text: string): boolean {
     const trimmed = text.trim();
     if (!trimmed || [...trimmed].length > MAX_CHAT_CHARS || !this.signaling?.isOpen) return false;
-    this.signaling.send({ type: 'chat', text: trimmed });
-    return true;
+    return this.group.sendChat(trimmed);
+  }
+
+  admit(signatureKey: string): void {
+    this.group.admit(signatureKey);
+  }
+
+  deny(signatureKey: string): void {
+    this.group.deny(signatureKey);
   }
 
   leave(): void {
@@ -192,6 +263,8 @@ export class Room {
     window.clearTimeout(this.iceTimer);
     this.signaling?.close();
     this.peer?.close();
+    this.group.dispose();
+    this.crypto?.dispose();
     this.listeners.clear();
   }
 
@@ -212,6 +285,8 @@ export class Room {
     window.clearTimeout(this.iceTimer);
     this.signaling?.close();
     this.peer?.close();
+    this.group.dispose();
+    this.crypto?.dispose();
     this.setState(state);
   }
 
@@ -249,14 +324,68 @@ export class Room {
   }
 
   private makeParticipant(info: ParticipantInfo, isLocal: boolean): Participant {
-    return {
+    const p: Participant = {
       id: info.id,
       name: info.name,
       media: { ...info.media },
       isLocal,
       speaking: false,
-      tracks: isLocal ? this.localTracks() : { ...(this.remoteTracks.get(info.id) ?? {}) },
+      tracks: isLocal ? this.localTracks() : {},
+      verified: false,
+      knocking: false,
+      leafIndex: null,
+      key: info.key?.toLowerCase() ?? null,
+      serverName: info.name,
     };
+    this.verify(p);
+    return p;
+  }
+
+  /** The roster entry the server's key for `p` points to (null: not in the group). */
+  private rosterEntry(p: Participant): RosterEntry | null {
+    if (!this.group.joined) return null;
+    if (p.isLocal) return this.group.roster.find((r) => r.leafIndex === this.group.ownLeaf) ?? null;
+    if (!p.key) return null;
+    return this.group.roster.find((r) => r.signatureKey.toLowerCase() === p.key) ?? null;
+  }
+
+  /**
+   * Updates `p` from the MLS roster: verified, name, leaf, knocking, and
+   * which of their tracks may be played. Returns whether anything changed.
+   */
+  private verify(p: Participant): boolean {
+    const entry = this.rosterEntry(p);
+    const verified = entry !== null;
+    const name = entry ? entry.displayName : p.serverName;
+    const leafIndex = entry ? entry.leafIndex : null;
+    const knocking =
+      !verified &&
+      !p.isLocal &&
+      [...this.group.knocks.values()].some((k) => k.participantId === p.id || (p.key !== null && k.signatureKey.toLowerCase() === p.key));
+    let tracks = p.tracks;
+    if (!p.isLocal) {
+      const remote = verified ? this.remoteTracks.get(p.id) ?? {} : {};
+      const same = remote.microphone === p.tracks.microphone && remote.camera === p.tracks.camera && remote.screen === p.tracks.screen;
+      if (!same) tracks = { ...remote };
+    }
+    const changed =
+      verified !== p.verified || name !== p.name || leafIndex !== p.leafIndex || knocking !== p.knocking || tracks !== p.tracks;
+    Object.assign(p, { verified, name, leafIndex, knocking, tracks });
+    return changed;
+  }
+
+  private onGroupChanged(): void {
+    if (this.ended) return;
+    const everyone = this.me ? [this.me, ...this.participants.values()] : [...this.participants.values()];
+    for (const p of everyone) {
+      if (this.verify(p)) this.emit({ type: 'participant_changed', participant: p });
+    }
+    this.emit({ type: 'e2ee' });
+  }
+
+  /** Participants the server announced whose key is not in the MLS roster. */
+  unverified(): Participant[] {
+    return [...this.participants.values()].filter((p) => !p.verified);
   }
 
   private onMessage(msg: ServerMessage): void {
@@ -271,6 +400,7 @@ export class Room {
         }
         this.setState({ kind: 'connected' });
         this.emit({ type: 'welcome', me: this.me, others: [...this.participants.values()] });
+        this.group.start(msg.e2ee);
         // The server may have clamped what we announced; tell it the truth.
         const announced = this.localMediaState();
         if (JSON.stringify(announced) !== JSON.stringify(msg.you.media)) {
@@ -281,12 +411,23 @@ export class Room {
       case 'offer':
         this.peer?.handleOffer(msg.sdp, msg.tracks);
         break;
+      case 'create_group':
+        this.group.create(msg.e2ee);
+        break;
+      case 'mls':
+        this.group.onMls(msg.from, msg.data);
+        break;
+      case 'commit_rejected':
+        this.group.onCommitRejected(msg.reason);
+        break;
       case 'participant_joined': {
         if (this.me && msg.participant.id === this.me.id) break;
         const existing = this.participants.get(msg.participant.id);
         if (existing) {
-          existing.name = msg.participant.name;
+          existing.serverName = msg.participant.name;
+          existing.key = msg.participant.key?.toLowerCase() ?? null;
           existing.media = { ...msg.participant.media };
+          this.verify(existing);
           this.emit({ type: 'participant_changed', participant: existing });
         } else {
           const p = this.makeParticipant(msg.participant, false);
@@ -298,6 +439,7 @@ export class Room {
       case 'participant_left': {
         const p = this.participants.get(msg.id);
         this.remoteTracks.delete(msg.id);
+        this.group.participantLeft(msg.id);
         if (p) {
           this.participants.delete(msg.id);
           this.emit({ type: 'participant_left', participant: p });
@@ -308,25 +450,30 @@ export class Room {
         if (this.me && msg.participant.id === this.me.id) break; // our own state is local truth
         const p = this.participants.get(msg.participant.id);
         if (p) {
-          p.name = msg.participant.name;
+          p.serverName = msg.participant.name;
+          p.key = msg.participant.key?.toLowerCase() ?? null;
           p.media = { ...msg.participant.media };
+          this.verify(p);
           this.emit({ type: 'participant_changed', participant: p });
         }
         break;
       }
-      case 'chat':
+      case 'chat': {
+        const opened = this.group.receiveChat(msg.from, msg.data, this.me?.id ?? null);
+        if (!opened) break; // not for us (sent before we joined) or unreadable
         this.emit({
           type: 'chat',
           entry: {
             seq: msg.seq,
             from: msg.from,
-            name: msg.name,
-            text: msg.text,
+            name: opened.name,
+            text: opened.text,
             sentAt: msg.sent_at,
             isLocal: this.me?.id === msg.from,
           },
         });
         break;
+      }
       case 'speaking': {
         const ids = new Set(msg.ids);
         const everyone = this.me ? [this.me, ...this.participants.values()] : [...this.participants.values()];
@@ -340,7 +487,11 @@ export class Room {
         break;
       }
       case 'error':
-        if (msg.code === 'media_failed') {
+        if (msg.code === 'knock_denied') {
+          this.end({ kind: 'denied' });
+        } else if (msg.code === 'bad_mls') {
+          console.warn('conclave: the server did not accept an MLS message:', msg.message);
+        } else if (msg.code === 'media_failed') {
           // The server dropped our media session; the app rejoins.
           this.end({ kind: 'lost', why: 'media' });
         } else if (this.me === null) {
@@ -383,15 +534,7 @@ export class Room {
     }
     this.remoteTracks = next;
     for (const p of this.participants.values()) {
-      const tracks = next.get(p.id) ?? {};
-      const same =
-        tracks.microphone === p.tracks.microphone &&
-        tracks.camera === p.tracks.camera &&
-        tracks.screen === p.tracks.screen;
-      if (!same) {
-        p.tracks = { ...tracks };
-        this.emit({ type: 'participant_changed', participant: p });
-      }
+      if (this.verify(p)) this.emit({ type: 'participant_changed', participant: p });
     }
   }
 }

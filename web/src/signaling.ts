@@ -22,6 +22,9 @@ export function signalingUrl(loc: Location = location): string {
 
 const MESSAGE_TYPES = new Set([
   'welcome',
+  'create_group',
+  'mls',
+  'commit_rejected',
   'offer',
   'participant_joined',
   'participant_left',

@@ -12,13 +12,14 @@ export class ChatPanel {
   private counter: HTMLElement;
   private empty: HTMLElement;
   private entries: ChatEntry[] = [];
+  private sendBtn: HTMLButtonElement;
 
   constructor(
     private readonly send: (text: string) => boolean,
     close: () => void,
   ) {
     this.list = h('ol', { class: 'chat-list', role: 'log', 'aria-label': 'Chat messages', 'data-testid': 'chat-list' });
-    this.empty = h('p', { class: 'panel-empty' }, 'No messages yet. Messages are visible to everyone in the meeting and disappear when it ends.');
+    this.empty = h('p', { class: 'panel-empty' }, 'No messages yet. Messages are end-to-end encrypted, visible to everyone in the meeting, and disappear when it ends.');
     this.input = h('textarea', {
       class: 'chat-input',
       rows: 1,
@@ -29,6 +30,7 @@ export class ChatPanel {
     });
     this.counter = h('span', { class: 'chat-counter', 'aria-live': 'polite' });
     const sendBtn = h('button', { type: 'submit', class: 'icon-btn', 'aria-label': 'Send message', title: 'Send (Enter)', 'data-testid': 'chat-send' }, icon('send'));
+    this.sendBtn = sendBtn;
     const form = h('form', { class: 'chat-form' }, this.input, sendBtn, this.counter);
     form.addEventListener('submit', (ev) => {
       ev.preventDefault();
@@ -57,6 +59,13 @@ export class ChatPanel {
       this.list,
       form,
     );
+  }
+
+  /** Chat is end-to-end encrypted: it works only once we are in the group. */
+  setEnabled(enabled: boolean): void {
+    this.input.disabled = !enabled;
+    this.sendBtn.disabled = !enabled;
+    this.input.placeholder = enabled ? 'Send a message to everyone' : 'Chat opens once the call is secured';
   }
 
   focusInput(): void {

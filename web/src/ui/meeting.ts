@@ -2,13 +2,16 @@
 // stage, panels, connection banner) and turns the user's clicks and
 // shortcuts into Room actions.
 
+import { REFUSED_WARNING } from '../e2ee/group';
 import { describeProblem, classifyMediaError } from '../media';
 import type { ErrorCode } from '../protocol.gen';
 import type { Participant, Room, RoomEvent } from '../room';
 import { AudioOutput } from './audio';
 import { ChatPanel } from './chat';
 import { announce, h } from './dom';
-import { ParticipantsPanel } from './participants';
+import { icon } from './icons';
+import { ParticipantsPanel, type PersonRow } from './participants';
+import { E2eeStatus, KnockPrompts, SecurityPanel } from './security';
 import { SettingsPanel } from './settings';
 import { ScreenStage } from './stage';
 import { Tile } from './tile';
@@ -39,6 +42,10 @@ export class MeetingView {
   private chat: ChatPanel;
   private people: ParticipantsPanel;
   private settings: SettingsPanel;
+  private security: SecurityPanel;
+  private e2eeStatus: E2eeStatus;
+  private knocks: KnockPrompts;
+  private warning: HTMLElement;
   private side: HTMLElement;
   private panel: Panel = null;
   private unread = 0;
@@ -76,6 +83,14 @@ export class MeetingView {
       },
       () => this.openPanel(null),
     );
+    this.security = new SecurityPanel(() => this.openPanel(null));
+    this.e2eeStatus = new E2eeStatus();
+    this.knocks = new KnockPrompts(
+      (key) => this.room?.admit(key),
+      (key) => this.room?.deny(key),
+    );
+    this.warning = h('div', { class: 'e2ee-warning', role: 'alert', 'data-testid': 'e2ee-warning' });
+    this.warning.hidden = true;
     this.side = h('div', { class: 'side' });
     this.side.hidden = true;
 
@@ -93,7 +108,9 @@ export class MeetingView {
       { class: 'meeting', 'data-testid': 'meeting' },
       h('h1', { class: 'visually-hidden' }, `Meeting ${roomName}`),
       this.banner,
-      h('div', { class: 'meeting-body' }, h('main', { class: 'stage-area' }, this.stage.el, this.grid), this.side),
+      this.warning,
+      this.knocks.el,
+      h('div', { class: 'meeting-body' }, h('main', { class: 'stage-area' }, this.e2eeStatus.el, this.stage.el, this.grid), this.side),
       this.toolbar.el,
       this.toast,
       this.audio.unlockButton,
@@ -115,6 +132,7 @@ export class MeetingView {
     this.showPreview(room);
     this.showState();
     this.updateToolbar();
+    this.showE2ee();
   }
 
   /** Until the server welcomes us, show our own camera so the screen isn't empty. */
@@ -128,6 +146,11 @@ export class MeetingView {
       isLocal: true,
       speaking: false,
       tracks: room.media.camera ? { camera: room.media.camera } : {},
+      verified: false,
+      knocking: false,
+      leafIndex: null,
+      key: null,
+      serverName: room.displayName,
     });
     this.preview.el.dataset.testid = 'tile-preview';
     delete this.preview.el.dataset.participantId;
@@ -173,7 +196,7 @@ export class MeetingView {
         this.addTile(ev.participant);
         this.layout();
         this.refreshPeople();
-        announce(`${ev.participant.name} joined`);
+        announce(ev.participant.verified ? `${ev.participant.name} joined` : `${ev.participant.name} is connecting (not verified yet)`);
         break;
       case 'participant_left':
         this.tiles.get(ev.participant.id)?.destroy();
@@ -203,7 +226,38 @@ export class MeetingView {
       case 'server_error':
         this.showToast(serverErrorText(ev.code, ev.message));
         break;
+      case 'e2ee':
+        this.showE2ee();
+        break;
+      case 'notice':
+        this.showToast(ev.text, 5000);
+        announce(ev.text);
+        break;
     }
+  }
+
+  /** Securing status, security code, knocks, chat availability, refusal warning. */
+  private showE2ee(): void {
+    const room = this.room;
+    if (!room) return;
+    const g = room.group;
+    const connected = room.state.kind === 'connected' || room.state.kind === 'media_interrupted';
+    this.e2eeStatus.set(room.me ? g.state : 'securing', connected, g.refused);
+    this.security.set(g.joined ? g.securityCode : null, g.joined ? g.epoch : null);
+    this.knocks.render(g.joined ? [...g.knocks.values()] : []);
+    this.chat.setEnabled(g.joined && !g.refused);
+    this.toolbar.setSecured(g.joined && !g.refused);
+    if (g.refused && this.warning.hidden) {
+      this.warning.hidden = false;
+      this.warning.replaceChildren(
+        icon('warning'),
+        h('span', {}, `${REFUSED_WARNING}. This call is no longer secure for you; leave and compare the security code with the others before joining again.`),
+      );
+    } else if (!g.refused) {
+      this.warning.hidden = true;
+    }
+    this.el.dataset.e2ee = g.state;
+    this.refreshPeople();
   }
 
   private showState(): void {
@@ -216,6 +270,7 @@ export class MeetingView {
       case 'connected':
         this.rejoining = false;
         this.setBanner(null);
+        this.showE2ee();
         break;
       case 'media_interrupted':
         this.setBanner('Reconnecting…', 'warn');
@@ -276,10 +331,41 @@ export class MeetingView {
     this.grid.dataset.count = String(n);
   }
 
+  /** The participant list is the MLS roster, plus unverified announced participants. */
   private refreshPeople(): void {
-    const people = this.everyone();
-    this.people.render(people);
-    this.toolbar.setPeopleCount(people.length);
+    const room = this.room;
+    if (!room) return;
+    const g = room.group;
+    const rows: PersonRow[] = [];
+    const remote = [...room.participants.values()];
+    if (g.joined) {
+      const names = new Map<string, number>();
+      for (const r of g.roster) names.set(r.displayName, (names.get(r.displayName) ?? 0) + 1);
+      for (const r of g.roster) {
+        const isLocal = r.leafIndex === g.ownLeaf;
+        const p = isLocal ? room.me : remote.find((x) => x.verified && x.leafIndex === r.leafIndex);
+        rows.push({
+          name: r.displayName,
+          isLocal,
+          verified: true,
+          knocking: false,
+          media: p ? p.media : null,
+          participantId: p ? p.id : null,
+          leafIndex: r.leafIndex,
+          signatureKey: r.signatureKey,
+          duplicateName: (names.get(r.displayName) ?? 0) > 1,
+        });
+      }
+    } else if (room.me) {
+      const me = room.me;
+      rows.push({ name: me.name, isLocal: true, verified: false, knocking: false, media: me.media, participantId: me.id, leafIndex: null, signatureKey: null, duplicateName: false });
+    }
+    for (const p of remote) {
+      if (p.verified) continue;
+      rows.push({ name: p.serverName, isLocal: false, verified: false, knocking: p.knocking, media: p.media, participantId: p.id, leafIndex: null, signatureKey: p.key, duplicateName: false });
+    }
+    this.people.render(rows, g.joined ? g.securityCode : null);
+    this.toolbar.setPeopleCount(rows.filter((r) => r.verified || r.isLocal).length);
   }
 
   private updateToolbar(): void {
@@ -294,8 +380,8 @@ export class MeetingView {
   private openPanel(panel: Panel): void {
     const previous = this.panel;
     this.panel = panel;
-    const panelEl =
-      panel === 'chat' ? this.chat.el : panel === 'people' ? this.people.el : panel === 'settings' ? this.settings.el : null;
+    const panels = { chat: this.chat.el, people: this.people.el, settings: this.settings.el, security: this.security.el };
+    const panelEl = panel ? panels[panel] : null;
     this.side.replaceChildren(...(panelEl ? [panelEl] : []));
     this.side.hidden = panel === null;
     this.el.classList.toggle('panel-open', panel !== null);

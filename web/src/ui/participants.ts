@@ -1,17 +1,38 @@
-// The participants panel: everyone in the room with their media state.
+// The participants panel: the members of the encrypted group (names from the
+// MLS roster), then anyone the server announced who is not in the group,
+// marked "Not verified", and the security code.
 
-import type { Participant } from '../room';
+import type { MediaState } from '../protocol.gen';
 import { h, hueFor, initials } from './dom';
 import { icon } from './icons';
+import { securityCodeBlock } from './security';
+
+export interface PersonRow {
+  name: string;
+  isLocal: boolean;
+  /** In the MLS roster. */
+  verified: boolean;
+  /** Asked to join without the invite link. */
+  knocking: boolean;
+  /** What they send, if the server knows them (a roster member may have no connection). */
+  media: MediaState | null;
+  participantId: number | null;
+  leafIndex: number | null;
+  /** Hex signature key (roster) — shown shortened when two members share a name. */
+  signatureKey: string | null;
+  duplicateName: boolean;
+}
 
 export class ParticipantsPanel {
   readonly el: HTMLElement;
   private list: HTMLUListElement;
   private title: HTMLElement;
+  private code: HTMLElement;
 
   constructor(close: () => void) {
     this.list = h('ul', { class: 'people-list', 'data-testid': 'participant-list' });
     this.title = h('h2', { id: 'people-title' }, 'People');
+    this.code = h('div', { class: 'people-code', 'aria-live': 'polite' });
     this.el = h(
       'aside',
       { class: 'panel people-panel', 'aria-labelledby': 'people-title', 'data-testid': 'participants-panel' },
@@ -20,38 +41,59 @@ export class ParticipantsPanel {
         h('button', { type: 'button', class: 'icon-btn', 'aria-label': 'Close participants', onclick: close }, icon('close')),
       ),
       this.list,
+      this.code,
     );
   }
 
-  render(people: Participant[]): void {
-    this.title.textContent = `People (${people.length})`;
-    this.list.replaceChildren(
-      ...people.map((p) => {
-        const avatar = h('span', { class: 'avatar small', 'aria-hidden': 'true' }, initials(p.name));
-        avatar.style.setProperty('--hue', String(hueFor(p.id)));
-        const states = [
-          p.media.microphone ? 'microphone on' : 'muted',
-          p.media.camera ? 'camera on' : 'camera off',
-          ...(p.media.screen ? ['sharing screen'] : []),
-        ];
-        return h(
-          'li',
-          {
-            class: 'person',
-            'data-testid': 'participant-item',
-            'data-participant-id': p.id,
-            'data-muted': String(!p.media.microphone),
-            'aria-label': `${p.name}${p.isLocal ? ' (You)' : ''}: ${states.join(', ')}`,
-          },
-          avatar,
-          h('span', { class: 'person-name', 'data-testid': 'participant-name' }, p.name, p.isLocal ? h('span', { class: 'you' }, ' (You)') : null),
-          h('span', { class: 'person-icons', 'aria-hidden': 'true' },
-            p.media.screen ? icon('screen') : null,
-            h('span', { class: p.media.camera ? 'state on' : 'state off' }, icon('camera', !p.media.camera)),
-            h('span', { class: p.media.microphone ? 'state on' : 'state off' }, icon('mic', !p.media.microphone)),
-          ),
-        );
-      }),
+  render(rows: PersonRow[], securityCode: string | null): void {
+    const members = rows.filter((r) => r.verified || r.isLocal).length;
+    this.title.textContent = `People (${members})`;
+    this.code.replaceChildren(h('h3', { class: 'people-code-title' }, 'Security code'), securityCodeBlock(securityCode));
+    this.list.replaceChildren(...rows.map((p) => this.row(p)));
+  }
+
+  private row(p: PersonRow): HTMLElement {
+    const avatar = h('span', { class: 'avatar small', 'aria-hidden': 'true' }, initials(p.name));
+    avatar.style.setProperty('--hue', String(hueFor(p.participantId ?? p.leafIndex ?? 0)));
+    const states: string[] = [];
+    if (!p.verified && !p.isLocal) states.push(p.knocking ? 'not verified, waiting to be let in' : 'not verified');
+    if (p.media) {
+      states.push(p.media.microphone ? 'microphone on' : 'muted', p.media.camera ? 'camera on' : 'camera off');
+      if (p.media.screen) states.push('sharing screen');
+    } else if (p.verified && !p.isLocal) {
+      states.push('not connected');
+    }
+    const fingerprint = p.duplicateName && p.signatureKey ? ` · key ${p.signatureKey.slice(0, 8)}` : '';
+    const unverified = !p.verified && !p.isLocal;
+    return h(
+      'li',
+      {
+        class: unverified ? 'person unverified' : 'person',
+        'data-testid': 'participant-item',
+        'data-participant-id': p.participantId ?? undefined,
+        'data-leaf-index': p.leafIndex ?? undefined,
+        'data-verified': String(p.verified),
+        'data-unverified': unverified ? 'true' : undefined,
+        'data-muted': p.media ? String(!p.media.microphone) : undefined,
+        'aria-label': `${p.name}${p.isLocal ? ' (You)' : ''}${fingerprint}: ${states.join(', ')}`,
+      },
+      avatar,
+      h(
+        'span',
+        { class: 'person-name', 'data-testid': 'participant-name' },
+        p.name,
+        p.isLocal ? h('span', { class: 'you' }, ' (You)') : null,
+        fingerprint ? h('span', { class: 'you' }, fingerprint) : null,
+        unverified
+          ? h('span', { class: 'person-unverified', 'data-testid': 'not-verified' }, p.knocking ? 'Not verified · waiting to be let in' : 'Not verified')
+          : null,
+      ),
+      h('span', { class: 'person-icons', 'aria-hidden': 'true' },
+        unverified ? h('span', { class: 'state off', title: 'Not verified' }, icon('lockOff')) : null,
+        p.media?.screen ? icon('screen') : null,
+        p.media ? h('span', { class: p.media.camera ? 'state on' : 'state off' }, icon('camera', !p.media.camera)) : null,
+        p.media ? h('span', { class: p.media.microphone ? 'state on' : 'state off' }, icon('mic', !p.media.microphone)) : null,
+      ),
     );
   }
 }

@@ -19,6 +19,7 @@ export class Tile {
   private nameEl: HTMLElement;
   private mutedEl: HTMLElement;
   private screenEl: HTMLElement;
+  private unverifiedEl: HTMLElement;
 
   constructor(p: Participant) {
     this.video = h('video', { class: 'tile-video', autoplay: true, playsinline: true, 'data-testid': 'tile-video' });
@@ -29,6 +30,12 @@ export class Tile {
     this.nameEl = h('span', { class: 'tile-name', 'data-testid': 'tile-name' });
     this.mutedEl = h('span', { class: 'tile-muted', 'data-testid': 'tile-muted', title: 'Microphone muted' }, icon('mic', true));
     this.screenEl = h('span', { class: 'tile-badge', title: 'Sharing screen' }, icon('screen'));
+    this.unverifiedEl = h(
+      'span',
+      { class: 'tile-unverified', 'data-testid': 'tile-unverified', title: 'Not in the encrypted meeting: receives no keys' },
+      icon('lockOff'),
+      h('span', {}, 'Not verified'),
+    );
     this.el = h(
       'div',
       {
@@ -40,13 +47,19 @@ export class Tile {
       },
       this.video,
       this.avatar,
-      h('div', { class: 'tile-label' }, this.mutedEl, this.screenEl, this.nameEl),
+      h('div', { class: 'tile-label' }, this.unverifiedEl, this.mutedEl, this.screenEl, this.nameEl),
     );
     this.update(p);
   }
 
   update(p: Participant): void {
+    const unverified = !p.isLocal && !p.verified;
     const name = p.isLocal ? `${p.name} (You)` : p.name;
+    this.unverifiedEl.hidden = !unverified;
+    this.el.classList.toggle('unverified', unverified);
+    this.el.dataset.verified = String(p.verified);
+    if (unverified) this.el.dataset.unverified = 'true';
+    else delete this.el.dataset.unverified;
     this.nameEl.textContent = name;
     this.avatar.textContent = initials(p.name);
     const camTrack = p.media.camera ? p.tracks.camera ?? null : null;
@@ -61,6 +74,7 @@ export class Tile {
     this.el.dataset.muted = String(!p.media.microphone);
     this.el.dataset.camera = String(p.media.camera);
     const states = [
+      unverified ? (p.knocking ? 'not verified, waiting to be let in' : 'not verified') : null,
       p.media.microphone ? null : 'muted',
       p.media.camera ? null : 'camera off',
       p.media.screen ? 'sharing screen' : null,

@@ -5,7 +5,7 @@ import type { MediaState } from '../protocol.gen';
 import { h, modKey } from './dom';
 import { icon, type IconName } from './icons';
 
-export type Panel = 'chat' | 'people' | 'settings' | null;
+export type Panel = 'chat' | 'people' | 'settings' | 'security' | null;
 
 export interface ToolbarActions {
   toggleMic(): void;
@@ -59,6 +59,7 @@ export class Toolbar {
   private chatBtn: HTMLButtonElement;
   private peopleBtn: HTMLButtonElement;
   private settingsBtn: HTMLButtonElement;
+  private securityBtn: HTMLButtonElement;
   private inviteBtn: HTMLButtonElement;
   private unreadBadge: HTMLElement;
   private peopleCount: HTMLElement;
@@ -93,6 +94,9 @@ export class Toolbar {
     this.settingsBtn = panelButton('toggle-settings', 'Settings', 'Devices and keyboard shortcuts', 'settings');
     this.settingsBtn.addEventListener('click', () => actions.togglePanel('settings'));
 
+    this.securityBtn = panelButton('toggle-security', 'Security code', 'End-to-end encrypted: compare the security code', 'shield');
+    this.securityBtn.addEventListener('click', () => actions.togglePanel('security'));
+
     this.inviteBtn = h('button', {
       type: 'button', class: 'tool-btn', 'data-testid': 'copy-invite', 'aria-label': 'Copy invite link', title: 'Copy invite link',
     }, icon('link'));
@@ -108,7 +112,7 @@ export class Toolbar {
       { class: 'toolbar', role: 'toolbar', 'aria-label': 'Meeting controls' },
       h('div', { class: 'toolbar-info' }, h('span', { class: 'toolbar-room', title: roomName }, roomName)),
       h('div', { class: 'toolbar-main' }, this.mic.el, this.camera.el, this.screen.el, leaveBtn),
-      h('div', { class: 'toolbar-extra' }, this.settingsBtn, this.inviteBtn, this.peopleBtn, this.chatBtn),
+      h('div', { class: 'toolbar-extra' }, this.settingsBtn, this.securityBtn, this.inviteBtn, this.peopleBtn, this.chatBtn),
     );
     // Arrow keys move between toolbar buttons (ARIA toolbar pattern); Tab still works.
     this.el.addEventListener('keydown', (ev) => this.onArrowKey(ev));
@@ -125,6 +129,7 @@ export class Toolbar {
       ['chat', this.chatBtn],
       ['people', this.peopleBtn],
       ['settings', this.settingsBtn],
+      ['security', this.securityBtn],
     ];
     for (const [name, btn] of buttons) {
       btn.setAttribute('aria-pressed', String(panel === name));
@@ -134,13 +139,21 @@ export class Toolbar {
 
   /** Gives focus back to the button of a panel that was just closed. */
   focusPanelButton(panel: Exclude<Panel, null>): void {
-    (panel === 'chat' ? this.chatBtn : panel === 'people' ? this.peopleBtn : this.settingsBtn).focus();
+    const buttons = { chat: this.chatBtn, people: this.peopleBtn, settings: this.settingsBtn, security: this.securityBtn };
+    buttons[panel].focus();
   }
 
   setUnread(count: number): void {
     this.unreadBadge.hidden = count === 0;
     this.unreadBadge.textContent = count > 99 ? '99+' : String(count);
     this.chatBtn.setAttribute('aria-label', count ? `Chat, ${count} unread` : 'Chat');
+  }
+
+  /** Shield state: secured (joined the MLS group) or not yet. */
+  setSecured(secured: boolean): void {
+    this.securityBtn.classList.toggle('secured', secured);
+    this.securityBtn.dataset.secured = String(secured);
+    this.securityBtn.setAttribute('aria-label', secured ? 'Security code (end-to-end encrypted)' : 'Security code (securing the call)');
   }
 
   setPeopleCount(count: number): void {

@@ -1,0 +1,137 @@
+// Main-thread side of media encryption: one module Worker (worker.ts) per
+// session, attached to every publish sender and every receiver of the peer
+// connection with WebRTC Encoded Transforms, and fed one SFrame base key per
+// MLS epoch.
+
+import type { FromWorker, MediaKind, Side, ToWorker, TransformOptions, WorkerStats } from './messages';
+
+export type TransformApi = 'script' | 'streams';
+
+interface EncodedStreams {
+  readable: ReadableStream;
+  writable: WritableStream;
+}
+
+type WithEncodedStreams = { createEncodedStreams?: () => EncodedStreams };
+
+/**
+ * Which Encoded Transform API this browser has: `RTCRtpScriptTransform`
+ * (Firefox, Safari, Chromium) or Chromium's older `createEncodedStreams`.
+ * Null: this browser cannot encrypt media end to end.
+ */
+export function detectTransformApi(): TransformApi | null {
+  if (typeof RTCRtpScriptTransform !== 'undefined') return 'script';
+  if (typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype) return 'streams';
+  return null;
+}
+
+export const UNSUPPORTED_BROWSER_TEXT =
+  'This browser cannot encrypt calls end to end; use a current Chrome, Edge, Firefox or Safari.';
+
+export function emptyStats(): WorkerStats {
+  return {
+    keyEpoch: null,
+    ownLeaf: null,
+    transforms: { send: 0, receive: 0 },
+    send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
+    receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {} },
+    senders: {},
+    at: 0,
+  };
+}
+
+export class MediaCrypto {
+  private worker: Worker;
+  private attached = new WeakSet<RTCRtpSender | RTCRtpReceiver>();
+  private latest: WorkerStats = emptyStats();
+  private nextId = 1;
+  private waiting = new Map<number, (s: WorkerStats) => void>();
+  private disposed = false;
+
+  constructor(
+    readonly api: TransformApi,
+    onError: (message: string) => void,
+  ) {
+    this.worker = new Worker(new URL('./worker.ts', import.meta.url), { type: 'module', name: 'conclave-media-e2ee' });
+    this.worker.addEventListener('message', (ev: MessageEvent<FromWorker>) => {
+      const msg = ev.data;
+      if (msg.type === 'stats') {
+        this.latest = msg.stats;
+        if (msg.id !== null) {
+          this.waiting.get(msg.id)?.(msg.stats);
+          this.waiting.delete(msg.id);
+        }
+      } else if (msg.type === 'error') {
+        onError(msg.message);
+      }
+    });
+    this.worker.addEventListener('error', (ev) => onError(`the media encryption worker failed: ${ev.message || 'unknown error'}`));
+  }
+
+  /** Whether the peer connection must be created with `encodedInsertableStreams: true`. */
+  get needsInsertableStreams(): boolean {
+    return this.api === 'streams';
+  }
+
+  /** Encrypts everything `sender` sends. Call before a track is attached to it. */
+  attachSender(sender: RTCRtpSender, kind: MediaKind): void {
+    this.attach(sender, 'send', kind);
+  }
+
+  /** Decrypts everything `receiver` receives. */
+  attachReceiver(receiver: RTCRtpReceiver, kind: MediaKind): void {
+    this.attach(receiver, 'receive', kind);
+  }
+
+  setKey(ownLeaf: number, epoch: number, baseKey: Uint8Array): void {
+    this.post({ type: 'key', ownLeaf, epoch, baseKey });
+  }
+
+  clearKeys(): void {
+    this.post({ type: 'clear' });
+  }
+
+  /** The latest statistics (the Worker posts them every 250 ms). */
+  get lastStats(): WorkerStats {
+    return this.latest;
+  }
+
+  /** Fresh statistics from the Worker. */
+  stats(): Promise<WorkerStats> {
+    if (this.disposed) return Promise.resolve(this.latest);
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.waiting.set(id, resolve);
+      this.post({ type: 'stats', id });
+      window.setTimeout(() => {
+        if (this.waiting.delete(id)) resolve(this.latest);
+      }, 2000);
+    });
+  }
+
+  dispose(): void {
+    this.disposed = true;
+    this.worker.terminate();
+    for (const resolve of this.waiting.values()) resolve(this.latest);
+    this.waiting.clear();
+  }
+
+  private attach(target: RTCRtpSender | RTCRtpReceiver, side: Side, kind: MediaKind): void {
+    if (this.attached.has(target)) return;
+    if (this.api === 'script') {
+      const options: TransformOptions = { side, kind };
+      target.transform = new RTCRtpScriptTransform(this.worker, options);
+    } else {
+      const create = (target as unknown as WithEncodedStreams).createEncodedStreams;
+      if (!create) throw new Error('createEncodedStreams is missing');
+      const { readable, writable } = create.call(target);
+      const msg: ToWorker = { type: 'streams', side, kind, readable, writable };
+      this.worker.postMessage(msg, [readable as unknown as Transferable, writable as unknown as Transferable]);
+    }
+    this.attached.add(target);
+  }
+
+  private post(msg: ToWorker): void {
+    if (!this.disposed) this.worker.postMessage(msg);
+  }
+}

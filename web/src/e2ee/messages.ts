@@ -1,0 +1,58 @@
+// Messages between the main thread and the media Worker (src/e2ee/worker.ts),
+// and the statistics the Worker reports. No keys ever travel the other way,
+// and nothing here is logged.
+
+export type Side = 'send' | 'receive';
+export type MediaKind = 'audio' | 'video';
+
+/** Options given to `new RTCRtpScriptTransform(worker, options)`. */
+export interface TransformOptions {
+  side: Side;
+  kind: MediaKind;
+}
+
+export type ToWorker =
+  /** Install the SFrame base key of an MLS epoch (after joined / epochChanged). */
+  | { type: 'key'; ownLeaf: number; epoch: number; baseKey: Uint8Array }
+  /** Forget every key (removed, rejoining): senders drop frames again. */
+  | { type: 'clear' }
+  /** Fallback for browsers without RTCRtpScriptTransform: transferred encoded streams. */
+  | { type: 'streams'; side: Side; kind: MediaKind; readable: ReadableStream; writable: WritableStream }
+  /** Post the statistics now (answered with the same id). */
+  | { type: 'stats'; id: number };
+
+export interface SenderStats {
+  /** Low 4 bits of the MLS epoch (KID & 15) of the last frame decrypted from this leaf. */
+  epoch: number;
+  /** When (ms since the Unix epoch, Worker clock) a frame with that epoch was first decrypted. */
+  since: number;
+  /** Last successfully decrypted frame (ms since the Unix epoch). */
+  lastAt: number;
+  /** Frames decrypted from this leaf. */
+  frames: number;
+}
+
+export interface WorkerStats {
+  /** Epoch of the newest key installed (null: none). */
+  keyEpoch: number | null;
+  ownLeaf: number | null;
+  /** Transforms attached, per side. */
+  transforms: { send: number; receive: number };
+  send: { encrypted: number; droppedNoKey: number; failed: number };
+  receive: {
+    decrypted: number;
+    decryptFailed: number;
+    droppedNoKey: number;
+    /** Decryption failures by reason (fixed error texts, never frame contents). */
+    failures: Record<string, number>;
+  };
+  /** Per sender leaf index (as a string key). */
+  senders: Record<string, SenderStats>;
+  /** Worker time of this snapshot. */
+  at: number;
+}
+
+export type FromWorker =
+  | { type: 'stats'; id: number | null; stats: WorkerStats }
+  | { type: 'ready' }
+  | { type: 'error'; message: string };

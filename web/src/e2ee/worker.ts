@@ -1,0 +1,234 @@
+// The media Worker: one SFrame context (RFC 9605 with MLS-derived keys) for
+// every sender and receiver of this page's peer connection. Frames reach it
+// through WebRTC Encoded Transforms (RTCRtpScriptTransform, or transferred
+// encoded streams on older Chromium). Outgoing frames are dropped until a key
+// is installed, so nothing unencrypted is ever sent; incoming frames that do
+// not decrypt are dropped and counted. Keys and frame contents are never logged.
+
+import init, { SframeCtx } from '../e2ee-wasm/conclave_e2ee_wasm.js';
+import type { FromWorker, MediaKind, SenderStats, Side, ToWorker, TransformOptions, WorkerStats } from './messages';
+
+/** The bits of DedicatedWorkerGlobalScope used here (the DOM lib is in scope, not the worker lib). */
+interface WorkerScope {
+  postMessage(message: FromWorker): void;
+  addEventListener(type: 'message', listener: (ev: MessageEvent<ToWorker>) => void): void;
+  addEventListener(type: 'rtctransform', listener: (ev: Event & { transformer: ScriptTransformer }) => void): void;
+}
+
+interface ScriptTransformer {
+  readonly readable: ReadableStream<EncodedFrame>;
+  readonly writable: WritableStream<EncodedFrame>;
+  readonly options: unknown;
+}
+
+type EncodedFrame = RTCEncodedAudioFrame | RTCEncodedVideoFrame;
+
+const scope = globalThis as unknown as WorkerScope;
+
+/** SFrame codec ids of the wasm binding. The server negotiates Opus and VP8 only. */
+const CODEC_OPUS = 0;
+const CODEC_VP8 = 1;
+
+let ctx: SframeCtx | null = null;
+let ownLeaf: number | null = null;
+let keyEpoch: number | null = null;
+let wasmReady = false;
+
+const stats: WorkerStats = {
+  keyEpoch: null,
+  ownLeaf: null,
+  transforms: { send: 0, receive: 0 },
+  send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
+  receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {} },
+  senders: {},
+  at: 0,
+};
+
+function codecFor(kind: MediaKind): number {
+  return kind === 'audio' ? CODEC_OPUS : CODEC_VP8;
+}
+
+function errorText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * The KID of a protected frame (RFC 9605 §4.3 header after the codec's clear
+ * prefix), or null if the header is malformed. KID = leaf << 4 | epoch & 15.
+ */
+function frameKid(data: Uint8Array, codec: number): number | null {
+  let prefix = 0;
+  if (codec === CODEC_VP8) {
+    const tag = data[0];
+    if (tag === undefined) return null;
+    // P bit (bit 0) clear: key frame, whose first 10 bytes stay in the clear.
+    prefix = (tag & 1) === 0 ? 10 : 1;
+  }
+  const config = data[prefix];
+  if (config === undefined) return null;
+  const k = (config >> 4) & 7;
+  if ((config & 0x80) === 0) return k;
+  const len = k + 1;
+  if (prefix + 1 + len > data.length) return null;
+  let kid = 0;
+  for (let i = 0; i < len; i++) kid = kid * 256 + (data[prefix + 1 + i] ?? 0);
+  return kid;
+}
+
+function encrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefaultController<EncodedFrame>): void {
+  if (!ctx || keyEpoch === null || ownLeaf === null) {
+    stats.send.droppedNoKey++;
+    return;
+  }
+  try {
+    // `encrypt` returns a new exactly-sized Uint8Array: its buffer becomes the
+    // frame's data (the one allocation per frame the API requires).
+    const sealed = ctx.encrypt(codec, new Uint8Array(frame.data));
+    frame.data = sealed.buffer as ArrayBuffer;
+    stats.send.encrypted++;
+    out.enqueue(frame);
+  } catch {
+    stats.send.failed++;
+  }
+}
+
+function decrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefaultController<EncodedFrame>): void {
+  if (!ctx || keyEpoch === null) {
+    stats.receive.droppedNoKey++;
+    return;
+  }
+  const data = new Uint8Array(frame.data);
+  if (data.length === 0) return; // nothing to decrypt (the decoder would drop it too)
+  try {
+    const now = Date.now();
+    const opened = ctx.decrypt(codec, data, now);
+    const kid = frameKid(data, codec);
+    frame.data = opened.buffer as ArrayBuffer;
+    stats.receive.decrypted++;
+    if (kid !== null) noteSender(kid, now);
+    out.enqueue(frame);
+  } catch (err) {
+    stats.receive.decryptFailed++;
+    const reason = errorText(err);
+    stats.receive.failures[reason] = (stats.receive.failures[reason] ?? 0) + 1;
+  }
+}
+
+function noteSender(kid: number, now: number): void {
+  const leaf = String(Math.floor(kid / 16));
+  const epoch = kid % 16;
+  const entry: SenderStats | undefined = stats.senders[leaf];
+  if (!entry) {
+    stats.senders[leaf] = { epoch, since: now, lastAt: now, frames: 1 };
+    return;
+  }
+  if (entry.epoch !== epoch) {
+    entry.epoch = epoch;
+    entry.since = now;
+  }
+  entry.lastAt = now;
+  entry.frames++;
+}
+
+function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream<EncodedFrame>, side: Side, kind: MediaKind): void {
+  const codec = codecFor(kind);
+  stats.transforms[side]++;
+  const transform = new TransformStream<EncodedFrame, EncodedFrame>({
+    transform: side === 'send' ? (f, c) => encrypt(f, codec, c) : (f, c) => decrypt(f, codec, c),
+  });
+  readable
+    .pipeThrough(transform)
+    .pipeTo(writable)
+    .catch(() => undefined) // the sender/receiver went away
+    .finally(() => {
+      stats.transforms[side]--;
+    });
+}
+
+function isOptions(v: unknown): v is TransformOptions {
+  if (typeof v !== 'object' || v === null) return false;
+  const o = v as Record<string, unknown>;
+  return (o.side === 'send' || o.side === 'receive') && (o.kind === 'audio' || o.kind === 'video');
+}
+
+function installKey(leaf: number, epoch: number, baseKey: Uint8Array): void {
+  if (!wasmReady) return;
+  try {
+    if (!ctx) ctx = new SframeCtx(leaf);
+    else if (ownLeaf !== leaf) ctx.setOwnLeaf(leaf);
+    ownLeaf = leaf;
+    ctx.setEpochKey(epoch, baseKey, Date.now());
+    keyEpoch = epoch;
+  } catch (err) {
+    // An older epoch or a different key for the current one: start over with this key.
+    ctx?.free();
+    ctx = new SframeCtx(leaf);
+    ownLeaf = leaf;
+    try {
+      ctx.setEpochKey(epoch, baseKey, Date.now());
+      keyEpoch = epoch;
+    } catch {
+      keyEpoch = null;
+      scope.postMessage({ type: 'error', message: `could not install the epoch key: ${errorText(err)}` });
+    }
+  }
+}
+
+function clearKeys(): void {
+  ctx?.free();
+  ctx = null;
+  ownLeaf = null;
+  keyEpoch = null;
+}
+
+function snapshot(): WorkerStats {
+  stats.keyEpoch = keyEpoch;
+  stats.ownLeaf = ownLeaf;
+  stats.at = Date.now();
+  return stats;
+}
+
+/** Keys that arrive while the wasm module is still loading. */
+let pendingKey: { ownLeaf: number; epoch: number; baseKey: Uint8Array } | null = null;
+
+scope.addEventListener('message', (ev) => {
+  const msg = ev.data;
+  switch (msg.type) {
+    case 'key':
+      if (wasmReady) installKey(msg.ownLeaf, msg.epoch, msg.baseKey);
+      else pendingKey = { ownLeaf: msg.ownLeaf, epoch: msg.epoch, baseKey: msg.baseKey };
+      break;
+    case 'clear':
+      pendingKey = null;
+      clearKeys();
+      break;
+    case 'streams':
+      attach(msg.readable as ReadableStream<EncodedFrame>, msg.writable as WritableStream<EncodedFrame>, msg.side, msg.kind);
+      break;
+    case 'stats':
+      scope.postMessage({ type: 'stats', id: msg.id, stats: snapshot() });
+      break;
+  }
+});
+
+scope.addEventListener('rtctransform', (ev) => {
+  const t = ev.transformer;
+  const options = isOptions(t.options) ? t.options : null;
+  if (!options) {
+    // Unknown transform: never let its frames through.
+    void t.readable.cancel();
+    return;
+  }
+  attach(t.readable, t.writable, options.side, options.kind);
+});
+
+init()
+  .then(() => {
+    wasmReady = true;
+    if (pendingKey) installKey(pendingKey.ownLeaf, pendingKey.epoch, pendingKey.baseKey);
+    pendingKey = null;
+    scope.postMessage({ type: 'ready' });
+  })
+  .catch((err: unknown) => scope.postMessage({ type: 'error', message: `the encryption module did not load: ${errorText(err)}` }));
+
+setInterval(() => scope.postMessage({ type: 'stats', id: null, stats: snapshot() }), 250);
