@@ -189,7 +189,9 @@ pub enum ServerMessage {
     },
     /// The room's MLS group is gone (its last member left) while this
     /// participant waited to join: create a new one (`e2ee.create` is true).
-    CreateGroup { e2ee: E2eeStart },
+    CreateGroup {
+        e2ee: E2eeStart,
+    },
     /// An MLS handshake message for the client to process, in the room's
     /// order: a join request (`from` = who asks), a commit, a proposal
     /// (the server's Remove, `from` = null) or a Welcome for this client.
@@ -199,7 +201,9 @@ pub enum ServerMessage {
     },
     /// The client's `commit` was not accepted: `epoch_moved` (another commit
     /// won this epoch; it is on its way) or anything else (malformed).
-    CommitRejected { reason: String },
+    CommitRejected {
+        reason: String,
+    },
     /// A new SDP offer. `tracks` says what every m-line is for; the client
     /// attaches its own tracks to `publish` m-lines and answers with `answer`.
     Offer {
