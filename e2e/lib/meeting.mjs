@@ -1,6 +1,8 @@
 // Driving the Conclave web client the way a user does, and reading WebRTC
 // statistics from the pages' peer connections.
 
+import { randomBytes } from 'node:crypto';
+
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `fn` until it returns a truthy value or `timeoutMs` passes. */
@@ -25,10 +27,25 @@ export function uniqueRoom(prefix) {
   return `${prefix}-${Date.now().toString(36)}-${Math.floor(Math.random() * 1e6).toString(36)}`;
 }
 
-/** Opens `/<room>`, types the name, presses Join, waits for the own tile. */
-export async function join(participant, baseUrl, room, name) {
+const secrets = new Map();
+
+/**
+ * The invite link's fragment for `room` (`#s=<32 random bytes, base64url>`),
+ * the same for every participant of one room in this test process.
+ */
+export function inviteFragment(room) {
+  if (!secrets.has(room)) secrets.set(room, `#s=${randomBytes(32).toString('base64url')}`);
+  return secrets.get(room);
+}
+
+/**
+ * Opens `/<room>` with the room's invite secret (or `fragment`; '' = no
+ * secret, the participant knocks), types the name, presses Join, waits for
+ * the own tile.
+ */
+export async function join(participant, baseUrl, room, name, { fragment = inviteFragment(room) } = {}) {
   const { page } = participant;
-  await page.goto(`${baseUrl}/${encodeURIComponent(room)}`);
+  await page.goto(`${baseUrl}/${encodeURIComponent(room)}${fragment}`);
   await page.getByTestId('name-input').fill(name);
   // The preview shows once camera permission (fake UI) is granted.
   await page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
@@ -71,6 +88,7 @@ export async function inboundStats(page) {
           bytesReceived: s.bytesReceived ?? 0,
           framesDecoded: s.framesDecoded ?? 0,
           frameWidth: s.frameWidth ?? 0,
+          totalAudioEnergy: s.totalAudioEnergy ?? 0,
         });
       }
     });
@@ -135,4 +153,32 @@ export async function diagnostics(participants, server) {
   }
   if (server) parts.push('--- server output (tail)', server.output().slice(-6000));
   return parts.join('\n');
+}
+
+/** The page's end-to-end encryption state (window.__conclave.e2ee, without stats). */
+export async function e2eeState(page) {
+  return page.evaluate(() => {
+    const e = window.__conclave?.e2ee;
+    if (!e) return null;
+    const { stats, ...rest } = e;
+    return JSON.parse(JSON.stringify(rest));
+  });
+}
+
+/** The media Worker's statistics (frames encrypted/decrypted, per sender leaf). */
+export async function e2eeStats(page) {
+  return page.evaluate(async () => (await window.__conclave?.e2ee?.stats()) ?? null);
+}
+
+/** Waits until `page` is in the MLS group; returns its state. */
+export async function waitSecured(page, what = 'the call to be secured', timeoutMs = 20_000) {
+  return waitFor(async () => {
+    const s = await e2eeState(page);
+    return s?.state === 'joined' ? s : null;
+  }, { what, timeoutMs });
+}
+
+/** Video frames decoded per inbound video stream (only streams that got packets). */
+export async function decodedVideo(page) {
+  return (await inboundStats(page)).filter((s) => s.kind === 'video' && s.packetsReceived > 0);
 }

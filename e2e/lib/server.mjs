@@ -36,7 +36,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * Runs `conclave --listen 127.0.0.1:<tcp> --udp-port <udp> --public-ip 127.0.0.1`
  * and resolves once `GET /` answers. `stop()` kills it.
  */
-export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpPort: wantUdp, listenIp = '127.0.0.1', publicIp = '127.0.0.1' } = {}) {
+export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpPort: wantUdp, listenIp = '127.0.0.1', publicIp = '127.0.0.1', env = {} } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`server binary not found at ${SERVER_BIN} (build it with cargo build --release -p conclave-server, or set CONCLAVE_BIN)`);
   }
@@ -45,7 +45,7 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
   const args = ['--listen', `${listenIp}:${httpPort}`, '--udp-port', String(udpPort), '--public-ip', publicIp];
   const child = spawn(SERVER_BIN, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info' },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
   });
   const output = [];
   const keep = (chunk) => {

@@ -1,0 +1,254 @@
+// End-to-end encryption in real browsers through the real server: every
+// call is MLS + SFrame, the server relays only ciphertext and cannot add a
+// member on its own.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { launchBrowser, newParticipant } from '../lib/browser.mjs';
+import {
+  chatMessages,
+  decodedVideo,
+  diagnostics,
+  e2eeState,
+  e2eeStats,
+  inboundStats,
+  join,
+  uniqueRoom,
+  waitFor,
+  waitSecured,
+} from '../lib/meeting.mjs';
+import { startServer } from '../lib/server.mjs';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+let server;
+let ghostServer;
+let browser;
+const open = [];
+
+async function person(label) {
+  const p = await newParticipant(browser, label);
+  open.push(p);
+  return p;
+}
+
+async function closeAll() {
+  while (open.length) await open.pop().context.close().catch(() => {});
+}
+
+async function withDiagnostics(people, srv, fn) {
+  try {
+    await fn();
+  } catch (err) {
+    const states = [];
+    for (const p of people) states.push(`${p.label}: ${JSON.stringify(await e2eeState(p.page).catch((e) => e.message))}`);
+    err.message += '\n' + states.join('\n') + '\n' + (await diagnostics(people, srv));
+    throw err;
+  } finally {
+    await closeAll();
+  }
+}
+
+/** Waits until `page` decodes video from `count` senders (frames growing). */
+async function decodesVideoFrom(p, count) {
+  await waitFor(async () => (await decodedVideo(p.page)).filter((s) => s.framesDecoded > 5).length >= count, {
+    what: `${p.label} to decode video from ${count} others`,
+    timeoutMs: 25_000,
+  });
+  const before = await decodedVideo(p.page);
+  await sleep(1000);
+  const later = await decodedVideo(p.page);
+  const growing = later.filter((s) => s.framesDecoded > (before.find((b) => b.ssrc === s.ssrc)?.framesDecoded ?? 0));
+  assert.ok(growing.length >= count, `${p.label}: video keeps decoding from ${count} senders (${JSON.stringify(later)})`);
+}
+
+async function hearsAudioFrom(p, count) {
+  await waitFor(async () => (await inboundStats(p.page)).filter((s) => s.kind === 'audio' && s.totalAudioEnergy > 0).length >= count, {
+    what: `${p.label} to decode audio (non-silent) from ${count} others`,
+    timeoutMs: 20_000,
+  });
+}
+
+async function codeShown(p) {
+  const s = await e2eeState(p.page);
+  return s?.securityCode ?? null;
+}
+
+describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () => {
+  before(async () => {
+    server = await startServer();
+    ghostServer = await startServer({ env: { CONCLAVE_TEST_GHOST_ADDS: '1' } });
+    browser = await launchBrowser();
+  });
+
+  after(async () => {
+    await closeAll();
+    await browser?.close();
+    await server?.stop();
+    await ghostServer?.stop();
+  });
+
+  test('three members decode each other\'s audio and video and show one security code that changes when one leaves', { timeout: 150_000 }, async () => {
+    const room = uniqueRoom('e2ee3');
+    const people = [await person('Ada'), await person('Grace'), await person('Kathy')];
+    await withDiagnostics(people, server, async () => {
+      for (const [i, p] of people.entries()) await join(p, server.url, room, ['Ada', 'Grace', 'Kathy'][i]);
+      for (const p of people) await waitSecured(p.page);
+      await waitFor(async () => {
+        const codes = await Promise.all(people.map(codeShown));
+        return codes.every((c) => c && c === codes[0]) && (await e2eeState(people[0].page)).roster.length === 3;
+      }, { what: 'all three to show the same security code with three members' });
+      const code3 = await codeShown(people[0]);
+      assert.match(code3, /^\d{5}( \d{5}){5}$/);
+      // The code is on screen, in the security panel's element.
+      for (const p of people) {
+        const names = (await e2eeState(p.page)).roster.map((r) => r.displayName).sort();
+        assert.deepEqual(names, ['Ada', 'Grace', 'Kathy']);
+      }
+      for (const p of people) {
+        await decodesVideoFrom(p, 2);
+        await hearsAudioFrom(p, 2);
+        const stats = await e2eeStats(p.page);
+        assert.ok(stats.send.encrypted > 50, `${p.label} encrypts what it sends: ${JSON.stringify(stats.send)}`);
+        assert.ok(stats.receive.decrypted > 50, `${p.label} decrypts what it receives: ${JSON.stringify(stats.receive)}`);
+      }
+      // Kathy leaves: the two others move to a new epoch and a new code.
+      await people[2].context.close();
+      open.splice(open.indexOf(people[2]), 1);
+      await waitFor(async () => {
+        const codes = await Promise.all(people.slice(0, 2).map(codeShown));
+        return codes[0] && codes[0] === codes[1] && codes[0] !== code3 && (await e2eeState(people[0].page)).roster.length === 2;
+      }, { what: 'the remaining two to share a new security code' });
+      for (const p of people.slice(0, 2)) await decodesVideoFrom(p, 1);
+    });
+  });
+
+  test('a member whose receive transforms are disabled gets packets but decodes no video: the server forwards ciphertext', { timeout: 120_000 }, async () => {
+    const room = uniqueRoom('e2eecipher');
+    const people = [await person('Ada'), await person('Grace'), await person('Kathy')];
+    const raw = await person('Raw');
+    // Test-side sabotage of the fourth page only: its receivers ignore the
+    // transform the app attaches, so they get the frames exactly as the
+    // server forwards them.
+    await raw.context.addInitScript(() => {
+      const d = Object.getOwnPropertyDescriptor(RTCRtpReceiver.prototype, 'transform');
+      if (d) Object.defineProperty(RTCRtpReceiver.prototype, 'transform', { get: d.get, set() {}, configurable: true });
+      const streams = RTCRtpReceiver.prototype.createEncodedStreams;
+      if (streams) delete RTCRtpReceiver.prototype.createEncodedStreams;
+    });
+    const all = [...people, raw];
+    await withDiagnostics(all, server, async () => {
+      for (const [i, p] of all.entries()) await join(p, server.url, room, ['Ada', 'Grace', 'Kathy', 'Raw'][i]);
+      for (const p of all) await waitSecured(p.page);
+      // The others decode video, so media flows and is valid for members.
+      await decodesVideoFrom(people[0], 3);
+      await sleep(3000);
+      const inbound = (await inboundStats(raw.page)).filter((s) => s.kind === 'video');
+      const withPackets = inbound.filter((s) => s.packetsReceived > 50);
+      assert.ok(withPackets.length >= 3, `Raw receives video packets from the three: ${JSON.stringify(inbound)}`);
+      assert.ok(withPackets.every((s) => s.framesDecoded === 0), `Raw decodes no video frame: ${JSON.stringify(withPackets)}`);
+    });
+  });
+
+  test('knock: without the secret a person asks to join; an admitted one decodes media, a denied one never does', { timeout: 120_000 }, async () => {
+    const room = uniqueRoom('e2eeknock');
+    const ada = await person('Ada');
+    const kim = await person('Kim');
+    const dan = await person('Dan');
+    const all = [ada, kim, dan];
+    await withDiagnostics(all, server, async () => {
+      await join(ada, server.url, room, 'Ada');
+      await waitSecured(ada.page);
+      await join(kim, server.url, room, 'Kim', { fragment: '' });
+      await waitFor(async () => (await e2eeState(kim.page))?.state === 'knocking', { what: 'Kim to be knocking' });
+      const prompt = ada.page.getByRole('group', { name: 'Kim wants to join' });
+      await prompt.waitFor({ timeout: 15_000 });
+      // Before admission Kim is shown as not verified and gets no keys.
+      assert.equal((await e2eeState(kim.page)).securityCode, null);
+      assert.ok((await e2eeState(ada.page)).unverified.includes(kim.id));
+      await ada.page.getByRole('button', { name: 'Admit Kim' }).click();
+      await waitSecured(kim.page, 'Kim to be let in');
+      await waitFor(async () => (await codeShown(ada)) === (await codeShown(kim)), { what: 'Ada and Kim to share a code' });
+      await decodesVideoFrom(kim, 1);
+      await decodesVideoFrom(ada, 1);
+
+      await join(dan, server.url, room, 'Dan', { fragment: '' });
+      await ada.page.getByRole('group', { name: 'Dan wants to join' }).waitFor({ timeout: 15_000 });
+      await ada.page.getByRole('button', { name: 'Deny Dan' }).click();
+      await dan.page.getByText(/declined/i).first().waitFor({ timeout: 15_000 });
+      const danState = await e2eeState(dan.page);
+      assert.notEqual(danState?.state, 'joined');
+      const danVideo = (await inboundStats(dan.page)).filter((s) => s.kind === 'video');
+      assert.ok(danVideo.every((s) => s.framesDecoded === 0), `Dan decoded nothing: ${JSON.stringify(danVideo)}`);
+      assert.equal((await e2eeState(ada.page)).roster.length, 2);
+    });
+  });
+
+  test('chat is readable by members and only ciphertext crosses the server', { timeout: 90_000 }, async () => {
+    const room = uniqueRoom('e2eechat');
+    const ada = await person('Ada');
+    const bob = await person('Bob');
+    const frames = [];
+    for (const p of [ada, bob]) {
+      p.page.on('websocket', (ws) => {
+        ws.on('framesent', (f) => frames.push(String(f.payload)));
+        ws.on('framereceived', (f) => frames.push(String(f.payload)));
+      });
+    }
+    await withDiagnostics([ada, bob], server, async () => {
+      await join(ada, server.url, room, 'Ada');
+      await join(bob, server.url, room, 'Bob');
+      await waitSecured(ada.page);
+      await waitSecured(bob.page);
+      const secret = 'purple-elephant-7781';
+      await ada.page.getByTestId('toggle-chat').click();
+      await ada.page.getByTestId('chat-input').fill(`meet me at ${secret}`);
+      await ada.page.getByTestId('chat-input').press('Enter');
+      await bob.page.getByTestId('toggle-chat').click();
+      await waitFor(async () => (await chatMessages(bob.page)).some((m) => m.text.includes(secret) && m.name === 'Ada'), {
+        what: 'Bob to read Ada\'s message',
+      });
+      await waitFor(async () => (await chatMessages(ada.page)).some((m) => m.text.includes(secret)), { what: 'Ada to see her own message' });
+      const chatFrames = frames.filter((f) => f.includes('"type":"chat"'));
+      assert.ok(chatFrames.length >= 2, 'chat went through the server');
+      assert.deepEqual(frames.filter((f) => f.includes(secret) || f.includes('elephant')), [], 'no plaintext on the wire');
+      const relayed = JSON.parse(chatFrames.find((f) => f.includes('"seq"')));
+      assert.equal(typeof relayed.data, 'string');
+      assert.equal(relayed.text, undefined);
+    });
+  });
+
+  test('a server that tries to add a member on its own fails: members refuse it and it never gets keys', { timeout: 120_000 }, async () => {
+    const room = uniqueRoom('e2eeghost');
+    const ada = await person('Ada');
+    const bob = await person('Bob');
+    const ghost = await person('Ghost');
+    const all = [ada, bob, ghost];
+    await withDiagnostics(all, ghostServer, async () => {
+      await join(ada, ghostServer.url, room, 'Ada');
+      await join(bob, ghostServer.url, room, 'Bob');
+      await waitSecured(ada.page);
+      await waitSecured(bob.page);
+      await waitFor(async () => (await e2eeState(ada.page)).roster.length === 2, { what: 'Ada and Bob in the group' });
+      const codeBefore = await codeShown(ada);
+      await join(ghost, ghostServer.url, room, 'Ghost', { fragment: '' });
+      await waitFor(() => ghostServer.output().includes('test mode: proposing to add'), { what: 'the server to try its ghost add' });
+      // Give members time to (wrongly) act on it.
+      await sleep(5000);
+      for (const m of [ada, bob]) {
+        const s = await e2eeState(m.page);
+        assert.deepEqual(s.roster.map((r) => r.displayName).sort(), ['Ada', 'Bob'], `${m.label}'s roster is unchanged`);
+        assert.equal(s.securityCode, codeBefore, `${m.label}'s security code is unchanged`);
+        assert.ok(s.unverified.includes(ghost.id), `${m.label} marks the ghost unverified`);
+        const item = m.page.locator(`[data-testid="participant-item"][data-participant-id="${ghost.id}"]`);
+        if (await item.count()) assert.equal(await item.getAttribute('data-unverified'), 'true');
+      }
+      const g = await e2eeState(ghost.page);
+      assert.notEqual(g.state, 'joined', 'the ghost is not in the group');
+      assert.equal(g.securityCode, null);
+      const stats = await e2eeStats(ghost.page);
+      assert.equal(stats?.receive?.decrypted ?? 0, 0, 'the ghost decrypted nothing');
+      const video = (await inboundStats(ghost.page)).filter((s) => s.kind === 'video');
+      assert.ok(video.every((s) => s.framesDecoded === 0), `the ghost decoded no video: ${JSON.stringify(video)}`);
+    });
+  });
+});
