@@ -15,13 +15,20 @@ interface EncodedStreams {
 type WithEncodedStreams = { createEncodedStreams?: () => EncodedStreams };
 
 /**
- * Which Encoded Transform API this browser has: `RTCRtpScriptTransform`
- * (Firefox, Safari, Chromium) or Chromium's older `createEncodedStreams`.
+ * Which Encoded Transform API to use: Chromium's `createEncodedStreams` where
+ * it exists, else `RTCRtpScriptTransform` (Firefox, Safari).
  * Null: this browser cannot encrypt media end to end.
+ *
+ * Why Chromium does not get `RTCRtpScriptTransform` although it has it:
+ * measured in Chromium 156 (e2e/tools/debug-three.mjs), a script transform
+ * set on a video sender, or on a receiver created by the first offer, was
+ * silently bypassed: video left the browser unencrypted while the transform
+ * was attached and running. With `encodedInsertableStreams` every frame must
+ * pass through our streams or media stops, so a mistake fails closed.
  */
 export function detectTransformApi(): TransformApi | null {
-  if (typeof RTCRtpScriptTransform !== 'undefined') return 'script';
   if (typeof RTCRtpSender !== 'undefined' && 'createEncodedStreams' in RTCRtpSender.prototype) return 'streams';
+  if (typeof RTCRtpScriptTransform !== 'undefined') return 'script';
   return null;
 }
 
@@ -33,6 +40,7 @@ export function emptyStats(): WorkerStats {
     keyEpoch: null,
     ownLeaf: null,
     transforms: { send: 0, receive: 0 },
+    frames: {},
     send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
     receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {} },
     senders: {},
