@@ -76,7 +76,7 @@ async function codeShown(p) {
 describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () => {
   before(async () => {
     server = await startServer();
-    ghostServer = await startServer({ env: { CONCLAVE_TEST_GHOST_ADDS: '1' } });
+    ghostServer = await startServer({ env: { CONCLAVE_TEST_GHOST_ADDS: 'true' } });
     browser = await launchBrowser();
   });
 
@@ -126,14 +126,20 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     const room = uniqueRoom('e2eecipher');
     const people = [await person('Ada'), await person('Grace'), await person('Kathy')];
     const raw = await person('Raw');
-    // Test-side sabotage of the fourth page only: its receivers ignore the
-    // transform the app attaches, so they get the frames exactly as the
-    // server forwards them.
+    // Test-side sabotage of the fourth page only: its receivers pass frames
+    // straight to the decoder, exactly as the server forwards them, and the
+    // app's decrypting Worker gets dummy streams instead.
     await raw.context.addInitScript(() => {
       const d = Object.getOwnPropertyDescriptor(RTCRtpReceiver.prototype, 'transform');
       if (d) Object.defineProperty(RTCRtpReceiver.prototype, 'transform', { get: d.get, set() {}, configurable: true });
-      const streams = RTCRtpReceiver.prototype.createEncodedStreams;
-      if (streams) delete RTCRtpReceiver.prototype.createEncodedStreams;
+      const original = RTCRtpReceiver.prototype.createEncodedStreams;
+      if (original) {
+        RTCRtpReceiver.prototype.createEncodedStreams = function () {
+          const real = original.call(this);
+          real.readable.pipeTo(real.writable).catch(() => {});
+          return { readable: new ReadableStream(), writable: new WritableStream() };
+        };
+      }
     });
     const all = [...people, raw];
     await withDiagnostics(all, server, async () => {

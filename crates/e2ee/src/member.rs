@@ -287,6 +287,13 @@ impl Member {
             let _ = g.delete(self.provider.storage());
         }
         self.reset_local_state();
+        // A fresh signature key: the old leaf (same key) may still be in the
+        // tree until a commit removes it, and the delivery service tells the
+        // new leaf from the stale one by key.
+        let signer = SignatureKeyPair::new(CIPHERSUITE.signature_algorithm()).map_err(mls)?;
+        signer.store(self.provider.storage()).map_err(mls)?;
+        self.credential.signature_key = signer.to_public_vec().into();
+        self.signer = signer;
         self.join_request()
     }
 
@@ -531,7 +538,9 @@ impl Member {
             (Some(k), Some(p)) if k.verify(&req.key_package, &p) => {
                 self.proofs_seen.insert(kp_ref.clone(), p);
                 let joiner = RosterEntry::from_key_package(&kp);
-                if !self.queued_adds.iter().any(|a| a.kp_ref == kp_ref) {
+                // Not twice: by value here and as a stored (server) proposal.
+                let proposed = self.store_auth.contains_key(&kp_ref);
+                if !proposed && !self.queued_adds.iter().any(|a| a.kp_ref == kp_ref) {
                     self.queued_adds.push(PendingAdd {
                         kp,
                         kp_ref,
@@ -964,6 +973,12 @@ impl Member {
                 let kp = a.key_package().clone();
                 let r = self.kp_ref(&kp)?;
                 if let Some(p) = self.proofs_seen.get(&r).copied() {
+                    if self.queued_adds.iter().any(|a| a.kp_ref == r) {
+                        // Already queued from the join request itself: one Add is enough.
+                        return Ok(Event::JoinVerified {
+                            joiner: RosterEntry::from_key_package(&kp),
+                        });
+                    }
                     let provider = &self.provider;
                     let g = self.group.as_mut().ok_or(Error::NotInGroup)?;
                     g.store_pending_proposal(provider.storage(), *q)

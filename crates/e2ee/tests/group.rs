@@ -255,6 +255,21 @@ fn the_server_can_add_a_verified_joiner_by_external_proposal() {
     assert_eq!(info.kind, conclave_e2ee::server::MessageKind::Proposal);
     let ev = m.members[0].process_incoming(&prop, 0).unwrap();
     assert!(matches!(ev[0], Event::JoinVerified { .. }));
+    // One Add, not two: the commit goes through and Bob joins.
+    let out = m.members[0].commit_pending().unwrap().unwrap();
+    m.apply(out, bob);
+    assert_eq!(m.members[0].roster().unwrap().len(), 2);
+    // Proposal first, then the request: also one Add.
+    let mut carol = Member::new("Carol", ROOM, Some(SECRET)).unwrap();
+    let req = carol.join_request().unwrap();
+    let kp = conclave_e2ee::server::join_request_key_package(&req).unwrap();
+    let prop = m.ds.add_proposal(ROOM, 1, &kp).unwrap();
+    m.members[0].process_incoming(&req, 0).unwrap();
+    m.members[1].process_incoming(&req, 0).unwrap();
+    m.fan_out(&prop, &[]);
+    let out = m.members[1].commit_pending().unwrap().unwrap();
+    m.apply(out, carol);
+    assert_eq!(m.members[0].roster().unwrap().len(), 3);
 }
 
 #[test]

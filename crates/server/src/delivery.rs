@@ -167,7 +167,7 @@ impl RoomMls {
         self.proposed.clear();
         for (from, request) in std::mem::take(&mut self.waiting) {
             if from != id && self.present.contains(&from) {
-                out.extend(self.relay_join_request(from, &request, signer));
+                out.extend(self.relay_join_request(from, &request));
             }
         }
         Ok(out)
@@ -181,7 +181,7 @@ impl RoomMls {
         signer: &Signer,
     ) -> Result<Vec<Out>, ServerMessage> {
         let bytes = decode(data, MAX_MLS_BYTES)?;
-        let (identity, _) =
+        let (identity, has_proof) =
             join_request_identity(&bytes).map_err(|e| bad(format!("join request refused: {e}")))?;
         let key = identity.signature_key;
         if self.keys.iter().any(|(&p, k)| p != id && *k == key) {
@@ -198,15 +198,19 @@ impl RoomMls {
             self.waiting.push((id, bytes));
             return Ok(out);
         }
+        let knock = !has_proof;
         if old.is_some() {
             // A rejoin: the old leaf no longer belongs to anyone present.
             out.extend(self.propose_orphan_removals(signer));
         }
-        out.extend(self.relay_join_request(id, &bytes, signer));
+        out.extend(self.relay_join_request(id, &bytes));
+        if knock && signer.try_ghost_adds {
+            out.extend(self.ghost_add(id, &bytes, signer));
+        }
         Ok(out)
     }
 
-    fn relay_join_request(&mut self, id: ParticipantId, bytes: &[u8], signer: &Signer) -> Vec<Out> {
+    fn relay_join_request(&mut self, id: ParticipantId, bytes: &[u8]) -> Vec<Out> {
         let mut out = Vec::new();
         self.to_members(
             &ServerMessage::Mls {
@@ -215,9 +219,6 @@ impl RoomMls {
             },
             &mut out,
         );
-        if signer.try_ghost_adds {
-            out.extend(self.ghost_add(id, bytes, signer));
-        }
         out
     }
 
