@@ -103,19 +103,22 @@ export class PeerSession {
     for (const transceiver of this.pc.getTransceivers()) {
       const mid = transceiver.mid;
       if (mid === null || isStopped(transceiver)) continue;
+      // Every sender and receiver gets its transform, whatever the server
+      // says the m-line is for, before any track is attached: nothing leaves
+      // unencrypted and nothing arriving bypasses decryption. The codec
+      // follows the m-line's real kind.
+      const kind = transceiver.receiver.track.kind === 'audio' ? 'audio' : 'video';
+      this.transforms.attachSender(transceiver.sender, kind);
+      this.transforms.attachReceiver(transceiver.receiver, kind);
       const m = this.mapping.get(mid);
       if (!m) continue;
       if (m.direction === 'publish') {
         transceiver.direction = 'sendonly';
-        // Encrypt before any track is attached: nothing leaves unencrypted.
-        this.transforms.attachSender(transceiver.sender, m.source === 'microphone' ? 'audio' : 'video');
         this.senders.set(m.source, transceiver.sender);
         const track = this.localTracks.get(m.source) ?? null;
         if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
       } else {
         transceiver.direction = 'recvonly';
-        const kind = transceiver.receiver.track.kind === 'audio' ? 'audio' : 'video';
-        this.transforms.attachReceiver(transceiver.receiver, kind);
       }
     }
 

@@ -107,6 +107,8 @@ export class GroupSession {
   private commitWatchdog: number | undefined;
   private pendingCommit = false;
   private urgentCommit = false;
+  /** After a commit the server found invalid, wait before the next try. */
+  private commitBackoffUntil = 0;
   private removeProposed = new Set<number>();
   private chatQueue: string[] = [];
   private ownSent: string[] = [];
@@ -185,7 +187,10 @@ export class GroupSession {
       // already discarded when the winning commit arrived
     }
     this.commitSettled();
-    if (reason !== 'epoch_moved') console.warn('conclave: commit rejected by the server:', reason);
+    if (reason !== 'epoch_moved') {
+      console.warn('conclave: commit rejected by the server:', reason);
+      this.commitBackoffUntil = Date.now() + 2_000;
+    }
     this.afterProcessing();
   }
 
@@ -495,7 +500,8 @@ export class GroupSession {
       .sort((a, b) => a - b);
     const index = this.ownLeaf === null ? -1 : leaves.indexOf(this.ownLeaf);
     const rank = index < 0 ? leaves.length : index;
-    const delay = this.urgentCommit || rank === 0 ? 0 : COMMIT_STAGGER_MS * rank + Math.random() * 100;
+    const ranked = this.urgentCommit || rank === 0 ? 0 : COMMIT_STAGGER_MS * rank + Math.random() * 100;
+    const delay = Math.max(ranked, this.commitBackoffUntil - Date.now());
     this.commitTimer = window.setTimeout(() => {
       this.commitTimer = undefined;
       this.commitNow();

@@ -38,6 +38,8 @@ export interface WorkerStats {
   ownLeaf: number | null;
   /** Transforms attached, per side. */
   transforms: { send: number; receive: number };
+  /** Frames that reached the Worker, per side and kind ("send-audio", "receive-video", …). */
+  frames: Record<string, number>;
   send: { encrypted: number; droppedNoKey: number; failed: number };
   receive: {
     decrypted: number;

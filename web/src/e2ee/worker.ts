@@ -38,6 +38,7 @@ const stats: WorkerStats = {
   keyEpoch: null,
   ownLeaf: null,
   transforms: { send: 0, receive: 0 },
+  frames: {},
   send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
   receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {} },
   senders: {},
@@ -133,8 +134,14 @@ function noteSender(kid: number, now: number): void {
 function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream<EncodedFrame>, side: Side, kind: MediaKind): void {
   const codec = codecFor(kind);
   stats.transforms[side]++;
+  const counter = `${side}-${kind}`;
+  stats.frames[counter] ??= 0;
   const transform = new TransformStream<EncodedFrame, EncodedFrame>({
-    transform: side === 'send' ? (f, c) => encrypt(f, codec, c) : (f, c) => decrypt(f, codec, c),
+    transform: (f, c) => {
+      stats.frames[counter] = (stats.frames[counter] ?? 0) + 1;
+      if (side === 'send') encrypt(f, codec, c);
+      else decrypt(f, codec, c);
+    },
   });
   readable
     .pipeThrough(transform)
