@@ -1,0 +1,25 @@
+// Ad-hoc: three members, print worker stats and inbound video after 15 s.
+import { launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { decodedVideo, e2eeStats, join, uniqueRoom, waitSecured } from '../lib/meeting.mjs';
+import { startServer } from '../lib/server.mjs';
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const server = await startServer();
+const browser = await launchBrowser();
+const room = uniqueRoom('dbg');
+const people = [];
+for (const n of ['Ada', 'Grace', 'Kathy']) {
+  const p = await newParticipant(browser, n);
+  if (process.env.FORCE_STREAMS) await p.context.addInitScript(() => { delete window.RTCRtpScriptTransform; });
+  people.push(p);
+  await join(p, server.url, room, n);
+  await waitSecured(p.page);
+}
+await sleep(15000);
+for (const p of people) {
+  console.log(p.label, JSON.stringify(await e2eeStats(p.page)));
+  console.log(p.label, JSON.stringify((await decodedVideo(p.page)).map((s) => [s.trackIdentifier, s.packetsReceived, s.framesDecoded])));
+  console.log(p.label, JSON.stringify(await p.page.evaluate(() => { const pc = window.__e2ePeers.at(-1); return { s: pc.getSenders().map((x) => [x.track?.kind ?? null, !!x.transform]), r: pc.getReceivers().map((x) => [x.track.kind, !!x.transform]), t: pc.getTransceivers().map((t) => [t.mid, t.direction, !!t.sender.transform, !!t.receiver.transform]) }; })));
+  console.log(p.log.slice(-10).join('\n'));
+}
+await browser.close();
+await server.stop();
