@@ -51,6 +51,8 @@ export class MeetingView {
   private unread = 0;
   private busy = false;
   private rejoining = false;
+  /** Remote participants currently in the encrypted group (for join/leave announcements). */
+  private verifiedIds = new Set<number>();
   private toastTimer: number | undefined;
   private keyHandler = (ev: KeyboardEvent): void => this.onKey(ev);
 
@@ -127,6 +129,7 @@ export class MeetingView {
     this.rejoining = rejoining;
     for (const t of this.tiles.values()) t.destroy();
     this.tiles.clear();
+    this.verifiedIds.clear();
     this.audio.clear();
     this.unsubscribe = room.on((ev) => this.onRoomEvent(ev));
     this.showPreview(room);
@@ -196,7 +199,10 @@ export class MeetingView {
         this.addTile(ev.participant);
         this.layout();
         this.refreshPeople();
-        announce(ev.participant.verified ? `${ev.participant.name} joined` : `${ev.participant.name} is connecting (not verified yet)`);
+        if (ev.participant.verified) {
+          this.verifiedIds.add(ev.participant.id);
+          announce(`${ev.participant.name} joined`);
+        }
         break;
       case 'participant_left':
         this.tiles.get(ev.participant.id)?.destroy();
@@ -204,9 +210,18 @@ export class MeetingView {
         this.audio.remove(ev.participant.id);
         this.layout();
         this.refreshPeople();
-        announce(`${ev.participant.name} left`);
+        if (this.verifiedIds.delete(ev.participant.id)) announce(`${ev.participant.name} left`);
         break;
       case 'participant_changed':
+        // Someone counts as joined once they are in the encrypted group.
+        if (!ev.participant.isLocal && ev.participant.verified !== this.verifiedIds.has(ev.participant.id)) {
+          if (ev.participant.verified) {
+            this.verifiedIds.add(ev.participant.id);
+            announce(`${ev.participant.name} joined`);
+          } else {
+            this.verifiedIds.delete(ev.participant.id);
+          }
+        }
         this.tiles.get(ev.participant.id)?.update(ev.participant);
         if (!ev.participant.isLocal) this.audio.set(ev.participant.id, ev.participant.tracks.microphone ?? null);
         this.layout();
