@@ -6,15 +6,20 @@
 //!
 //! Modules follow the media path:
 //! - `media` builds whole encoded frames (audio and VP8-shaped video);
-//! - `packetize` turns frames into RTP payloads and back (the future SFrame
-//!   step sits between these two);
+//! - `packetize` turns frames into RTP payloads and back; each frame is
+//!   SFrame-encrypted between the two on the way out, and decrypted after
+//!   reassembly on the way in;
+//! - `group` is the end-to-end encryption: the participant's MLS member
+//!   (`conclave-e2ee`), the delivery-service protocol around it, encrypted
+//!   chat and the SFrame keys;
 //! - `signaling` parses room links and server messages defensively;
 //! - `participant` runs one participant as a tokio task;
 //! - `stats` counts what arrives;
 //! - `report` renders statistics for humans and as JSON.
 //!
-//! End-to-end encryption is not wired in yet.
+//! Everything the agent sends is end-to-end encrypted as the browser's is.
 
+pub mod group;
 pub mod media;
 pub mod packetize;
 pub mod participant;
@@ -24,7 +29,7 @@ pub mod stats;
 
 pub use media::VideoClass;
 pub use participant::{spawn, AgentError, Notice, ParticipantConfig, ParticipantHandle, Tagged};
-pub use signaling::RoomUrl;
+pub use signaling::{InviteSecret, RoomUrl};
 pub use stats::{ParticipantStats, RemoteStats, TrackStats};
 
 /// Installs str0m's crypto provider for the process; idempotent.

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use conclave_agent::{
-    report, spawn, ParticipantConfig, ParticipantHandle, ParticipantStats, RoomUrl, VideoClass,
+    report, spawn, InviteSecret, ParticipantConfig, ParticipantHandle, ParticipantStats, RoomUrl,
+    VideoClass,
 };
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -31,8 +32,15 @@ enum Command {
 
 #[derive(clap::Args)]
 struct JoinArgs {
-    /// Room link, like http://127.0.0.1:8080/myroom
+    /// Room link, like http://127.0.0.1:8080/myroom, or an invite link with
+    /// the meeting's secret (http://127.0.0.1:8080/myroom#s=…).
     url: String,
+    /// Invite link whose #s=… secret to use (when the room URL has none).
+    #[arg(long)]
+    invite: Option<String>,
+    /// Admit everyone who knocks (asks to join without the invite secret).
+    #[arg(long)]
+    admit_knocks: bool,
     /// Display name (numbered when --participants > 1).
     #[arg(long, default_value = "agent")]
     name: String,
@@ -48,13 +56,13 @@ struct JoinArgs {
     /// Publish nothing; only receive.
     #[arg(long)]
     receive_only: bool,
-    /// Count received packets only (no frame reassembly): cheapest receiving.
+    /// Count received packets only (no frame reassembly, no decryption): cheapest receiving.
     #[arg(long)]
     count_only: bool,
     /// Leave after this many seconds (default: run until Ctrl-C or an error).
     #[arg(long)]
     duration: Option<f64>,
-    /// Chat message to send after joining (repeatable).
+    /// Chat message to send once in the encrypted group (repeatable; first participant).
     #[arg(long)]
     chat: Vec<String>,
     /// Read stdin lines and send them as chat (from the first participant).
@@ -101,13 +109,33 @@ fn parse_on_off(s: &str) -> Result<bool, String> {
 
 fn main() -> ExitCode {
     let Command::Join(args) = Cli::parse().command;
-    let url = match RoomUrl::parse(&args.url) {
+    let mut url = match RoomUrl::parse(&args.url) {
         Ok(u) => u,
         Err(e) => {
             eprintln!("error: {e}");
             return ExitCode::from(2);
         }
     };
+    if let Some(invite) = &args.invite {
+        match RoomUrl::parse(invite) {
+            Ok(RoomUrl {
+                secret: Some(secret),
+                ..
+            }) => {
+                if url.secret.is_none() {
+                    url.secret = Some(secret);
+                }
+            }
+            Ok(_) => {
+                eprintln!("error: --invite {invite:?} has no #s=… secret");
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("error: --invite: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     if url.secure {
         eprintln!("error: https/wss rooms are not supported yet by conclave-agent; use the loopback http:// address");
         return ExitCode::from(2);
@@ -137,14 +165,24 @@ async fn run(args: JoinArgs, url: RoomUrl) -> ExitCode {
     let (notice_tx, mut notice_rx) = mpsc::unbounded_channel::<conclave_agent::Tagged>();
     let json = args.json;
     let printer = tokio::spawn(async move {
-        // Every local participant receives each chat message; print it once.
+        // Every local participant receives each chat message and sees each
+        // security code; print them once.
         let mut last_chat: Option<u32> = None;
+        let mut codes = std::collections::HashSet::new();
         while let Some(t) = notice_rx.recv().await {
-            if let conclave_agent::Notice::Chat { seq, .. } = t.notice {
-                if last_chat.is_some_and(|last| seq <= last) {
+            match &t.notice {
+                conclave_agent::Notice::Chat { seq, .. } => {
+                    if last_chat.is_some_and(|last| *seq <= last) {
+                        continue;
+                    }
+                    last_chat = Some(*seq);
+                }
+                conclave_agent::Notice::SecurityCode { code, .. }
+                    if !codes.insert(code.clone()) =>
+                {
                     continue;
                 }
-                last_chat = Some(seq);
+                _ => {}
             }
             if json {
                 println!(
@@ -159,6 +197,19 @@ async fn run(args: JoinArgs, url: RoomUrl) -> ExitCode {
         }
     });
 
+    // Without a secret in the link, the local participants share one made up
+    // here: whichever creates the group prints the invite link, and the
+    // others join with it instead of knocking.
+    let (secret, generated) = match url.secret.clone() {
+        Some(s) => (Some(s), false),
+        None => match InviteSecret::generate() {
+            Ok(s) => (Some(s), true),
+            Err(e) => {
+                eprintln!("warning: {e}; joining without an invite secret");
+                (None, false)
+            }
+        },
+    };
     let started = Instant::now();
     let mut handles: Vec<Option<ParticipantHandle>> = Vec::with_capacity(args.participants);
     let mut all_stats = Vec::with_capacity(args.participants);
@@ -178,6 +229,9 @@ async fn run(args: JoinArgs, url: RoomUrl) -> ExitCode {
         config.audio = args.audio;
         config.receive_only = args.receive_only;
         config.count_only = args.count_only;
+        config.invite_secret = secret.clone();
+        config.secret_generated = generated;
+        config.admit_knocks = args.admit_knocks;
         config.no_media_after = Duration::from_secs_f64(args.no_media_after.max(0.5));
         config.seed = i as u64 + 1;
         if i == 0 {

@@ -7,15 +7,22 @@
 //! cheap without a hand-written multiplexer; each has its own UDP socket, as
 //! a browser would.
 //!
+//! Every participant is end-to-end encrypted like a browser (`group`): it
+//! joins the room's MLS group, SFrame-encrypts each frame before
+//! packetizing, and (unless `count_only`) decrypts and authenticates each
+//! reassembled frame it receives. Nothing is sent before it has the group's
+//! keys.
+//!
 //! Everything the network sends is untrusted: bad signaling becomes a
 //! `Notice::Warning`, a lost connection an `AgentError`, never a panic.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use conclave_e2ee::Codec as FrameCodec;
 use conclave_protocol::{
     ClientMessage, ErrorCode, MediaState, ParticipantId, ParticipantInfo, ServerMessage,
     TrackDirection, TrackMapping, TrackSource,
@@ -31,9 +38,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::group::{is_missing_key, Group};
 use crate::media::{AudioSource, EncodedFrame, VideoClass, VideoSource};
 use crate::packetize::{packetize_vp8, Vp8Reassembler};
-use crate::signaling::{parse_server_message, Incoming, RoomUrl};
+use crate::signaling::{parse_server_message, Incoming, InviteSecret, RoomUrl};
 use crate::stats::ParticipantStats;
 
 /// How one participant behaves.
@@ -46,8 +54,17 @@ pub struct ParticipantConfig {
     pub audio: bool,
     /// Publish nothing, only receive.
     pub receive_only: bool,
-    /// Count received packets without reassembling or checking frames.
+    /// Count received packets without reassembling, decrypting or checking frames.
     pub count_only: bool,
+    /// The meeting's invite secret (defaults to the one in `url`). Without
+    /// one, a participant told to create the group makes one up (and
+    /// announces the invite link); one told to join knocks.
+    pub invite_secret: Option<InviteSecret>,
+    /// `invite_secret` was made up locally, not given by a link: announce
+    /// the invite link if this participant creates the group.
+    pub secret_generated: bool,
+    /// Admit every participant that knocks (joins without the secret).
+    pub admit_knocks: bool,
     /// Chat messages to send right after joining.
     pub chat: Vec<String>,
     /// Warn when a remote participant that should be sending has sent
@@ -61,6 +78,7 @@ pub struct ParticipantConfig {
 
 impl ParticipantConfig {
     pub fn new(url: RoomUrl, name: impl Into<String>) -> ParticipantConfig {
+        let invite_secret = url.secret.clone();
         ParticipantConfig {
             url,
             name: name.into(),
@@ -68,6 +86,9 @@ impl ParticipantConfig {
             audio: true,
             receive_only: false,
             count_only: false,
+            invite_secret,
+            secret_generated: false,
+            admit_knocks: false,
             chat: Vec::new(),
             no_media_after: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(10),
@@ -116,6 +137,23 @@ pub enum Notice {
         id: ParticipantId,
         name: String,
     },
+    /// The group's security code changed (joined, or a new epoch): every
+    /// member must show the same one.
+    SecurityCode {
+        epoch: u64,
+        code: String,
+        members: usize,
+    },
+    /// We created the group with a secret of our own: others join with this link.
+    InviteLink(String),
+    /// Someone asked to join without the invite secret.
+    Knock {
+        name: String,
+        id: Option<ParticipantId>,
+        admitted: bool,
+    },
+    /// Something about the encrypted group worth knowing (rejoins, admissions).
+    E2ee(String),
     /// The server sent something unusable or reported an error; we carry on.
     Warning(String),
 }
@@ -142,6 +180,27 @@ impl fmt::Display for Notice {
                 silent_for.as_secs()
             ),
             Notice::MediaResumed { id, name } => write!(f, "media from {name} (#{id}) resumed"),
+            Notice::SecurityCode {
+                epoch,
+                code,
+                members,
+            } => write!(
+                f,
+                "security code: {code} (epoch {epoch}, {members} members)"
+            ),
+            Notice::InviteLink(link) => write!(f, "invite link: {link}"),
+            Notice::Knock { name, id, admitted } => {
+                let id = id.map(|i| format!(" (#{i})")).unwrap_or_default();
+                if *admitted {
+                    write!(f, "{name}{id} knocked; admitting")
+                } else {
+                    write!(
+                        f,
+                        "{name}{id} knocks without the invite secret; not admitted (--admit-knocks admits)"
+                    )
+                }
+            }
+            Notice::E2ee(text) => write!(f, "e2ee: {text}"),
             Notice::Warning(w) => write!(f, "warning: {w}"),
         }
     }
@@ -288,7 +347,29 @@ struct Session {
     picture_id: u16,
     connected_at: Option<Instant>,
     first_answer_at: Option<Instant>,
+    /// The encrypted group: MLS member, SFrame keys, chat.
+    group: Group,
+    /// Received frames whose key we do not have yet (the commit that made
+    /// it is still on its way over the WebSocket), retried on new keys.
+    held: VecDeque<Held>,
+    /// Scratch buffers: encrypted outgoing frame, decrypted incoming frame.
+    sealed: Vec<u8>,
+    plain: Vec<u8>,
 }
+
+/// A received frame waiting for its epoch's key.
+struct Held {
+    from: ParticipantId,
+    source: TrackSource,
+    codec: FrameCodec,
+    data: Vec<u8>,
+    at: Instant,
+}
+
+/// At most this many frames wait for keys (per local participant)…
+const MAX_HELD: usize = 512;
+/// …for at most this long; then they count as `no_key`.
+const HOLD_FOR: Duration = Duration::from_secs(2);
 
 impl Session {
     fn new(
@@ -302,7 +383,18 @@ impl Session {
             .video
             .filter(|_| sending)
             .map(|class| (VideoSource::new(class, config.seed), None));
+        let group = Group::new(
+            &config.name,
+            config.url.clone(),
+            config.invite_secret.clone(),
+            config.secret_generated,
+            config.admit_knocks,
+        );
         Session {
+            group,
+            held: VecDeque::new(),
+            sealed: Vec::with_capacity(2048),
+            plain: Vec::with_capacity(2048),
             picture_id: (config.seed as u16) & 0x7fff,
             config,
             stats,
@@ -320,6 +412,40 @@ impl Session {
             connected_at: None,
             first_answer_at: None,
         }
+    }
+
+    /// Milliseconds since this participant started: the clock the MLS
+    /// member and SFrame key retention run on.
+    fn now_ms(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    /// Sends what the group produced, reports its notices, and reacts to
+    /// new keys (retry held frames) and new members (a keyframe for them).
+    async fn flush_group(&mut self, sink: &mut WsSink) -> Result<(), AgentError> {
+        for message in self.group.take_messages() {
+            send(sink, &message).await?;
+        }
+        for notice in self.group.take_notices() {
+            self.notify(notice);
+        }
+        if self.group.take_members_added() {
+            if let Some((video, _)) = self.video.as_mut() {
+                video.request_keyframe();
+            }
+        }
+        if self.group.take_keys_changed() {
+            let mut stats = lock(&self.stats);
+            stats.in_group = self.group.is_member();
+            stats.epoch = self.group.epoch();
+            stats.security_code = self.group.security_code().map(str::to_owned);
+            stats.members = self.group.roster_len();
+            stats.commits = self.group.commits;
+            stats.rejoins = self.group.rejoins;
+            drop(stats);
+            self.retry_held(Instant::now());
+        }
+        Ok(())
     }
 
     fn notify(&self, notice: Notice) {
@@ -386,7 +512,12 @@ impl Session {
         while !stopping {
             let rtc_timeout = self.drain(&mut rtc, &socket)?;
             let mut deadline = rtc_timeout.min(next_check);
-            if self.connected_at.is_some() {
+            if let Some(at) = self.group.deadline() {
+                deadline = deadline.min(at);
+            }
+            // Nothing is sent before we have the group's keys.
+            let sending = self.connected_at.is_some() && self.group.is_member();
+            if sending {
                 if self.audio.is_some() {
                     deadline = deadline.min(next_audio);
                 }
@@ -417,6 +548,7 @@ impl Session {
                         Incoming::Bad(why) => self.notify(Notice::Warning(format!("server sent a {why}"))),
                         Incoming::Message(m) => {
                             self.on_server_message(m, &mut rtc, &mut sink).await?;
+                            self.flush_group(&mut sink).await?;
                             // An accepted offer changes str0m's state without
                             // moving its clock; until time is fed in, its next
                             // timeout stays "never" and ICE would not start.
@@ -438,17 +570,22 @@ impl Session {
                     }
                 }
                 Some(text) = chat_rx.recv() => {
-                    send(&mut sink, &ClientMessage::Chat { text }).await?;
+                    self.group.queue_chat(text, Instant::now());
+                    self.flush_group(&mut sink).await?;
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
 
             let now = Instant::now();
+            if self.group.deadline().is_some_and(|at| now >= at) {
+                self.group.poll(now);
+                self.flush_group(&mut sink).await?;
+            }
             if now >= rtc_timeout || std::mem::take(&mut kick) {
                 rtc.handle_input(Input::Timeout(now))
                     .map_err(|e| AgentError::MediaFailed(e.to_string()))?;
             }
-            if self.connected_at.is_some() {
+            if self.connected_at.is_some() && self.group.is_member() {
                 if self.audio.is_some() && now >= next_audio {
                     next_audio = catch_up(next_audio, AudioSource::FRAME, now);
                     self.send_audio(&mut rtc, now);
@@ -583,20 +720,21 @@ impl Session {
             .saturating_duration_since(self.started)
             .as_secs_f64();
         let seq = *packet.seq_no;
-        let complete = if !self.config.count_only && !source.is_audio() {
-            self.reassemblers
-                .entry(ssrc)
-                .or_default()
-                .push(
-                    seq,
-                    packet.header.timestamp,
-                    packet.header.marker,
-                    &packet.payload,
-                )
-                .map(|frame| crate::media::parse_vp8_frame(&frame))
+        let frame = if !self.config.count_only && !source.is_audio() {
+            self.reassemblers.entry(ssrc).or_default().push(
+                seq,
+                packet.header.timestamp,
+                packet.header.marker,
+                &packet.payload,
+            )
         } else {
             None
         };
+        // SFrame keeps the VP8 frame tag (and a keyframe's start code and
+        // size) in clear, so the encrypted frame is recognised as it is.
+        let complete = frame
+            .as_ref()
+            .map(|frame| crate::media::parse_vp8_frame(frame));
         let resumed = self.silent.remove(&from);
         {
             let mut stats = lock(&self.stats);
@@ -627,6 +765,122 @@ impl Session {
             let name = self.name_of(from);
             self.notify(Notice::MediaResumed { id: from, name });
         }
+        if !self.config.count_only {
+            if source.is_audio() {
+                self.open(
+                    from,
+                    source,
+                    FrameCodec::Opus,
+                    &packet.payload,
+                    Instant::now(),
+                );
+            } else if let Some(frame) = frame {
+                self.open(from, source, FrameCodec::Vp8, &frame, Instant::now());
+            }
+        }
+    }
+
+    /// Decrypts and authenticates one received frame; holds it if its key
+    /// has not arrived yet.
+    fn open(
+        &mut self,
+        from: ParticipantId,
+        source: TrackSource,
+        codec: FrameCodec,
+        data: &[u8],
+        now: Instant,
+    ) {
+        let now_ms = self.now_ms();
+        match self.group.decrypt(codec, data, &mut self.plain, now_ms) {
+            Ok(info) => self.opened(from, source, codec, info),
+            Err(e) if is_missing_key(&e) => {
+                if self.held.len() >= MAX_HELD {
+                    if let Some(old) = self.held.pop_front() {
+                        self.count_no_key(old.from, old.source);
+                    }
+                }
+                self.held.push_back(Held {
+                    from,
+                    source,
+                    codec,
+                    data: data.to_vec(),
+                    at: now,
+                });
+            }
+            Err(_) => {
+                let mut stats = lock(&self.stats);
+                let remote = stats.remotes.entry(from).or_default();
+                remote.track_mut(source).decrypt_failures += 1;
+            }
+        }
+    }
+
+    /// A frame decrypted: check what it contains and who sent it.
+    fn opened(
+        &mut self,
+        from: ParticipantId,
+        source: TrackSource,
+        codec: FrameCodec,
+        info: conclave_e2ee::FrameInfo,
+    ) {
+        let looks_right = match codec {
+            FrameCodec::Vp8 => crate::media::parse_vp8_frame(&self.plain).is_some(),
+            _ => !self.plain.is_empty(),
+        };
+        // SFrame does not tell members apart (any member could use any
+        // KID): check the KID's leaf against the key the server announced
+        // for this participant, when both are known for the frame's epoch.
+        let expected_leaf = self
+            .people
+            .get(&from)
+            .and_then(|p| p.key.as_deref())
+            .and_then(|k| self.group.leaf_of_key(k))
+            .filter(|_| self.group.epoch() == Some(info.epoch));
+        let mut stats = lock(&self.stats);
+        let remote = stats.remotes.entry(from).or_default();
+        if expected_leaf.is_some_and(|leaf| leaf != info.sender_leaf) {
+            remote.wrong_sender += 1;
+        }
+        let track = remote.track_mut(source);
+        if looks_right {
+            track.decrypted += 1;
+        } else {
+            track.decrypt_failures += 1;
+        }
+    }
+
+    fn count_no_key(&self, from: ParticipantId, source: TrackSource) {
+        let mut stats = lock(&self.stats);
+        stats
+            .remotes
+            .entry(from)
+            .or_default()
+            .track_mut(source)
+            .no_key += 1;
+    }
+
+    /// New keys: try the held frames again; give up on the old ones.
+    fn retry_held(&mut self, now: Instant) {
+        for h in std::mem::take(&mut self.held) {
+            if now.saturating_duration_since(h.at) > HOLD_FOR {
+                self.count_no_key(h.from, h.source);
+            } else {
+                self.open(h.from, h.source, h.codec, &h.data, h.at);
+            }
+        }
+    }
+
+    /// Frames that waited too long for a key.
+    fn expire_held(&mut self, now: Instant) {
+        while self
+            .held
+            .front()
+            .is_some_and(|h| now.saturating_duration_since(h.at) > HOLD_FOR)
+        {
+            if let Some(h) = self.held.pop_front() {
+                self.count_no_key(h.from, h.source);
+            }
+        }
     }
 
     fn name_of(&self, id: ParticipantId) -> String {
@@ -643,7 +897,17 @@ impl Session {
         sink: &mut WsSink,
     ) -> Result<(), AgentError> {
         match message {
-            ServerMessage::Welcome { you, participants } => {
+            ServerMessage::Welcome {
+                you,
+                participants,
+                e2ee,
+            } => {
+                if self.me.is_some() {
+                    self.notify(Notice::Warning(
+                        "the server sent a second welcome; ignored".into(),
+                    ));
+                    return Ok(());
+                }
                 self.me = Some(you.id);
                 lock(&self.stats).id = Some(you.id);
                 for p in &participants {
@@ -653,9 +917,22 @@ impl Session {
                     id: you.id,
                     others: participants,
                 });
+                let now = Instant::now();
+                self.group.start(&e2ee, now, self.now_ms());
+                // Sent once we are in the encrypted group.
                 for text in std::mem::take(&mut self.config.chat) {
-                    send(sink, &ClientMessage::Chat { text }).await?;
+                    self.group.queue_chat(text, now);
                 }
+            }
+            ServerMessage::CreateGroup { e2ee } => {
+                self.group.start(&e2ee, Instant::now(), self.now_ms());
+            }
+            ServerMessage::Mls { from, data } => {
+                self.group
+                    .on_mls(from, &data, Instant::now(), self.now_ms());
+            }
+            ServerMessage::CommitRejected { reason } => {
+                self.group.on_commit_rejected(&reason, Instant::now());
             }
             ServerMessage::Offer { sdp, tracks } => {
                 let offer = match str0m::change::SdpOffer::from_sdp_string(&sdp) {
@@ -701,17 +978,13 @@ impl Session {
                 self.notify(Notice::ParticipantLeft { id, name });
             }
             ServerMessage::Chat {
-                seq,
-                from,
-                name,
-                text,
-                ..
-            } => self.notify(Notice::Chat {
-                seq,
-                from,
-                name,
-                text,
-            }),
+                seq, from, data, ..
+            } => {
+                let own = self.me == Some(from);
+                if let Some(notice) = self.group.on_chat(seq, from, &data, own, self.now_ms()) {
+                    self.notify(notice);
+                }
+            }
             ServerMessage::Speaking { ids } => {
                 let mut stats = lock(&self.stats);
                 stats.speaking_updates += 1;
@@ -777,13 +1050,19 @@ impl Session {
             return;
         };
         let frame = source.next_frame();
+        if !self
+            .group
+            .encrypt(FrameCodec::Opus, &frame.data, &mut self.sealed)
+        {
+            return;
+        }
         let ext = ExtensionValues {
             audio_level: frame.audio_level,
             voice_activity: frame.voice,
             ..Default::default()
         };
-        let len = frame.data.len();
-        let written = write(rtc, out, &frame, frame.data.clone(), true, ext, false, now);
+        let len = self.sealed.len();
+        let written = write(rtc, out, &frame, self.sealed.clone(), true, ext, false, now);
         if written {
             let mut stats = lock(&self.stats);
             stats.sent_packets += 1;
@@ -797,8 +1076,15 @@ impl Session {
             return;
         };
         let frame = source.next_frame();
-        // The E2EE step (SFrame) goes here: encrypt `frame.data`, then packetize.
-        let payloads = packetize_vp8(&frame.data, self.picture_id);
+        // SFrame per frame, then packetize: the VP8 payload header byte
+        // (and a keyframe's first 10 bytes) stay clear for the SFU.
+        if !self
+            .group
+            .encrypt(FrameCodec::Vp8, &frame.data, &mut self.sealed)
+        {
+            return;
+        }
+        let payloads = packetize_vp8(&self.sealed, self.picture_id);
         self.picture_id = (self.picture_id + 1) & 0x7fff;
         let (mut packets, mut bytes) = (0, 0);
         for p in payloads {
@@ -825,6 +1111,7 @@ impl Session {
 
     /// Periodic checks: connection deadlines, and remote participants gone quiet.
     fn check(&mut self, now: Instant) -> Result<(), AgentError> {
+        self.expire_held(now);
         let timeout = self.config.connect_timeout;
         if self.me.is_none() && now.duration_since(self.started) > timeout {
             return Err(AgentError::SignalingLost(format!(

@@ -29,6 +29,38 @@ fn track(label: &str, t: &TrackStats, elapsed: Duration, video: bool) -> String 
         t.loss_percent(),
         t.jitter_ms
     );
+    if t.decrypted > 0 || t.decrypt_failures > 0 || t.no_key > 0 {
+        let _ = write!(
+            s,
+            " decrypted {} failed {} no-key {}",
+            t.decrypted, t.decrypt_failures, t.no_key
+        );
+    }
+    s
+}
+
+/// The group part of a participant's line.
+fn group(p: &ParticipantStats) -> String {
+    if !p.in_group {
+        return "not in the encrypted group".into();
+    }
+    let (decrypted, failed, no_key) = p.e2ee_totals();
+    let mut s = format!(
+        "epoch {} ({} members) code {}",
+        p.epoch.unwrap_or(0),
+        p.members,
+        p.security_code.as_deref().unwrap_or("?")
+    );
+    if decrypted > 0 || failed > 0 || no_key > 0 {
+        let _ = write!(
+            s,
+            ", frames decrypted {decrypted} failed {failed} no-key {no_key}"
+        );
+    }
+    let wrong = p.wrong_sender();
+    if wrong > 0 {
+        let _ = write!(s, ", {wrong} under another member's key");
+    }
     s
 }
 
@@ -40,12 +72,13 @@ pub fn text(all: &[ParticipantStats], elapsed: Duration) -> String {
     if let [one] = all {
         let _ = writeln!(
             out,
-            "[{secs:.1}s] {}: sent {} pkts ({:.0} kbps), {} keyframe requests, {} remote participants",
+            "[{secs:.1}s] {}: sent {} pkts ({:.0} kbps), {} keyframe requests, {} remote participants; {}",
             one.name,
             one.sent_packets,
             kbps(one.sent_bytes, elapsed),
             one.keyframe_requests,
-            one.remotes.len()
+            one.remotes.len(),
+            group(one)
         );
         for (id, r) in &one.remotes {
             let _ = writeln!(
@@ -65,21 +98,28 @@ pub fn text(all: &[ParticipantStats], elapsed: Duration) -> String {
         let (audio, video) = p.totals();
         let _ = writeln!(
             out,
-            "[{secs:.1}s] {}: from {} remotes: {} | {}",
+            "[{secs:.1}s] {}: from {} remotes: {} | {} | {}",
             p.name,
             p.remotes.len(),
             track("audio", &audio, elapsed, false),
-            track("video", &video, elapsed, true)
+            track("video", &video, elapsed, true),
+            group(p)
         );
         audio_all.add(&audio);
         video_all.add(&video);
         sent += p.sent_bytes;
     }
+    let codes: std::collections::BTreeSet<&str> = all
+        .iter()
+        .filter_map(|p| p.security_code.as_deref())
+        .collect();
     let _ = writeln!(
         out,
-        "[{secs:.1}s] total ({} participants, {} connected): sent {:.0} kbps | received {} | {}",
+        "[{secs:.1}s] total ({} participants, {} connected, {} in the encrypted group, {} security code(s)): sent {:.0} kbps | received {} | {}",
         all.len(),
         all.iter().filter(|p| p.connected).count(),
+        all.iter().filter(|p| p.in_group).count(),
+        codes.len(),
         kbps(sent, elapsed),
         track("audio", &audio_all, elapsed, false),
         track("video", &video_all, elapsed, true)

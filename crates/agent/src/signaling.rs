@@ -2,8 +2,76 @@
 //! server messages defensively. Anything the server sends that we cannot
 //! use becomes a described `Incoming::Bad`, never a panic.
 
+use std::fmt;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64URL;
+use base64::Engine as _;
 use conclave_protocol::{ServerMessage, MAX_MESSAGE_BYTES};
-use percent_encoding::percent_decode_str;
+use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+/// The meeting's invite secret (`#s=<base64url>` in a room link): members
+/// use it to check that a joiner had the link. Never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct InviteSecret(Vec<u8>);
+
+/// Shortest secret accepted from a link (the browser's rule).
+pub const MIN_SECRET_BYTES: usize = 16;
+
+impl InviteSecret {
+    /// 32 fresh random bytes.
+    pub fn generate() -> Result<InviteSecret, String> {
+        let mut bytes = vec![0u8; 32];
+        getrandom::fill(&mut bytes).map_err(|e| format!("no randomness for a secret: {e}"))?;
+        Ok(InviteSecret(bytes))
+    }
+
+    pub fn from_bytes(bytes: Vec<u8>) -> Result<InviteSecret, String> {
+        if bytes.len() < MIN_SECRET_BYTES {
+            return Err(format!(
+                "an invite secret needs at least {MIN_SECRET_BYTES} bytes"
+            ));
+        }
+        Ok(InviteSecret(bytes))
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The `s=…` value of an invite link's fragment.
+    pub fn to_fragment(&self) -> String {
+        format!("s={}", B64URL.encode(&self.0))
+    }
+}
+
+impl fmt::Debug for InviteSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("InviteSecret(<redacted>)")
+    }
+}
+
+/// Characters a room name keeps unescaped in a link.
+const ROOM_PATH: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// The invite secret in a link's fragment (`#s=…`, possibly among other
+/// `&`-separated parameters), if any.
+fn secret_from_fragment(fragment: &str) -> Result<Option<InviteSecret>, String> {
+    let Some(value) = fragment
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("s="))
+        .filter(|v| !v.is_empty())
+    else {
+        return Ok(None);
+    };
+    let bytes = B64URL
+        .decode(value.trim_end_matches('='))
+        .map_err(|_| "the invite secret (#s=…) is not base64url".to_string())?;
+    InviteSecret::from_bytes(bytes).map(Some)
+}
 
 /// A room link split into what the agent needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,11 +82,16 @@ pub struct RoomUrl {
     pub authority: String,
     pub room: String,
     pub secure: bool,
+    /// The invite secret from the link's fragment (`#s=…`).
+    pub secret: Option<InviteSecret>,
 }
 
 impl RoomUrl {
-    /// Parses `http://host:port/room` (or `https://`, `ws://`, `wss://`).
+    /// Parses `http://host:port/room` (or `https://`, `ws://`, `wss://`),
+    /// with an optional invite fragment `#s=<base64url secret>`.
     pub fn parse(url: &str) -> Result<RoomUrl, String> {
+        let (url, fragment) = url.split_once('#').unwrap_or((url, ""));
+        let secret = secret_from_fragment(fragment)?;
         let (scheme, rest) = url
             .split_once("://")
             .ok_or_else(|| format!("{url:?} is not a room link like http://host:8080/room"))?;
@@ -57,7 +130,30 @@ impl RoomUrl {
             authority,
             room,
             secure,
+            secret,
         })
+    }
+
+    /// The page link for this room (no secret).
+    pub fn page_link(&self) -> String {
+        let scheme = if self.secure { "https" } else { "http" };
+        let authority = match (
+            self.secure,
+            self.authority
+                .strip_suffix(if self.secure { ":443" } else { ":80" }),
+        ) {
+            (_, Some(host)) => host,
+            _ => self.authority.as_str(),
+        };
+        format!(
+            "{scheme}://{authority}/{}",
+            utf8_percent_encode(&self.room, ROOM_PATH)
+        )
+    }
+
+    /// The link others need to join without knocking (carries the secret).
+    pub fn invite_link(&self, secret: &InviteSecret) -> String {
+        format!("{}#{}", self.page_link(), secret.to_fragment())
     }
 }
 
@@ -70,8 +166,12 @@ pub enum Incoming {
 }
 
 /// Known `type` values, to tell "unknown type" from "known type, bad fields".
-const KNOWN_TYPES: [&str; 8] = [
+const KNOWN_TYPES: [&str; 12] = [
     "welcome",
+    "create_group",
+    "mls",
+    "commit_rejected",
+    "keepalive",
     "offer",
     "participant_joined",
     "participant_left",
@@ -132,6 +232,32 @@ mod tests {
         assert!(RoomUrl::parse("http://127.0.0.1:8080/").is_err());
         assert!(RoomUrl::parse("127.0.0.1:8080/x").is_err());
         assert!(RoomUrl::parse("http://h:1/a/b").is_err());
+    }
+
+    #[test]
+    fn the_invite_secret_comes_from_the_fragment_and_round_trips() {
+        let secret = InviteSecret::from_bytes((0u8..32).collect()).expect("32 bytes");
+        let u = RoomUrl::parse("http://127.0.0.1:8080/caf%C3%A9").expect("valid");
+        assert_eq!(u.secret, None);
+        let link = u.invite_link(&secret);
+        assert!(
+            link.starts_with("http://127.0.0.1:8080/caf%C3%A9#s="),
+            "{link}"
+        );
+        let back = RoomUrl::parse(&link).expect("an invite link parses");
+        assert_eq!(back.secret.as_ref(), Some(&secret));
+        assert_eq!(back.room, "café");
+        assert!(!format!("{back:?}").contains(&secret.to_fragment()[2..]));
+        let other = RoomUrl::parse("http://h:1/r#x=1&s=AAECAwQFBgcICQoLDA0ODw").expect("valid");
+        assert_eq!(other.secret.map(|s| s.as_bytes().len()), Some(16));
+        assert!(RoomUrl::parse("http://h:1/r#s=short").is_err());
+        assert!(RoomUrl::parse("http://h:1/r#s=not*base64url*at*all!").is_err());
+        assert_eq!(
+            RoomUrl::parse("http://example.org/r")
+                .expect("valid")
+                .page_link(),
+            "http://example.org/r"
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Receive statistics per remote participant and track, computed from RTP
 //! headers only (so `--count-only` costs no more than counting): packets,
 //! bytes, frames (marker bits on video), loss from sequence gaps, and the
-//! RFC 3550 interarrival jitter.
+//! RFC 3550 interarrival jitter; outside count-only mode also what SFrame
+//! decryption made of the frames.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,6 +20,15 @@ pub struct TrackStats {
     /// Frames fully reassembled and recognised as VP8 (not in count-only mode).
     pub frames_complete: u64,
     pub keyframes: u64,
+    /// Frames decrypted and authenticated (SFrame) whose plaintext looks
+    /// right (not in count-only mode).
+    pub decrypted: u64,
+    /// Frames that failed authentication or were malformed: with a
+    /// well-behaved server and members, always 0.
+    pub decrypt_failures: u64,
+    /// Frames dropped for lack of their epoch's key (sent before we joined,
+    /// or for an epoch we never reached).
+    pub no_key: u64,
     /// Packets missing from the sequence number range seen (never negative:
     /// duplicates from retransmission do not hide losses elsewhere).
     pub lost: u64,
@@ -83,6 +93,9 @@ impl TrackStats {
         self.frames += other.frames;
         self.frames_complete += other.frames_complete;
         self.keyframes += other.keyframes;
+        self.decrypted += other.decrypted;
+        self.decrypt_failures += other.decrypt_failures;
+        self.no_key += other.no_key;
         self.lost += other.lost;
         self.jitter_ms = self.jitter_ms.max(other.jitter_ms);
     }
@@ -105,6 +118,9 @@ pub struct RemoteStats {
     pub audio: TrackStats,
     pub video: TrackStats,
     pub screen: TrackStats,
+    /// Frames that decrypted under another member's SFrame key than the one
+    /// the server announced for this participant.
+    pub wrong_sender: u64,
     #[serde(skip)]
     pub last_packet: Option<Instant>,
 }
@@ -125,6 +141,17 @@ pub struct ParticipantStats {
     pub name: String,
     pub id: Option<ParticipantId>,
     pub connected: bool,
+    /// In the room's MLS group (has the media keys).
+    pub in_group: bool,
+    pub epoch: Option<u64>,
+    /// The current epoch's security code (public: members compare it).
+    pub security_code: Option<String>,
+    /// Members of the group in the current epoch.
+    pub members: usize,
+    /// Our commits the server accepted.
+    pub commits: u64,
+    /// Rejoins after a missed commit or a removal.
+    pub rejoins: u64,
     pub remotes: BTreeMap<ParticipantId, RemoteStats>,
     pub sent_packets: u64,
     pub sent_bytes: u64,
@@ -139,6 +166,21 @@ pub struct ParticipantStats {
 }
 
 impl ParticipantStats {
+    /// Frames decrypted, failed and dropped for lack of keys, over every remote and track.
+    pub fn e2ee_totals(&self) -> (u64, u64, u64) {
+        let (audio, video) = self.totals();
+        (
+            audio.decrypted + video.decrypted,
+            audio.decrypt_failures + video.decrypt_failures,
+            audio.no_key + video.no_key,
+        )
+    }
+
+    /// Frames from a participant decrypted under someone else's key.
+    pub fn wrong_sender(&self) -> u64 {
+        self.remotes.values().map(|r| r.wrong_sender).sum()
+    }
+
     /// Audio, video and screen of every remote, summed.
     pub fn totals(&self) -> (TrackStats, TrackStats) {
         let mut audio = TrackStats::default();

@@ -10,8 +10,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
 use conclave_agent::{
-    spawn, AgentError, Notice, ParticipantConfig, ParticipantHandle, RoomUrl, Tagged, VideoClass,
+    spawn, AgentError, InviteSecret, Notice, ParticipantConfig, ParticipantHandle, RoomUrl, Tagged,
+    VideoClass,
 };
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
@@ -86,11 +89,45 @@ impl Drop for Server {
     }
 }
 
+fn secret() -> InviteSecret {
+    InviteSecret::from_bytes(b"the agent tests' invite secret..".to_vec()).expect("32 bytes")
+}
+
+/// A 180p participant holding the room's invite secret.
 fn config(url: RoomUrl, name: &str, seed: u64) -> ParticipantConfig {
     let mut c = ParticipantConfig::new(url, name);
     c.video = Some(VideoClass::P180);
     c.seed = seed;
+    c.invite_secret = Some(secret());
     c
+}
+
+/// Waits until every participant is in one MLS group of `n` members with
+/// one security code, and returns that code.
+async fn wait_in_one_group(handles: &[&ParticipantHandle], n: usize, wait: Duration) -> String {
+    let deadline = Instant::now() + wait;
+    loop {
+        let snaps: Vec<_> = handles.iter().map(|h| h.snapshot()).collect();
+        let codes: std::collections::BTreeSet<Option<String>> =
+            snaps.iter().map(|s| s.security_code.clone()).collect();
+        if snaps.iter().all(|s| s.in_group && s.members == n) && codes.len() == 1 {
+            if let Some(Some(code)) = codes.into_iter().next() {
+                return code;
+            }
+        }
+        if let Some(h) = handles.iter().find(|h| h.is_finished()) {
+            panic!("{} ended early", h.name);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not one group of {n} within {wait:?}: {:?}",
+            snaps
+                .iter()
+                .map(|s| (s.name.clone(), s.in_group, s.members, s.epoch))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Waits for a notice matching `want`, returning it; panics with everything
@@ -125,10 +162,11 @@ async fn wait_connected(handles: &[ParticipantHandle], wait: Duration) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn ten_agents_in_one_room_all_receive_audio_video_and_frames_from_the_nine_others() {
+async fn ten_agents_in_one_encrypted_group_decrypt_audio_and_video_from_the_nine_others() {
     let server = Server::start();
     let (tx, _rx) = mpsc::unbounded_channel();
-    let handles: Vec<ParticipantHandle> = (0..10)
+    let started = Instant::now();
+    let mut handles: Vec<ParticipantHandle> = (0..9)
         .map(|i| {
             spawn(
                 config(server.room("ten"), &format!("p{i}"), i + 1),
@@ -136,6 +174,18 @@ async fn ten_agents_in_one_room_all_receive_audio_video_and_frames_from_the_nine
             )
         })
         .collect();
+    // Nine join one MLS group at once (by invite proof, through members'
+    // commits) and agree on its security code…
+    let all: Vec<&ParticipantHandle> = handles.iter().collect();
+    wait_in_one_group(&all, 9, Duration::from_secs(20)).await;
+    let nine = started.elapsed();
+    // …then a tenth joins the running call: the SFU asks the publishers
+    // for keyframes for it, and it decrypts them with the new epoch's keys.
+    handles.push(spawn(config(server.room("ten"), "p9", 10), tx.clone()));
+    let all: Vec<&ParticipantHandle> = handles.iter().collect();
+    let code = wait_in_one_group(&all, 10, Duration::from_secs(20)).await;
+    let grouped = started.elapsed();
+    assert_eq!(code.split(' ').count(), 6, "{code}");
     let wait = Duration::from_secs(20);
     let deadline = Instant::now() + wait;
     loop {
@@ -147,10 +197,13 @@ async fn ten_agents_in_one_room_all_receive_audio_video_and_frames_from_the_nine
                     .remotes
                     .values()
                     .filter(|r| {
-                        r.audio.packets > 0 && r.video.packets > 0 && r.video.frames_complete > 0
+                        r.audio.decrypted > 0
+                            && r.video.frames_complete > 0
+                            && r.video.decrypted > 0
+                            && r.video.keyframes > 0
                     })
                     .count();
-                (complete < 9).then(|| format!("{} has media from {complete}/9", s.name))
+                (complete < 9).then(|| format!("{} has decrypted media from {complete}/9", s.name))
             })
             .collect();
         if missing.is_empty() {
@@ -163,16 +216,44 @@ async fn ten_agents_in_one_room_all_receive_audio_video_and_frames_from_the_nine
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A late subscriber makes the SFU ask publishers for a keyframe (PLI/FIR).
-    assert!(
-        handles.iter().any(|h| h.snapshot().keyframe_requests > 0),
-        "no participant was asked for a keyframe"
-    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !handles.iter().any(|h| h.snapshot().keyframe_requests > 0) {
+        assert!(
+            Instant::now() < deadline,
+            "no participant was asked for a keyframe"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     // Our RFC 6464 audio levels drive the server's speaking indicator.
     let deadline = Instant::now() + Duration::from_secs(5);
     while !handles.iter().any(|h| h.snapshot().speaking_updates > 0) {
         assert!(Instant::now() < deadline, "no speaking updates arrived");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Every frame that had its key decrypted and authenticated, from the
+    // sender the server announced; one group, one code.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (mut total, mut no_key) = (0, 0);
+    for h in &handles {
+        let s = h.snapshot();
+        let (decrypted, failed, _) = s.e2ee_totals();
+        assert!(decrypted > 0, "{}", s.name);
+        assert_eq!(failed, 0, "{}: decrypt failures {:?}", s.name, s.remotes);
+        assert_eq!(s.wrong_sender(), 0, "{}", s.name);
+        assert_eq!(
+            s.security_code.as_deref(),
+            Some(code.as_str()),
+            "{}",
+            s.name
+        );
+        total += decrypted;
+        no_key += s.e2ee_totals().2;
+    }
+    eprintln!(
+        "ten agents: nine in one group after {nine:?}, ten after {grouped:?}; \
+         after {:?}: {total} frames decrypted, 0 failures, {no_key} without a key (sent before the receiver joined)",
+        started.elapsed()
+    );
     for h in handles {
         let name = h.name.clone();
         h.stop()
@@ -182,19 +263,31 @@ async fn ten_agents_in_one_room_all_receive_audio_video_and_frames_from_the_nine
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_between_two_agents_arrives_in_order_with_names() {
+async fn encrypted_chat_between_two_agents_arrives_decrypted_in_order_with_mls_names() {
     let server = Server::start();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let alice = spawn(config(server.room("chat"), "alice", 1), tx.clone());
-    expect_notice(&mut rx, Duration::from_secs(5), "alice's welcome", |t| {
-        matches!(t.notice, Notice::Joined { .. })
+    expect_notice(&mut rx, Duration::from_secs(5), "alice's group", |t| {
+        matches!(t.notice, Notice::SecurityCode { .. })
     })
     .await;
-    let bob = spawn(config(server.room("chat"), "bob", 2), tx.clone());
-    expect_notice(&mut rx, Duration::from_secs(5), "bob's welcome", |t| {
-        t.participant == "bob" && matches!(t.notice, Notice::Joined { .. })
-    })
+    // Bob's --chat goes out once he is in the group.
+    let mut cb = config(server.room("chat"), "bob", 2);
+    cb.chat = vec!["hello from the command line".into()];
+    let bob = spawn(cb, tx.clone());
+    let t = expect_notice(
+        &mut rx,
+        Duration::from_secs(10),
+        "bob's --chat at alice",
+        |t| t.participant == "alice" && matches!(t.notice, Notice::Chat { .. }),
+    )
     .await;
+    assert!(
+        matches!(&t.notice, Notice::Chat { name, text, .. } if name == "bob" && text == "hello from the command line"),
+        "{}",
+        t.notice
+    );
+    wait_in_one_group(&[&alice, &bob], 2, Duration::from_secs(5)).await;
     let texts = ["one", "two", "three — ünïcödé"];
     for text in texts {
         alice.send_chat(text);
@@ -203,7 +296,7 @@ async fn chat_between_two_agents_arrives_in_order_with_names() {
     let mut at_bob = Vec::new();
     while at_bob.len() < 4 {
         let t = expect_notice(&mut rx, Duration::from_secs(5), "chat at bob", |t| {
-            t.participant == "bob" && matches!(t.notice, Notice::Chat { .. })
+            t.participant == "bob" && matches!(&t.notice, Notice::Chat { seq, .. } if *seq > 0)
         })
         .await;
         if let Notice::Chat {
@@ -297,21 +390,40 @@ async fn a_server_sending_garbage_is_reported_message_by_message_and_ends_cleanl
             .expect("websocket handshake");
         let join = ws.next().await.expect("a first message").expect("readable");
         let join = join.into_text().expect("text").to_string();
+        // A real external sender: the agent creates its group with it.
+        let ds = conclave_e2ee::server::DeliveryServiceSigner::generate("fake").expect("signer");
+        let external_sender = B64.encode(ds.external_sender().expect("external sender"));
+        let welcome = format!(
+            r#"{{"type":"welcome","you":{{"id":1,"name":"x","media":{{"microphone":true,"camera":true,"screen":false}},"key":null}},"participants":[],"e2ee":{{"create":true,"external_sender":"{external_sender}"}}}}"#
+        );
         for text in [
             "{this is not json",
             r#"{"type":"surprise","x":1}"#,
-            r#"{"type":"welcome","you":{"id":1,"name":"x","media":{"microphone":true,"camera":true,"screen":false}},"participants":[]}"#,
+            r#"{"type":"welcome","you":{"id":1},"participants":[]}"#,
+            welcome.as_str(),
             r#"{"type":"offer","sdp":"v=0\r\ngarbage\r\n","tracks":[]}"#,
             r#"{"type":"chat","seq":"zero"}"#,
+            r#"{"type":"mls","from":2,"data":"%%% not base64"}"#,
+            r#"{"type":"mls","from":2,"data":"AAAAAAAA"}"#,
+            r#"{"type":"chat","seq":0,"from":2,"data":"AAAAAAAA","sent_at":0}"#,
+            r#"{"type":"commit_rejected","reason":"made up"}"#,
+            r#"{"type":"create_group","e2ee":{"create":true,"external_sender":"AAAA"}}"#,
         ] {
             ws.send(Message::text(text)).await.expect("send");
         }
         ws.send(Message::binary(vec![1u8, 2, 3]))
             .await
             .expect("send");
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // What the agent sent meanwhile: its new group's GroupInfo.
+        let mut sent = vec![join];
+        let until = tokio::time::Instant::now() + Duration::from_millis(500);
+        while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
+            if let Ok(text) = m.into_text() {
+                sent.push(text.to_string());
+            }
+        }
         let _ = ws.close(None).await;
-        join
+        sent
     });
     let (tx, mut rx) = mpsc::unbounded_channel();
     let url = RoomUrl::parse(&format!("http://{addr}/fake")).expect("url");
@@ -320,8 +432,14 @@ async fn a_server_sending_garbage_is_reported_message_by_message_and_ends_cleanl
     for needle in [
         "malformed JSON",
         "unknown message type",
+        "unreadable \"welcome\"",
         "unreadable SDP",
         "unreadable \"chat\"",
+        "not base64",
+        "ignored an MLS message",
+        "could not decrypt chat #0",
+        "rejected our commit: made up",
+        "start encryption again",
         "binary",
     ] {
         expect_notice(
@@ -339,10 +457,14 @@ async fn a_server_sending_garbage_is_reported_message_by_message_and_ends_cleanl
         matches!(result, Err(AgentError::SignalingLost(_))),
         "{result:?}"
     );
-    let join = fake.await.expect("fake server task");
+    let sent = fake.await.expect("fake server task");
     assert!(
-        join.contains(r#""type":"join""#) && join.contains("victim"),
-        "{join}"
+        sent[0].contains(r#""type":"join""#) && sent[0].contains("victim"),
+        "{sent:?}"
+    );
+    assert!(
+        sent.iter().any(|m| m.contains(r#""type":"group_created""#)),
+        "{sent:?}"
     );
 }
 
@@ -373,4 +495,91 @@ async fn a_lone_agent_connects_media_without_anyone_else_in_the_room() {
     let alone = spawn(config(server.room("alone"), "solo", 1), tx);
     wait_connected(std::slice::from_ref(&alone), Duration::from_secs(5)).await;
     alone.stop().await.expect("leaves cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_creating_without_a_secret_prints_an_invite_link_that_lets_others_in() {
+    let server = Server::start();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut ca = config(server.room("invite"), "alice", 1);
+    ca.invite_secret = None;
+    let alice = spawn(ca, tx.clone());
+    let t = expect_notice(&mut rx, Duration::from_secs(5), "an invite link", |t| {
+        matches!(t.notice, Notice::InviteLink(_))
+    })
+    .await;
+    let Notice::InviteLink(link) = t.notice else {
+        unreachable!()
+    };
+    let url = RoomUrl::parse(&link).expect("the invite link parses");
+    assert_eq!(url.room, "invite");
+    assert!(url.secret.is_some(), "{link}");
+    let bob = spawn(config_with_url(url, "bob", 2), tx.clone());
+    wait_in_one_group(&[&alice, &bob], 2, Duration::from_secs(10)).await;
+    alice.stop().await.expect("alice leaves cleanly");
+    bob.stop().await.expect("bob leaves cleanly");
+}
+
+fn config_with_url(url: RoomUrl, name: &str, seed: u64) -> ParticipantConfig {
+    let mut c = ParticipantConfig::new(url, name);
+    c.video = Some(VideoClass::P180);
+    c.seed = seed;
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_knocker_sends_nothing_until_a_member_admits_it() {
+    let server = Server::start();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // Alice ignores knocks: Carol (no secret) stays out and sends no media.
+    let alice = spawn(config(server.room("knock"), "alice", 1), tx.clone());
+    expect_notice(&mut rx, Duration::from_secs(5), "alice's group", |t| {
+        matches!(t.notice, Notice::SecurityCode { .. })
+    })
+    .await;
+    let carol = spawn(
+        config_with_url(server.room("knock"), "carol", 3),
+        tx.clone(),
+    );
+    let t = expect_notice(&mut rx, Duration::from_secs(5), "carol's knock", |t| {
+        t.participant == "alice" && matches!(t.notice, Notice::Knock { .. })
+    })
+    .await;
+    assert!(
+        matches!(&t.notice, Notice::Knock { name, admitted: false, .. } if name == "carol"),
+        "{}",
+        t.notice
+    );
+    wait_connected(std::slice::from_ref(&carol), Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let c = carol.snapshot();
+    assert!(!c.in_group);
+    assert_eq!(c.sent_packets, 0, "media went out without group keys");
+
+    // Dave admits knocks: Erin (no secret) gets in.
+    let mut cd = config(server.room("admit"), "dave", 4);
+    cd.admit_knocks = true;
+    let dave = spawn(cd, tx.clone());
+    expect_notice(&mut rx, Duration::from_secs(5), "dave's group", |t| {
+        t.participant == "dave" && matches!(t.notice, Notice::SecurityCode { .. })
+    })
+    .await;
+    let erin = spawn(config_with_url(server.room("admit"), "erin", 5), tx.clone());
+    wait_in_one_group(&[&dave, &erin], 2, Duration::from_secs(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while erin
+        .snapshot()
+        .remotes
+        .values()
+        .all(|r| r.video.decrypted == 0)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "erin decrypted no video from dave"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for h in [alice, carol, dave, erin] {
+        h.stop().await.expect("leaves cleanly");
+    }
 }
