@@ -6,6 +6,7 @@ import './styles.css';
 import { installTestHooks } from './e2ee/hooks';
 import { detectTransformApi, UNSUPPORTED_BROWSER_TEXT } from './e2ee/media';
 import { loadE2ee } from './e2ee/group';
+import { secretFromUrl } from './e2ee/secret';
 import { LocalMedia } from './media';
 import { Room } from './room';
 import { announce } from './ui/dom';
@@ -62,7 +63,7 @@ async function enterRoom(root: HTMLElement, roomName: string, notice?: string, m
   // Fetch and compile the encryption module while the user sets up.
   loadE2ee().catch(() => undefined);
   const local = media ?? new LocalMedia({ micDeviceId: saved(MIC_KEY), cameraDeviceId: saved(CAMERA_KEY) });
-  const { name } = await renderPrejoin(root, { room: roomName, media: local, notice });
+  const { name } = await renderPrejoin(root, { room: roomName, media: local, notice, noInviteKey: secretFromUrl() === null });
   startMeeting(root, roomName, name, local);
 }
 

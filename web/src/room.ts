@@ -145,6 +145,9 @@ export class Room {
 
   private connect(url: string, api: 'script' | 'streams'): void {
     this.crypto = new MediaCrypto(api, (message) => console.error(`conclave: ${message}`));
+    this.crypto.onStats = (s) => {
+      if (s.receive.aheadSince !== null && s.receive.aheadLast !== null) this.group.onMediaAhead(s.receive.aheadSince, s.receive.aheadLast);
+    };
     this.peer = new PeerSession({
       onAnswer: (sdp) => this.signaling?.send({ type: 'answer', sdp }),
       onRemoteTracks: (tracks) => this.applyRemoteTracks(tracks),

@@ -79,6 +79,8 @@ export interface GroupHandlers {
 const COMMIT_TIMEOUT_MS = 5_000;
 /** Committers after the first wait this long per rank before trying. */
 const COMMIT_STAGGER_MS = 400;
+/** Undecryptable media of the next epoch for this long means we missed a commit. */
+const MEDIA_AHEAD_REJOIN_MS = 5_000;
 /** A join request without a Welcome is sent again after this long. */
 const JOIN_RESEND_MS = 10_000;
 
@@ -176,6 +178,19 @@ export class GroupSession {
     }
     this.handleEvents(events, from);
     this.afterProcessing();
+  }
+
+  /**
+   * The media Worker keeps seeing frames of the epoch after ours that it
+   * cannot decrypt: everyone else moved on and we missed the commit (the
+   * server withheld or lost it). Rejoin, as for an epoch mismatch.
+   */
+  onMediaAhead(aheadSince: number, aheadLast: number): void {
+    const now = Date.now();
+    if (!this.inGroup || this.refused || this.pendingCommit) return;
+    if (now - aheadSince < MEDIA_AHEAD_REJOIN_MS || now - aheadLast > 1_000) return;
+    console.warn('conclave: media is a key generation ahead of us; rejoining the encrypted group');
+    this.rejoin();
   }
 
   /** The server did not take our commit (another one won the epoch, or it was malformed). */

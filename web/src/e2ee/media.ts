@@ -42,7 +42,7 @@ export function emptyStats(): WorkerStats {
     transforms: { send: 0, receive: 0 },
     frames: {},
     send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
-    receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {} },
+    receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {}, aheadSince: null, aheadLast: null },
     senders: {},
     at: 0,
   };
@@ -56,6 +56,9 @@ export class MediaCrypto {
   private waiting = new Map<number, (s: WorkerStats) => void>();
   private disposed = false;
 
+  /** Called with every statistics update from the Worker. */
+  onStats: ((stats: WorkerStats) => void) | null = null;
+
   constructor(
     readonly api: TransformApi,
     onError: (message: string) => void,
@@ -65,6 +68,7 @@ export class MediaCrypto {
       const msg = ev.data;
       if (msg.type === 'stats') {
         this.latest = msg.stats;
+        this.onStats?.(msg.stats);
         if (msg.id !== null) {
           this.waiting.get(msg.id)?.(msg.stats);
           this.waiting.delete(msg.id);

@@ -47,6 +47,13 @@ export interface WorkerStats {
     droppedNoKey: number;
     /** Decryption failures by reason (fixed error texts, never frame contents). */
     failures: Record<string, number>;
+    /**
+     * Frames for the epoch after ours that we cannot decrypt: first and last
+     * time seen since our latest key (null: none). Persisting, they mean we
+     * missed a commit.
+     */
+    aheadSince: number | null;
+    aheadLast: number | null;
   };
   /** Per sender leaf index (as a string key). */
   senders: Record<string, SenderStats>;

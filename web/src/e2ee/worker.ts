@@ -40,7 +40,7 @@ const stats: WorkerStats = {
   transforms: { send: 0, receive: 0 },
   frames: {},
   send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
-  receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {} },
+  receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {}, aheadSince: null, aheadLast: null },
   senders: {},
   at: 0,
 };
@@ -112,6 +112,12 @@ function decrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefault
     stats.receive.decryptFailed++;
     const reason = errorText(err);
     stats.receive.failures[reason] = (stats.receive.failures[reason] ?? 0) + 1;
+    const kid = frameKid(data, codec);
+    if (kid !== null && kid % 16 === (keyEpoch + 1) % 16) {
+      const now = Date.now();
+      stats.receive.aheadSince ??= now;
+      stats.receive.aheadLast = now;
+    }
   }
 }
 
@@ -166,6 +172,7 @@ function installKey(leaf: number, epoch: number, baseKey: Uint8Array): void {
     ownLeaf = leaf;
     ctx.setEpochKey(epoch, baseKey, Date.now());
     keyEpoch = epoch;
+    stats.receive.aheadSince = stats.receive.aheadLast = null;
   } catch (err) {
     // An older epoch or a different key for the current one: start over with this key.
     ctx?.free();
@@ -182,6 +189,7 @@ function installKey(leaf: number, epoch: number, baseKey: Uint8Array): void {
 }
 
 function clearKeys(): void {
+  stats.receive.aheadSince = stats.receive.aheadLast = null;
   ctx?.free();
   ctx = null;
   ownLeaf = null;

@@ -39,6 +39,8 @@ export interface PrejoinOptions {
   media: LocalMedia;
   /** A message from a previous attempt (e.g. server unreachable). */
   notice?: string | undefined;
+  /** The link carries no invite secret (`#s=…`): joining an ongoing meeting means knocking. */
+  noInviteKey?: boolean;
 }
 
 export interface PrejoinResult {
@@ -88,6 +90,9 @@ export function renderPrejoin(root: HTMLElement, opts: PrejoinOptions): Promise<
     { class: 'prejoin-form', novalidate: true },
     h('h1', {}, 'Ready to join?'),
     h('p', { class: 'room-title' }, 'Room ', h('strong', { 'data-testid': 'room-name' }, opts.room)),
+    opts.noInviteKey
+      ? h('p', { class: 'hint', 'data-testid': 'invite-hint' }, 'This link has no invite key. If the meeting has already started, someone in it will need to let you in.')
+      : null,
     notice,
     h('label', { for: 'display-name' }, 'Your name'),
     nameInput,
