@@ -428,7 +428,7 @@ export class GroupSession {
           changed = true;
           if (!this.disposed && !this.refused) {
             console.warn('conclave: removed from the encrypted group; asking to rejoin');
-            this.rejoinAfterRemoval();
+            this.rejoin();
           }
           break;
         case 'knock': {
@@ -457,22 +457,6 @@ export class GroupSession {
       }
     }
     if (changed) this.handlers.changed();
-  }
-
-  private rejoinAfterRemoval(): void {
-    const member = this.member;
-    if (!member) return;
-    // The member's group is gone after a removal: a plain join request (new KeyPackage).
-    this.clearTimers();
-    this.pendingCommit = false;
-    this.removeProposed.clear();
-    this.knocks.clear();
-    try {
-      this.sendJoinRequest(toBase64(member.joinRequest()));
-    } catch (err) {
-      console.error('conclave: could not ask to rejoin:', errorText(err));
-      this.state = 'failed';
-    }
   }
 
   private applyEpoch(epoch: number, roster: RosterEntry[], code: string, baseKeyHex: string): void {
