@@ -7,6 +7,7 @@ import {
   chatMessages,
   diagnostics,
   inboundStats,
+  inviteFragment,
   join,
   participantListIds,
   tileIds,
@@ -253,7 +254,7 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
     }
     await withDiagnostics(people, async () => {
       await Promise.all(people.map(async (p, i) => {
-        await p.page.goto(`${server.url}/${room}`);
+        await p.page.goto(`${server.url}/${room}${inviteFragment(room)}`);
         await p.page.getByTestId('name-input').fill(`Person ${i}`);
         await p.page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
         await p.page.getByTestId('join-camera-off').check();

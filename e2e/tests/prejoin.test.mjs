@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
-import { diagnostics, inboundStats, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
+import { diagnostics, inboundStats, inviteFragment, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
 let server;
@@ -30,7 +30,7 @@ describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => 
     await blocked.context.addInitScript(blockDevices);
     const other = await newParticipant(browser, 'other');
     try {
-      await blocked.page.goto(`${server.url}/${room}`);
+      await blocked.page.goto(`${server.url}/${room}${inviteFragment(room)}`);
       const problems = blocked.page.getByTestId('media-problem');
       await waitFor(async () => (await problems.count()) === 2, { what: 'two device problems shown' });
       const text = (await problems.allTextContents()).join(' ');
@@ -72,7 +72,8 @@ describe('pre-join, invite link, leave and rejoin', { timeout: 180_000 }, () => 
       await a.page.getByTestId('copy-invite').click();
       await waitFor(async () => /Copied/.test((await a.page.getByTestId('toast').textContent()) ?? ''), { what: 'the Copied message' });
       const copied = await a.page.evaluate(() => navigator.clipboard.readText());
-      assert.equal(copied, `${server.url}/${room}`);
+      // The link carries the meeting's invite secret in its fragment.
+      assert.equal(copied, `${server.url}/${room}${inviteFragment(room)}`);
 
       await a.page.getByTestId('leave').click();
       await a.page.getByTestId('ended').waitFor({ timeout: 5000 });
