@@ -97,7 +97,11 @@ export class GroupSession {
   ownLeaf: number | null = null;
   roster: RosterEntry[] = [];
   readonly knocks = new Map<string, Knock>();
-  /** Set when a commit was refused: the warning stays, and we do not rejoin by ourselves. */
+  /**
+   * Set when a membership change was refused as unauthorized: the warning
+   * stays, and we never rejoin by ourselves (rejoining would accept the
+   * change). If the others applied it, we fall behind: state `failed`.
+   */
   refused = false;
 
   private member: MlsMember | null = null;
@@ -187,9 +191,22 @@ export class GroupSession {
    */
   onMediaAhead(aheadSince: number, aheadLast: number): void {
     const now = Date.now();
-    if (!this.inGroup || this.refused || this.pendingCommit) return;
+    if (!this.inGroup || this.pendingCommit || this.state === 'failed') return;
     if (now - aheadSince < MEDIA_AHEAD_REJOIN_MS || now - aheadLast > 1_000) return;
-    console.warn('conclave: media is a key generation ahead of us; rejoining the encrypted group');
+    console.warn('conclave: media is a key generation ahead of us');
+    this.fellBehind();
+  }
+
+  /** The group moved on without us: rejoin, unless we refused what moved it. */
+  private fellBehind(): void {
+    if (this.refused) {
+      if (this.state !== 'failed') {
+        this.state = 'failed';
+        this.handlers.changed();
+      }
+      return;
+    }
+    console.warn('conclave: missed a membership change; rejoining the encrypted group');
     this.rejoin();
   }
 
@@ -211,7 +228,7 @@ export class GroupSession {
 
   /** Encrypts and sends a chat message (queued while a commit is in flight). */
   sendChat(text: string): boolean {
-    if (!this.inGroup || !this.member || this.refused) return false;
+    if (!this.inGroup || !this.member || this.state === 'failed') return false;
     this.chatQueue.push(text);
     this.flushChat();
     return true;
@@ -318,8 +335,10 @@ export class GroupSession {
     this.resendTimer = this.commitTimer = this.commitWatchdog = undefined;
   }
 
+  /** Forget the group (a new one is created or joined from scratch). */
   private reset(): void {
     this.clearTimers();
+    this.refused = false;
     this.member?.free();
     this.member = null;
     this.inGroup = false;
@@ -378,16 +397,12 @@ export class GroupSession {
     if (!this.inGroup) return;
     const mismatch = /epoch mismatch: we are at (\d+), message is for (\d+)/.exec(message);
     if (mismatch) {
-      if (Number(mismatch[2]) > Number(mismatch[1]) && !this.refused) {
-        console.warn('conclave: missed a membership change; rejoining the encrypted group');
-        this.rejoin();
-      }
+      if (Number(mismatch[2]) > Number(mismatch[1])) this.fellBehind();
       return;
     }
     if (/refused/i.test(message)) {
       console.warn('conclave: refused an MLS message:', message);
       this.refused = true;
-      this.state = 'failed';
       this.handlers.changed();
       return;
     }
@@ -403,7 +418,7 @@ export class GroupSession {
           window.clearInterval(this.resendTimer);
           this.resendTimer = undefined;
           this.joinRequest = null;
-          this.state = this.refused ? 'failed' : 'joined';
+          this.state = 'joined';
           this.applyEpoch(ev.epoch, ev.roster, ev.securityCode, ev.sframeBaseKey);
           changed = true;
           break;

@@ -260,13 +260,13 @@ export class MeetingView {
     this.e2eeStatus.set(room.me ? g.state : 'securing', connected, g.refused);
     this.security.set(g.joined ? g.securityCode : null, g.joined ? g.epoch : null);
     this.knocks.render(g.joined ? [...g.knocks.values()] : []);
-    this.chat.setEnabled(g.joined && !g.refused);
-    this.toolbar.setSecured(g.joined && !g.refused);
+    this.chat.setEnabled(g.joined && g.state === 'joined');
+    this.toolbar.setSecured(g.joined && g.state === 'joined' && !g.refused);
     if (g.refused && this.warning.hidden) {
       this.warning.hidden = false;
       this.warning.replaceChildren(
         icon('warning'),
-        h('span', {}, `${REFUSED_WARNING}. This call is no longer secure for you; leave and compare the security code with the others before joining again.`),
+        h('span', {}, `${REFUSED_WARNING}. If the others accepted it, you will stop seeing and hearing them. Compare the security code with them before you trust this call again.`),
       );
     } else if (!g.refused) {
       this.warning.hidden = true;

@@ -89,11 +89,14 @@ export class E2eeStatus {
 
   set(state: E2eeState | null, connected: boolean, refused: boolean): void {
     let text = '';
-    if (refused) text = '';
-    else if (!connected) text = '';
+    if (!connected) text = '';
     else if (state === 'securing') text = 'Securing the call…';
     else if (state === 'knocking') text = 'Waiting for someone in the meeting to let you in…';
-    else if (state === 'failed') text = 'The call could not be secured. Leave and join again.';
+    else if (state === 'failed') {
+      text = refused
+        ? 'You no longer receive this call’s keys: you refused a change the others accepted.'
+        : 'The call could not be secured. Leave and join again.';
+    }
     if (text === this.shown) return;
     this.shown = text;
     this.text.textContent = text;
