@@ -30,6 +30,9 @@ pub const COMMIT_STAGGER: Duration = Duration::from_millis(400);
 pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A join request without a Welcome is sent again after this long.
 pub const JOIN_RESEND: Duration = Duration::from_secs(10);
+/// Undecryptable media of the epoch after ours for this long means we
+/// missed a commit (the browser's rule).
+pub const MEDIA_AHEAD_REJOIN: Duration = Duration::from_secs(5);
 
 /// Lowercase hex, as `ParticipantInfo.key` carries signature keys.
 pub fn hex(bytes: &[u8]) -> String {
@@ -80,6 +83,10 @@ pub struct Group {
     notices: Vec<Notice>,
     keys_changed: bool,
     members_added: bool,
+    /// Since when (and last when) received media was of the epoch after
+    /// ours and undecryptable: we missed a commit nobody followed up on.
+    ahead_since: Option<Instant>,
+    ahead_last: Option<Instant>,
     /// Commits of ours the server accepted.
     pub commits: u64,
     /// Rejoins after a missed commit or a removal.
@@ -118,6 +125,8 @@ impl Group {
             notices: Vec::new(),
             keys_changed: false,
             members_added: false,
+            ahead_since: None,
+            ahead_last: None,
             commits: 0,
             rejoins: 0,
         }
@@ -296,6 +305,54 @@ impl Group {
         self.own_leaf = None;
         self.epoch = None;
         self.keys_changed = true;
+        self.ahead_since = None;
+        self.ahead_last = None;
+    }
+
+    /// A received frame we had no key for: note whether it is of the epoch
+    /// right after ours (then everyone else has moved on without us).
+    pub fn frame_without_key(&mut self, codec: Codec, frame: &[u8], now: Instant) {
+        let Some(epoch) = self.epoch.filter(|_| self.state == GroupState::Member) else {
+            return;
+        };
+        let header = codec
+            .clear_prefix_len(frame)
+            .ok()
+            .and_then(|n| frame.get(n..))
+            .and_then(|rest| conclave_e2ee::sframe::decode_header(rest).ok());
+        if let Some((kid, _, _)) = header {
+            if kid & 0xf == (epoch + 1) & 0xf {
+                self.ahead_since.get_or_insert(now);
+                self.ahead_last = Some(now);
+            }
+        }
+    }
+
+    /// A frame decrypted: we are not behind.
+    pub fn frame_decrypted(&mut self) {
+        self.ahead_since = None;
+        self.ahead_last = None;
+    }
+
+    /// Rejoin if media has been a key generation ahead of us for
+    /// `MEDIA_AHEAD_REJOIN` (and still is): a commit was lost or withheld.
+    pub fn check_media_ahead(&mut self, now: Instant) {
+        let (Some(since), Some(last)) = (self.ahead_since, self.ahead_last) else {
+            return;
+        };
+        if self.state != GroupState::Member
+            || self.commit_sent.is_some()
+            || now.saturating_duration_since(since) < MEDIA_AHEAD_REJOIN
+            || now.saturating_duration_since(last) > Duration::from_secs(1)
+        {
+            return;
+        }
+        self.notices.push(Notice::E2ee(
+            "media is a key generation ahead of us (missed commit): rejoining".into(),
+        ));
+        self.rejoins += 1;
+        self.leave_group_state();
+        self.send_join_request(now, true);
     }
 
     /// An `mls` message from the server.
@@ -645,4 +702,109 @@ pub fn is_missing_key(e: &MlsError) -> bool {
         e,
         MlsError::UnknownKey | MlsError::NoKey | MlsError::NotInGroup
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_e2ee::server::DeliveryServiceSigner;
+
+    fn unb64(s: &str) -> Vec<u8> {
+        B64.decode(s).expect("base64")
+    }
+
+    /// The creator's side of the protocol against a native member, with the
+    /// test playing the delivery service; then the member moves on to an
+    /// epoch whose commit the creator never gets.
+    #[test]
+    fn a_member_that_misses_a_commit_rejoins_when_media_stays_an_epoch_ahead() {
+        let ds = DeliveryServiceSigner::generate("test").expect("signer");
+        let url = RoomUrl::parse("http://127.0.0.1:1/unit").expect("url");
+        let secret = InviteSecret::from_bytes(vec![7; 32]).expect("secret");
+        let mut a = Group::new("a", url, Some(secret.clone()), false, false);
+        let t0 = Instant::now();
+        let start = E2eeStart {
+            create: true,
+            external_sender: B64.encode(ds.external_sender().expect("external sender")),
+        };
+        a.start(&start, t0, 0);
+        assert!(a.is_member());
+        assert!(matches!(
+            a.take_messages().as_slice(),
+            [ClientMessage::GroupCreated { .. }]
+        ));
+
+        // B asks with the invite proof; A (rank 0) commits at once.
+        let mut b = Member::new("b", b"unit", Some(secret.as_bytes())).expect("member");
+        let request = b.join_request().expect("request");
+        a.on_mls(Some(2), &B64.encode(request), t0, 0);
+        let sent = a.take_messages();
+        let [ClientMessage::Commit {
+            commit,
+            welcome: Some(welcome),
+        }] = sent.as_slice()
+        else {
+            panic!("A should commit B's addition at once")
+        };
+        let (commit, welcome) = (commit.clone(), welcome.clone());
+        // Chat waits while A's commit is in flight.
+        a.queue_chat("after the commit".into(), t0);
+        assert!(a.take_messages().is_empty());
+        a.on_mls(Some(1), &commit, t0, 0);
+        assert_eq!(a.epoch(), Some(1));
+        assert_eq!(a.commits, 1);
+        assert!(matches!(
+            a.take_messages().as_slice(),
+            [ClientMessage::Chat { .. }]
+        ));
+        b.process_incoming(&unb64(&welcome), 0).expect("welcome");
+        assert_eq!(
+            a.security_code(),
+            Some(b.security_code().expect("code").as_str())
+        );
+
+        // Chat and media from B decrypt at A.
+        let chat = b.encrypt_chat("hi").expect("chat");
+        let shown = a.on_chat(0, 2, &B64.encode(chat), false, 0);
+        assert!(
+            matches!(&shown, Some(Notice::Chat { name, text, .. }) if name == "b" && text == "hi"),
+            "{shown:?}"
+        );
+        let (mut frame, mut out) = (Vec::new(), Vec::new());
+        b.sframe_encrypt(Codec::Opus, &[1, 2, 3], &mut frame)
+            .expect("encrypt");
+        a.decrypt(Codec::Opus, &frame, &mut out, 0)
+            .expect("decrypt");
+        assert_eq!(out, [1, 2, 3]);
+        // Tampered: an authentication failure, not a missing key.
+        let last = frame.len() - 1;
+        frame[last] ^= 1;
+        let e = a
+            .decrypt(Codec::Opus, &frame, &mut out, 0)
+            .expect_err("must not decrypt");
+        assert!(!is_missing_key(&e), "{e}");
+
+        // B moves to epoch 2; its commit never reaches A.
+        b.request_self_update().expect("update");
+        b.commit_pending().expect("commit").expect("pending");
+        b.confirm_commit(0).expect("applied");
+        b.sframe_encrypt(Codec::Opus, &[4, 5, 6], &mut frame)
+            .expect("encrypt");
+        let e = a
+            .decrypt(Codec::Opus, &frame, &mut out, 0)
+            .expect_err("must not decrypt");
+        assert!(is_missing_key(&e), "{e}");
+        a.frame_without_key(Codec::Opus, &frame, t0);
+        a.frame_without_key(Codec::Opus, &frame, t0 + Duration::from_millis(4500));
+        a.check_media_ahead(t0 + Duration::from_millis(4600));
+        assert!(a.is_member(), "not yet: under 5 s");
+        a.frame_without_key(Codec::Opus, &frame, t0 + Duration::from_millis(5400));
+        a.check_media_ahead(t0 + Duration::from_millis(5500));
+        assert_eq!(a.state(), GroupState::Joining);
+        assert_eq!(a.rejoins, 1);
+        assert!(matches!(
+            a.take_messages().as_slice(),
+            [ClientMessage::JoinRequest { .. }]
+        ));
+    }
 }

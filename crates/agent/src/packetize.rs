@@ -1,9 +1,9 @@
 //! Frames to RTP payloads and back, for VP8 (RFC 7741) and Opus (one frame
 //! per packet, RFC 7587).
 //!
-//! Kept apart from `media` because the E2EE issue inserts SFrame between
-//! them: frame → encrypt → packetize on the way out, and reassemble →
-//! decrypt → frame on the way in.
+//! Kept apart from `media` because SFrame sits between them: frame →
+//! encrypt → packetize on the way out, and reassemble → decrypt → frame on
+//! the way in.
 
 /// Largest RTP payload we produce, descriptor included: leaves room for the
 /// RTP header, extensions and SRTP tag below a 1200-byte datagram.
@@ -196,6 +196,47 @@ mod tests {
         let out = out.expect("a whole frame");
         assert_eq!(out, frame.data);
         assert!(parse_vp8_frame(&out).is_some_and(|i| i.keyframe));
+    }
+
+    #[test]
+    fn sframe_encrypted_frames_keep_their_vp8_header_through_packetizing() {
+        use conclave_e2ee::{Codec, SframeContext};
+        let mut tx = SframeContext::from_base_key(&[9u8; 16], 3, 1).expect("sender");
+        let mut rx = SframeContext::from_base_key(&[9u8; 16], 3, 2).expect("receiver");
+        let mut source = VideoSource::new(VideoClass::P360, 5);
+        for want_key in [true, false] {
+            let frame = source.next_frame();
+            assert_eq!(frame.keyframe, want_key);
+            let mut sealed = Vec::new();
+            tx.encrypt(Codec::Vp8, &frame.data, &mut sealed)
+                .expect("encrypt");
+            let overhead = sealed.len() - frame.data.len();
+            assert!((17..=28).contains(&overhead), "{overhead} bytes");
+            let payloads = packetize_vp8(&sealed, 7);
+            // What the SFU reads: the first VP8 byte after the descriptor.
+            assert_eq!(
+                payloads[0].data[VP8_DESCRIPTOR_LEN] & 1 == 0,
+                want_key,
+                "P bit in clear"
+            );
+            let mut r = Vp8Reassembler::default();
+            let mut got = None;
+            for (i, p) in payloads.iter().enumerate() {
+                got = got.or(r.push(i as u64, frame.rtp_time, p.marker, &p.data));
+            }
+            let got = got.expect("reassembled");
+            // The receiver's keyframe detection works on the encrypted frame…
+            let info = parse_vp8_frame(&got).expect("a VP8 header in clear");
+            assert_eq!(info.keyframe, want_key);
+            if want_key {
+                assert_eq!(info.size, Some((640, 360)));
+            }
+            // …and decryption gives back the original.
+            let mut plain = Vec::new();
+            rx.decrypt(Codec::Vp8, &got, &mut plain, 0)
+                .expect("decrypt");
+            assert_eq!(plain, frame.data);
+        }
     }
 
     #[test]

@@ -604,6 +604,7 @@ impl Session {
             if now >= next_check {
                 next_check = now + CHECK_INTERVAL;
                 self.check(now)?;
+                self.flush_group(&mut sink).await?;
             }
         }
 
@@ -792,8 +793,12 @@ impl Session {
     ) {
         let now_ms = self.now_ms();
         match self.group.decrypt(codec, data, &mut self.plain, now_ms) {
-            Ok(info) => self.opened(from, source, codec, info),
+            Ok(info) => {
+                self.group.frame_decrypted();
+                self.opened(from, source, codec, info);
+            }
             Err(e) if is_missing_key(&e) => {
+                self.group.frame_without_key(codec, data, now);
                 if self.held.len() >= MAX_HELD {
                     if let Some(old) = self.held.pop_front() {
                         self.count_no_key(old.from, old.source);
@@ -1112,6 +1117,7 @@ impl Session {
     /// Periodic checks: connection deadlines, and remote participants gone quiet.
     fn check(&mut self, now: Instant) -> Result<(), AgentError> {
         self.expire_held(now);
+        self.group.check_media_ahead(now);
         let timeout = self.config.connect_timeout;
         if self.me.is_none() && now.duration_since(self.started) > timeout {
             return Err(AgentError::SignalingLost(format!(
