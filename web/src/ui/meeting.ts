@@ -110,6 +110,7 @@ export class MeetingView {
       { class: 'meeting', 'data-testid': 'meeting' },
       h('h1', { class: 'visually-hidden' }, `Meeting ${roomName}`),
       this.banner,
+      this.toolbar.securityBtn,
       this.warning,
       this.knocks.el,
       h('div', { class: 'meeting-body' }, h('main', { class: 'stage-area' }, this.e2eeStatus.el, this.stage.el, this.grid), this.side),
@@ -258,6 +259,8 @@ export class MeetingView {
     const g = room.group;
     const connected = room.state.kind === 'connected' || room.state.kind === 'media_interrupted';
     this.e2eeStatus.set(room.me ? g.state : 'securing', connected, g.refused);
+    // While the status bar explains the state, the shield would only repeat it (and cover it).
+    this.toolbar.securityBtn.hidden = !this.e2eeStatus.el.hidden;
     this.security.set(g.joined ? g.securityCode : null, g.joined ? g.epoch : null);
     this.knocks.render(g.joined ? [...g.knocks.values()] : []);
     this.chat.setEnabled(g.joined && g.state === 'joined');

@@ -59,7 +59,9 @@ export class Toolbar {
   private chatBtn: HTMLButtonElement;
   private peopleBtn: HTMLButtonElement;
   private settingsBtn: HTMLButtonElement;
-  private securityBtn: HTMLButtonElement;
+  /** Shield button opening the security code; placed by the meeting view outside the toolbar row. */
+  readonly securityBtn: HTMLButtonElement;
+  private securityLabel: HTMLElement;
   private inviteBtn: HTMLButtonElement;
   private unreadBadge: HTMLElement;
   private peopleCount: HTMLElement;
@@ -94,7 +96,13 @@ export class Toolbar {
     this.settingsBtn = panelButton('toggle-settings', 'Settings', 'Devices and keyboard shortcuts', 'settings');
     this.settingsBtn.addEventListener('click', () => actions.togglePanel('settings'));
 
-    this.securityBtn = panelButton('toggle-security', 'Security code', 'End-to-end encrypted: compare the security code', 'shield');
+    this.securityLabel = h('span', { class: 'e2ee-pill-text' }, 'Securing…');
+    this.securityBtn = h(
+      'button',
+      { type: 'button', class: 'e2ee-pill', 'data-testid': 'toggle-security', 'aria-pressed': 'false', 'aria-label': 'Security code (securing the call)', title: 'End-to-end encryption: compare the security code' },
+      icon('shield'),
+      this.securityLabel,
+    );
     this.securityBtn.addEventListener('click', () => actions.togglePanel('security'));
 
     this.inviteBtn = h('button', {
@@ -112,7 +120,7 @@ export class Toolbar {
       { class: 'toolbar', role: 'toolbar', 'aria-label': 'Meeting controls' },
       h('div', { class: 'toolbar-info' }, h('span', { class: 'toolbar-room', title: roomName }, roomName)),
       h('div', { class: 'toolbar-main' }, this.mic.el, this.camera.el, this.screen.el, leaveBtn),
-      h('div', { class: 'toolbar-extra' }, this.settingsBtn, this.securityBtn, this.inviteBtn, this.peopleBtn, this.chatBtn),
+      h('div', { class: 'toolbar-extra' }, this.settingsBtn, this.inviteBtn, this.peopleBtn, this.chatBtn),
     );
     // Arrow keys move between toolbar buttons (ARIA toolbar pattern); Tab still works.
     this.el.addEventListener('keydown', (ev) => this.onArrowKey(ev));
@@ -153,6 +161,7 @@ export class Toolbar {
   setSecured(secured: boolean): void {
     this.securityBtn.classList.toggle('secured', secured);
     this.securityBtn.dataset.secured = String(secured);
+    this.securityLabel.textContent = secured ? 'End-to-end encrypted' : 'Securing…';
     this.securityBtn.setAttribute('aria-label', secured ? 'Security code (end-to-end encrypted)' : 'Security code (securing the call)');
   }
 
