@@ -93,6 +93,68 @@ function encrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefault
   }
 }
 
+/**
+ * One receiver's frames that arrived under the next epoch before this
+ * member applied the commit that starts it (senders switch as soon as they
+ * apply it; members apply it milliseconds apart). They wait here, in order,
+ * for the key instead of being dropped: a dropped video frame breaks the
+ * decoder's reference chain until the next key frame.
+ */
+interface Receiver {
+  codec: number;
+  out: TransformStreamDefaultController<EncodedFrame> | null;
+  held: EncodedFrame[];
+  heldSince: number;
+}
+
+/** How long and how many frames a receiver holds for a key that is on its way. */
+const HOLD_MS = 1000;
+const HOLD_FRAMES = 120;
+const receivers = new Set<Receiver>();
+
+/** Whether `kid`'s epoch is one or two after the newest installed key (so its key cannot be here yet). */
+function isAhead(kid: number | null): boolean {
+  if (kid === null || keyEpoch === null) return false;
+  const ahead = (kid % 16 - (keyEpoch % 16) + 16) % 16;
+  return ahead === 1 || ahead === 2;
+}
+
+function receive(r: Receiver, frame: EncodedFrame): void {
+  const now = Date.now();
+  if (r.held.length > 0) {
+    if (now - r.heldSince <= HOLD_MS && r.held.length < HOLD_FRAMES) {
+      r.held.push(frame);
+      return;
+    }
+    // The key did not come: give up on what was held, then go on as usual.
+    stats.receive.decryptFailed += r.held.length;
+    r.held = [];
+  }
+  const kid = frameKid(new Uint8Array(frame.data), r.codec);
+  if (ctx && isAhead(kid)) {
+    r.held.push(frame);
+    r.heldSince = now;
+    noteAhead(now);
+    return;
+  }
+  if (r.out) decrypt(frame, r.codec, r.out);
+}
+
+/** A key was installed: decrypt what each receiver held, in order. */
+function releaseHeld(): void {
+  for (const r of receivers) {
+    if (r.held.length === 0 || !r.out) continue;
+    const held = r.held;
+    r.held = [];
+    for (const f of held) decrypt(f, r.codec, r.out);
+  }
+}
+
+function noteAhead(now: number): void {
+  stats.receive.aheadSince ??= now;
+  stats.receive.aheadLast = now;
+}
+
 function decrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefaultController<EncodedFrame>): void {
   if (!ctx || keyEpoch === null) {
     stats.receive.droppedNoKey++;
@@ -113,11 +175,7 @@ function decrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefault
     const reason = errorText(err);
     stats.receive.failures[reason] = (stats.receive.failures[reason] ?? 0) + 1;
     const kid = frameKid(data, codec);
-    if (kid !== null && kid % 16 === (keyEpoch + 1) % 16) {
-      const now = Date.now();
-      stats.receive.aheadSince ??= now;
-      stats.receive.aheadLast = now;
-    }
+    if (kid !== null && kid % 16 === (keyEpoch + 1) % 16) noteAhead(Date.now());
   }
 }
 
@@ -142,11 +200,14 @@ function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream
   stats.transforms[side]++;
   const counter = `${side}-${kind}`;
   stats.frames[counter] ??= 0;
+  const receiver: Receiver | null = side === 'receive' ? { codec, out: null, held: [], heldSince: 0 } : null;
+  if (receiver) receivers.add(receiver);
   const transform = new TransformStream<EncodedFrame, EncodedFrame>({
     transform: (f, c) => {
       stats.frames[counter] = (stats.frames[counter] ?? 0) + 1;
-      if (side === 'send') encrypt(f, codec, c);
-      else decrypt(f, codec, c);
+      if (!receiver) return encrypt(f, codec, c);
+      receiver.out = c;
+      receive(receiver, f);
     },
   });
   readable
@@ -155,6 +216,7 @@ function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream
     .catch(() => undefined) // the sender/receiver went away
     .finally(() => {
       stats.transforms[side]--;
+      if (receiver) receivers.delete(receiver);
     });
 }
 
@@ -186,9 +248,11 @@ function installKey(leaf: number, epoch: number, baseKey: Uint8Array): void {
       scope.postMessage({ type: 'error', message: `could not install the epoch key: ${errorText(err)}` });
     }
   }
+  releaseHeld();
 }
 
 function clearKeys(): void {
+  for (const r of receivers) r.held = [];
   stats.receive.aheadSince = stats.receive.aheadLast = null;
   ctx?.free();
   ctx = null;
