@@ -1,7 +1,8 @@
 #!/bin/bash
 # One load run: the server pinned to core 0, one agent process pinned to
 # core 1 running N participants (720p + audio by default, count-only
-# receiving). Prints CPU of both processes (sampled from /proc between
+# receiving; every participant is in its room's MLS group and SFrame-encrypts
+# what it sends). Prints CPU of both processes (sampled from /proc between
 # t=5 s and t=DUR-2 s, so joins are excluded), RSS, throughput, loss over the
 # whole run and after the first 5 s, and kernel drops on the server's socket.
 #
@@ -50,10 +51,12 @@ if reports:
     steady = 100 * lost / max(1, lost + got)
 t, el = summary["totals"], summary["elapsed_s"]
 conn = sum(1 for p in summary["participants"] if p["connected"])
+grouped = sum(1 for p in summary["participants"] if p.get("in_group"))
+codes = len({p.get("security_code") for p in summary["participants"] if p.get("security_code")})
 sent = sum(p["sent_bytes"] for p in summary["participants"]) * 8 / el / 1e6
 recv = (t["audio"]["bytes"] + t["video"]["bytes"]) * 8 / el / 1e6
 print(f"N={n} server_cpu={srv:.0f}% agent_cpu={ag:.0f}% server_rss={int(rss)//1024}MiB "
-      f"agent_rss={int(arss)//1024}MiB connected={conn}/{n} sent={sent:.1f}Mbps recv={recv:.1f}Mbps "
+      f"agent_rss={int(arss)//1024}MiB connected={conn}/{n} in_group={grouped}/{n} codes={codes} sent={sent:.1f}Mbps recv={recv:.1f}Mbps "
       f"loss_audio={t['audio_loss_percent']:.2f}% loss_video={t['video_loss_percent']:.2f}% "
       f"loss_after_5s={steady:.2f}% server_socket_drops={drops}")
 PY

@@ -26,8 +26,12 @@ use crate::signaling::{InviteSecret, RoomUrl};
 
 /// Committers after the first wait this long per rank (the browser's rule).
 pub const COMMIT_STAGGER: Duration = Duration::from_millis(400);
-/// A commit of ours that is neither echoed nor rejected within this is dropped and redone.
-pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A commit of ours that is neither echoed nor rejected within this is
+/// dropped and redone. The server answers every commit (echo or
+/// `commit_rejected`) over an ordered connection, so this only guards
+/// against a server that lost it; an overloaded server can take several
+/// seconds, and dropping a commit it then accepts costs a rejoin.
+pub const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// A join request without a Welcome is sent again after this long.
 pub const JOIN_RESEND: Duration = Duration::from_secs(10);
 /// Undecryptable media of the epoch after ours for this long means we
@@ -87,6 +91,8 @@ pub struct Group {
     /// ours and undecryptable: we missed a commit nobody followed up on.
     ahead_since: Option<Instant>,
     ahead_last: Option<Instant>,
+    /// Our participant id (to recognise our own messages coming back).
+    me: Option<ParticipantId>,
     /// Commits of ours the server accepted.
     pub commits: u64,
     /// Rejoins after a missed commit or a removal.
@@ -127,9 +133,15 @@ impl Group {
             members_added: false,
             ahead_since: None,
             ahead_last: None,
+            me: None,
             commits: 0,
             rejoins: 0,
         }
+    }
+
+    /// Our participant id, from `welcome`.
+    pub fn set_me(&mut self, id: ParticipantId) {
+        self.me = Some(id);
     }
 
     pub fn state(&self) -> GroupState {
@@ -377,11 +389,21 @@ impl Group {
                 self.leave_group_state();
                 self.send_join_request(now, true);
             }
+            Err(MlsError::InvalidInput("joiner is already a member")) => {
+                // A repeated join request of someone already added: expected.
+            }
+            Err(e) if self.state == GroupState::Member && from.is_some() && from == self.me => {
+                // Our own commit, accepted by the server after we gave up
+                // on it: the group moved on without us.
+                self.notices.push(Notice::E2ee(format!(
+                    "our own commit came back after we dropped it ({e}): rejoining"
+                )));
+                self.rejoins += 1;
+                self.leave_group_state();
+                self.send_join_request(now, true);
+            }
             Err(e) if self.state == GroupState::Member => {
-                // A repeated join request of someone already added is expected.
-                if !matches!(e, MlsError::InvalidInput("joiner is already a member")) {
-                    self.warn(format!("ignored an MLS message: {e}"));
-                }
+                self.warn(format!("ignored an MLS message: {e}"));
             }
             // Before we are in the group, nothing else is ours to read.
             Err(_) => {}
@@ -652,7 +674,10 @@ impl Group {
             self.commit_now(now);
         }
         if self.commit_sent.is_some_and(|t| now >= t + COMMIT_TIMEOUT) {
-            self.warn("our commit was neither accepted nor rejected within 5 s; redoing it".into());
+            self.warn(format!(
+                "our commit was neither accepted nor rejected within {} s; redoing it",
+                COMMIT_TIMEOUT.as_secs()
+            ));
             if let Some(m) = self.member.as_mut() {
                 let _ = m.discard_pending_commit();
             }

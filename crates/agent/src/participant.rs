@@ -914,6 +914,7 @@ impl Session {
                     return Ok(());
                 }
                 self.me = Some(you.id);
+                self.group.set_me(you.id);
                 lock(&self.stats).id = Some(you.id);
                 for p in &participants {
                     self.people.insert(p.id, p.clone());
