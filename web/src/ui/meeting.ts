@@ -483,9 +483,15 @@ export class MeetingView {
       }
       area.remove();
     }
+    const keyless = this.room ? !this.room.group.hasSecret : false;
     if (ok) {
       this.toolbar.showCopied();
-      this.showToast('Copied — invite link is on your clipboard');
+      this.showToast(
+        keyless
+          ? 'Copied. You joined without the invite key, so people using this link will have to be let in.'
+          : 'Copied — invite link is on your clipboard',
+        keyless ? 6000 : 3000,
+      );
     } else {
       this.showToast(`Copy this link to invite others: ${url}`, 8000);
     }

@@ -32,7 +32,7 @@ export class ParticipantsPanel {
   constructor(close: () => void) {
     this.list = h('ul', { class: 'people-list', 'data-testid': 'participant-list' });
     this.title = h('h2', { id: 'people-title' }, 'People');
-    this.code = h('div', { class: 'people-code', 'aria-live': 'polite' });
+    this.code = h('div', { class: 'people-code' });
     this.el = h(
       'aside',
       { class: 'panel people-panel', 'aria-labelledby': 'people-title', 'data-testid': 'participants-panel' },

@@ -41,7 +41,8 @@ export class SecurityPanel {
   private code: string | null = null;
 
   constructor(close: () => void) {
-    this.body = h('div', { class: 'panel-body', 'aria-live': 'polite' });
+    // Not a live region: a code change is announced once, in a sentence (see `set`).
+    this.body = h('div', { class: 'panel-body' });
     this.el = h(
       'aside',
       { class: 'panel security-panel', 'aria-labelledby': 'security-title', 'data-testid': 'security-panel' },
