@@ -108,6 +108,8 @@ export class GroupSession {
   private secret: Uint8Array | null;
   private inGroup = false;
   private joinRequest: string | null = null;
+  /** When we first asked to join (for "still waiting" hints); null when not waiting. */
+  private waitingSince: number | null = null;
   private resendTimer: number | undefined;
   private commitTimer: number | undefined;
   private commitWatchdog: number | undefined;
@@ -137,6 +139,11 @@ export class GroupSession {
 
   get joined(): boolean {
     return this.inGroup;
+  }
+
+  /** Asked to join more than one resend interval ago and still outside the group. */
+  get waitingLong(): boolean {
+    return !this.inGroup && this.waitingSince !== null && Date.now() - this.waitingSince >= JOIN_RESEND_MS;
   }
 
   /** The `welcome`'s instructions: create the group or ask to join it. */
@@ -383,11 +390,15 @@ export class GroupSession {
 
   private sendJoinRequest(data: string): void {
     this.joinRequest = data;
+    this.waitingSince ??= Date.now();
     this.state = this.secret ? 'securing' : 'knocking';
     this.handlers.send({ type: 'join_request', data });
     // No Welcome yet: send the same request again (members ignore duplicates).
     this.resendTimer = window.setInterval(() => {
-      if (!this.inGroup && this.joinRequest) this.handlers.send({ type: 'join_request', data: this.joinRequest });
+      if (!this.inGroup && this.joinRequest) {
+        this.handlers.send({ type: 'join_request', data: this.joinRequest });
+        this.handlers.changed();
+      }
     }, JOIN_RESEND_MS);
     this.handlers.changed();
   }
@@ -415,6 +426,7 @@ export class GroupSession {
       switch (ev.type) {
         case 'joined':
           this.inGroup = true;
+          this.waitingSince = null;
           window.clearInterval(this.resendTimer);
           this.resendTimer = undefined;
           this.joinRequest = null;

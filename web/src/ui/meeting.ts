@@ -258,7 +258,7 @@ export class MeetingView {
     if (!room) return;
     const g = room.group;
     const connected = room.state.kind === 'connected' || room.state.kind === 'media_interrupted';
-    this.e2eeStatus.set(room.me ? g.state : 'securing', connected, g.refused);
+    this.e2eeStatus.set(room.me ? g.state : 'securing', connected, g.refused, g.waitingLong);
     // While the status bar explains the state, the shield would only repeat it (and cover it).
     this.toolbar.securityBtn.hidden = !this.e2eeStatus.el.hidden;
     this.security.set(g.joined ? g.securityCode : null, g.joined ? g.epoch : null);

@@ -88,10 +88,14 @@ export class E2eeStatus {
     this.el.hidden = true;
   }
 
-  set(state: E2eeState | null, connected: boolean, refused: boolean): void {
+  set(state: E2eeState | null, connected: boolean, refused: boolean, waitingLong = false): void {
     let text = '';
     if (!connected) text = '';
-    else if (state === 'securing') text = 'Securing the call…';
+    else if (state === 'securing') {
+      text = waitingLong
+        ? 'Still securing the call… If nobody in the meeting has your invite link’s key, someone there has to let you in.'
+        : 'Securing the call…';
+    }
     else if (state === 'knocking') text = 'Waiting for someone in the meeting to let you in…';
     else if (state === 'failed') {
       text = refused
