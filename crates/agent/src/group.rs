@@ -555,7 +555,9 @@ impl Group {
                     ));
                     self.rejoins += 1;
                     self.leave_group_state();
-                    self.send_join_request(now, false);
+                    // A fresh signature key, as for any rejoin: the server
+                    // tells our new leaf from a stale one by key.
+                    self.send_join_request(now, true);
                 }
                 Event::Knock { knock_id, joiner } => {
                     let admitted = self.admit_knocks
