@@ -583,3 +583,39 @@ async fn a_knocker_sends_nothing_until_a_member_admits_it() {
         h.stop().await.expect("leaves cleanly");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_an_agent_leaves_the_others_commit_its_removal_and_keep_decrypting() {
+    let server = Server::start();
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let handles: Vec<ParticipantHandle> = (0..3)
+        .map(|i| {
+            spawn(
+                config(server.room("leave"), &format!("l{i}"), i + 1),
+                tx.clone(),
+            )
+        })
+        .collect();
+    let all: Vec<&ParticipantHandle> = handles.iter().collect();
+    let before = wait_in_one_group(&all, 3, Duration::from_secs(10)).await;
+    let mut handles = handles.into_iter();
+    let first = handles.next().expect("three");
+    // The group's creator (lowest leaf, the usual committer) leaves.
+    first.stop().await.expect("leaves cleanly");
+    let rest: Vec<ParticipantHandle> = handles.collect();
+    let all: Vec<&ParticipantHandle> = rest.iter().collect();
+    let after = wait_in_one_group(&all, 2, Duration::from_secs(10)).await;
+    assert_ne!(before, after, "a new epoch, a new code");
+    // Media keeps flowing under the new epoch's keys.
+    let counts = |h: &ParticipantHandle| h.snapshot().e2ee_totals();
+    let then: Vec<_> = rest.iter().map(counts).collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for (h, (decrypted, failed, _)) in rest.iter().zip(then) {
+        let (now_decrypted, now_failed, _) = counts(h);
+        assert!(now_decrypted > decrypted, "{} stopped decrypting", h.name);
+        assert_eq!((failed, now_failed), (0, 0), "{}", h.name);
+    }
+    for h in rest {
+        h.stop().await.expect("leaves cleanly");
+    }
+}
