@@ -298,6 +298,12 @@ impl Group {
                     self.notices.push(Notice::E2ee(
                         "no invite secret in the link: knocking, a member must admit us".into(),
                     ));
+                } else if self.secret_generated && !rejoin {
+                    self.notices.push(Notice::E2ee(
+                        "no invite secret in the link: unless another participant of this \
+                         process created the group, this is a knock a member must admit"
+                            .into(),
+                    ));
                 }
             }
             Err(e) => {

@@ -166,7 +166,7 @@ async fn run(args: JoinArgs, url: RoomUrl) -> ExitCode {
     let json = args.json;
     let printer = tokio::spawn(async move {
         // Every local participant receives each chat message and sees each
-        // security code; print them once.
+        // security code; print them once (`codes` also holds such texts).
         let mut last_chat: Option<u32> = None;
         let mut codes = std::collections::HashSet::new();
         while let Some(t) = notice_rx.recv().await {
@@ -179,6 +179,12 @@ async fn run(args: JoinArgs, url: RoomUrl) -> ExitCode {
                 }
                 conclave_agent::Notice::SecurityCode { code, .. }
                     if !codes.insert(code.clone()) =>
+                {
+                    continue;
+                }
+                // Every participant sharing a made-up secret says the same.
+                conclave_agent::Notice::E2ee(text)
+                    if text.starts_with("no invite secret") && !codes.insert(text.clone()) =>
                 {
                     continue;
                 }
