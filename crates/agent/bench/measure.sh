@@ -8,10 +8,11 @@
 #
 #   crates/agent/bench/measure.sh N [720p|360p|180p] [DUR]
 #   EXTRA="--room-size 5" crates/agent/bench/measure.sh 80
+#   COUNT_ONLY= crates/agent/bench/measure.sh 20   # receivers decrypt everything
 #
 # Needs target/release/conclave and target/release/conclave-agent, taskset, python3.
 set -eu
-N=$1; VIDEO=${2:-720p}; DUR=${3:-20}; EXTRA=${EXTRA:-}
+N=$1; VIDEO=${2:-720p}; DUR=${3:-20}; EXTRA=${EXTRA:-}; COUNT_ONLY=${COUNT_ONLY---count-only}
 cd "$(dirname "$0")/../../.."
 TMP=$(mktemp -d)
 trap 'kill $SRV 2>/dev/null || true; rm -rf "$TMP"' EXIT
@@ -21,7 +22,7 @@ for _ in $(seq 50); do grep -q http "$TMP/srv.out" && break; sleep 0.1; done
 URL=$(grep -o 'http://127.0.0.1:[0-9]*' "$TMP/srv.out" | head -1)
 # shellcheck disable=SC2086
 taskset -c 1 target/release/conclave-agent join "$URL/load" --participants "$N" $EXTRA \
-  --video "$VIDEO" --count-only --duration "$DUR" --report-every 5 --json > "$TMP/agent.out" 2> "$TMP/agent.err" &
+  --video "$VIDEO" $COUNT_ONLY --duration "$DUR" --report-every 5 --json > "$TMP/agent.out" 2> "$TMP/agent.err" &
 AG=$!
 cpu() { awk '{print $14+$15}' "/proc/$1/stat"; }
 sleep 5
@@ -53,11 +54,14 @@ t, el = summary["totals"], summary["elapsed_s"]
 conn = sum(1 for p in summary["participants"] if p["connected"])
 grouped = sum(1 for p in summary["participants"] if p.get("in_group"))
 codes = len({p.get("security_code") for p in summary["participants"] if p.get("security_code")})
+dec = t["audio"].get("decrypted", 0) + t["video"].get("decrypted", 0)
+fail = t["audio"].get("decrypt_failures", 0) + t["video"].get("decrypt_failures", 0)
+e2ee = f" decrypted={dec} decrypt_failures={fail}" if dec or fail else ""
 sent = sum(p["sent_bytes"] for p in summary["participants"]) * 8 / el / 1e6
 recv = (t["audio"]["bytes"] + t["video"]["bytes"]) * 8 / el / 1e6
 print(f"N={n} server_cpu={srv:.0f}% agent_cpu={ag:.0f}% server_rss={int(rss)//1024}MiB "
       f"agent_rss={int(arss)//1024}MiB connected={conn}/{n} in_group={grouped}/{n} codes={codes} sent={sent:.1f}Mbps recv={recv:.1f}Mbps "
       f"loss_audio={t['audio_loss_percent']:.2f}% loss_video={t['video_loss_percent']:.2f}% "
-      f"loss_after_5s={steady:.2f}% server_socket_drops={drops}")
+      f"loss_after_5s={steady:.2f}% server_socket_drops={drops}{e2ee}")
 PY
 grep '^error' "$TMP/agent.err" || true

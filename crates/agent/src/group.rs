@@ -333,16 +333,20 @@ impl Group {
         let Some(epoch) = self.epoch.filter(|_| self.state == GroupState::Member) else {
             return;
         };
-        let header = codec
-            .clear_prefix_len(frame)
-            .ok()
-            .and_then(|n| frame.get(n..))
-            .and_then(|rest| conclave_e2ee::sframe::decode_header(rest).ok());
-        if let Some((kid, _, _)) = header {
-            if kid & 0xf == (epoch + 1) & 0xf {
-                self.ahead_since.get_or_insert(now);
-                self.ahead_last = Some(now);
-            }
+        if frame_epoch_bits(codec, frame) == Some((epoch + 1) & 0xf) {
+            self.ahead_since.get_or_insert(now);
+            self.ahead_last = Some(now);
+        }
+    }
+
+    /// Whether a frame that failed authentication may only have met an old
+    /// epoch's key: SFrame KIDs carry 4 epoch bits, so when 16 epochs pass
+    /// within the 5 s an old key is kept (many joins at once), a frame of
+    /// the epoch after ours finds the retained key of 16 epochs before.
+    pub fn maybe_stale_key(&self, codec: Codec, frame: &[u8]) -> bool {
+        match (self.epoch, frame_epoch_bits(codec, frame)) {
+            (Some(epoch), Some(bits)) => bits != epoch & 0xf,
+            _ => false,
         }
     }
 
@@ -726,6 +730,13 @@ impl Group {
             None => Err(MlsError::NotInGroup),
         }
     }
+}
+
+/// The low 4 epoch bits of a protected frame's SFrame KID.
+fn frame_epoch_bits(codec: Codec, frame: &[u8]) -> Option<u64> {
+    let n = codec.clear_prefix_len(frame).ok()?;
+    let (kid, _, _) = conclave_e2ee::sframe::decode_header(frame.get(n..)?).ok()?;
+    Some(kid & 0xf)
 }
 
 /// Whether a decryption error only means "no key for this frame (yet)":

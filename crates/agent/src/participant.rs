@@ -364,6 +364,9 @@ struct Held {
     codec: FrameCodec,
     data: Vec<u8>,
     at: Instant,
+    /// Failed authentication under an old epoch's key with the same low
+    /// epoch bits: retried with newer keys, a failure if it never opens.
+    suspect: bool,
 }
 
 /// At most this many frames wait for keys (per local participant)…
@@ -774,15 +777,17 @@ impl Session {
                     FrameCodec::Opus,
                     &packet.payload,
                     Instant::now(),
+                    None,
                 );
             } else if let Some(frame) = frame {
-                self.open(from, source, FrameCodec::Vp8, &frame, Instant::now());
+                self.open(from, source, FrameCodec::Vp8, &frame, Instant::now(), None);
             }
         }
     }
 
     /// Decrypts and authenticates one received frame; holds it if its key
     /// has not arrived yet.
+    /// `retry`: `None` on arrival, `Some(suspect)` for a held frame.
     fn open(
         &mut self,
         from: ParticipantId,
@@ -790,33 +795,83 @@ impl Session {
         codec: FrameCodec,
         data: &[u8],
         now: Instant,
+        retry: Option<bool>,
     ) {
         let now_ms = self.now_ms();
-        match self.group.decrypt(codec, data, &mut self.plain, now_ms) {
+        let e = match self.group.decrypt(codec, data, &mut self.plain, now_ms) {
             Ok(info) => {
                 self.group.frame_decrypted();
                 self.opened(from, source, codec, info);
+                return;
             }
-            Err(e) if is_missing_key(&e) => {
-                self.group.frame_without_key(codec, data, now);
-                if self.held.len() >= MAX_HELD {
-                    if let Some(old) = self.held.pop_front() {
-                        self.count_no_key(old.from, old.source);
-                    }
-                }
-                self.held.push_back(Held {
-                    from,
-                    source,
-                    codec,
-                    data: data.to_vec(),
-                    at: now,
-                });
+            Err(e) => e,
+        };
+        // SFrame KIDs carry only 4 epoch bits. A frame can meet a key of
+        // the same low bits but another epoch (16 apart: many joins within
+        // the 5 s old keys are kept) and fail authentication — or the
+        // replay check of that key, which comes first — without being bad.
+        let rejected = matches!(
+            e,
+            conclave_e2ee::Error::AuthenticationFailed | conclave_e2ee::Error::Replay
+        );
+        let stale_bits = rejected && self.group.maybe_stale_key(codec, data);
+        let suspect = match retry {
+            // On arrival: a key of the frame's epoch bits but not of our
+            // current epoch failed; hold it for the newer key.
+            None if stale_bits => true,
+            None if rejected || !is_missing_key(&e) => {
+                self.count_failure(from, source);
+                return;
             }
-            Err(_) => {
-                let mut stats = lock(&self.stats);
-                let remote = stats.remotes.entry(from).or_default();
-                remote.track_mut(source).decrypt_failures += 1;
+            None => false,
+            Some(suspect) if stale_bits || is_missing_key(&e) => suspect,
+            // Held after failing under an old key, now failing under the
+            // current one too: bad.
+            Some(true) => {
+                self.count_failure(from, source);
+                return;
             }
+            // Held for lack of a key, then not opened by the key of the same
+            // bits we got since: most likely from an epoch 16 away.
+            Some(false) if rejected => {
+                self.count_no_key(from, source);
+                return;
+            }
+            Some(false) => {
+                self.count_failure(from, source);
+                return;
+            }
+        };
+        if !suspect {
+            self.group.frame_without_key(codec, data, now);
+        }
+        if self.held.len() >= MAX_HELD {
+            if let Some(old) = self.held.pop_front() {
+                self.give_up(&old);
+            }
+        }
+        self.held.push_back(Held {
+            from,
+            source,
+            codec,
+            data: data.to_vec(),
+            at: now,
+            suspect,
+        });
+    }
+
+    fn count_failure(&self, from: ParticipantId, source: TrackSource) {
+        let mut stats = lock(&self.stats);
+        let remote = stats.remotes.entry(from).or_default();
+        remote.track_mut(source).decrypt_failures += 1;
+    }
+
+    /// A held frame that never opened: lacking a key, or a real failure.
+    fn give_up(&self, h: &Held) {
+        if h.suspect {
+            self.count_failure(h.from, h.source);
+        } else {
+            self.count_no_key(h.from, h.source);
         }
     }
 
@@ -868,9 +923,9 @@ impl Session {
     fn retry_held(&mut self, now: Instant) {
         for h in std::mem::take(&mut self.held) {
             if now.saturating_duration_since(h.at) > HOLD_FOR {
-                self.count_no_key(h.from, h.source);
+                self.give_up(&h);
             } else {
-                self.open(h.from, h.source, h.codec, &h.data, h.at);
+                self.open(h.from, h.source, h.codec, &h.data, h.at, Some(h.suspect));
             }
         }
     }
@@ -883,7 +938,7 @@ impl Session {
             .is_some_and(|h| now.saturating_duration_since(h.at) > HOLD_FOR)
         {
             if let Some(h) = self.held.pop_front() {
-                self.count_no_key(h.from, h.source);
+                self.give_up(&h);
             }
         }
     }
