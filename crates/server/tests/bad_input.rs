@@ -14,7 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 async fn room_still_works(ada: &mut Client, bob: &mut Client, round: u8) {
     let media = MediaState {
         microphone: false,
-        camera: round % 2 == 0,
+        camera: round.is_multiple_of(2),
         screen: false,
     };
     ada.send(&ClientMessage::MediaState { media }).await;

@@ -3,6 +3,8 @@
 //! invite proof, ordered commits, encrypted chat, knock denial and the
 //! removal of members whose connection is gone.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use base64::engine::general_purpose::STANDARD as B64;
