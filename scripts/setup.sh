@@ -2,13 +2,19 @@
 # Installs what building and testing Conclave needs on Debian 12 (idempotent).
 # Rust (rustup, stable) and Node.js 20 are assumed; everything else comes from
 # Debian's packages, crates.io and npm.
+#   scripts/setup.sh              # everything the tests need
+#   scripts/setup.sh --build-only # only what building the binary needs (no browsers)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+build_only=0
+[ "${1:-}" = "--build-only" ] && build_only=1
 
 need_apt=()
-command -v chromium >/dev/null || need_apt+=(chromium)
-command -v firefox-esr >/dev/null || need_apt+=(firefox-esr)
-command -v ip >/dev/null || need_apt+=(iproute2)
+if [ $build_only = 0 ]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+  command -v firefox-esr >/dev/null || need_apt+=(firefox-esr)
+  command -v ip >/dev/null || need_apt+=(iproute2)
+fi
 # wasm32: rustup's target if present, else Debian's Rust builds the std for it (docs/building.md).
 if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then
   [ -x /usr/bin/rustc ] || need_apt+=(rustc-web cargo-web)
@@ -32,7 +38,9 @@ if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$want_bindge
   cargo install -q wasm-bindgen-cli --version "$want_bindgen"
 fi
 
-for dir in web e2e e2ee-wasm-test; do
+dirs=(web e2e e2ee-wasm-test)
+[ $build_only = 1 ] && dirs=(web)
+for dir in "${dirs[@]}"; do
   if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
