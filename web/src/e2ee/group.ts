@@ -75,8 +75,14 @@ export interface GroupHandlers {
   notice(text: string): void;
 }
 
-/** A commit that is not echoed back within this time is given up and redone. */
-const COMMIT_TIMEOUT_MS = 5_000;
+/**
+ * A commit that is neither echoed nor rejected within this time is given up
+ * and redone. The server always answers one or the other over a reliable
+ * WebSocket, so this only matters for a server too busy to answer soon; too
+ * short a limit then drops commits the server later accepts (the native
+ * agent saw that under load with 5 s), leaving this member an epoch behind.
+ */
+const COMMIT_TIMEOUT_MS = 20_000;
 /** Committers after the first wait this long per rank before trying. */
 const COMMIT_STAGGER_MS = 400;
 /** Undecryptable media of the next epoch for this long means we missed a commit. */
