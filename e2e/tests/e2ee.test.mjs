@@ -237,6 +237,58 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     });
   });
 
+  test('a member that misses a commit notices and rejoins by itself', { timeout: 120_000 }, async () => {
+    const room = uniqueRoom('e2eemiss');
+    const ada = await person('Ada');
+    const bob = await person('Bob');
+    const cy = await person('Cy');
+    // Test-side fault on Bob's page only: when armed with a participant id,
+    // the next MLS handshake message relayed from that participant (a commit:
+    // members send no join requests) is dropped before the app sees it.
+    await bob.context.addInitScript(() => {
+      const add = WebSocket.prototype.addEventListener;
+      WebSocket.prototype.addEventListener = function (type, listener, options) {
+        if (type !== 'message') return add.call(this, type, listener, options);
+        return add.call(this, type, (ev) => {
+          const msg = typeof ev.data === 'string' && ev.data.includes('"type":"mls"') ? JSON.parse(ev.data) : null;
+          if (msg && window.__dropMlsFrom != null && msg.from === window.__dropMlsFrom) {
+            window.__dropMlsFrom = null;
+            window.__droppedMls = (window.__droppedMls ?? 0) + 1;
+            return;
+          }
+          listener.call(this, ev);
+        }, options);
+      };
+    });
+    const all = [ada, bob, cy];
+    await withDiagnostics(all, server, async () => {
+      await join(ada, server.url, room, 'Ada');
+      await join(bob, server.url, room, 'Bob');
+      await waitSecured(ada.page);
+      await waitSecured(bob.page);
+      await waitFor(async () => (await codeShown(ada)) === (await codeShown(bob)), { what: 'Ada and Bob in one group' });
+      await bob.page.evaluate((adaId) => {
+        window.__dropMlsFrom = adaId;
+      }, ada.id);
+      // Ada (rank 0) commits Cy's join; that commit never reaches Bob.
+      await join(cy, server.url, room, 'Cy');
+      await waitSecured(cy.page);
+      await waitFor(() => bob.page.evaluate(() => window.__droppedMls === 1), { what: 'the commit to be dropped at Bob' });
+      const bobKeyBefore = (await e2eeState(bob.page)).roster.find((r) => r.displayName === 'Bob').signatureKey;
+      // Bob notices (media under a key he lacks, or the next handshake) and
+      // rejoins; in the end all three share one group and one code.
+      await waitFor(async () => {
+        const states = await Promise.all(all.map((p) => e2eeState(p.page)));
+        return states.every((s) => s.state === 'joined' && s.roster.length === 3 && s.securityCode === states[0].securityCode);
+      }, { what: 'Bob to rejoin and all three to share a code', timeoutMs: 45_000 });
+      // He came back as a new leaf (fresh key): the stale one was removed.
+      const bobNow = (await e2eeState(ada.page)).roster.find((r) => r.displayName === 'Bob');
+      assert.notEqual(bobNow.signatureKey, bobKeyBefore);
+      await decodesVideoFrom(bob, 2);
+      await decodesVideoFrom(cy, 2);
+    });
+  });
+
   test('a server that tries to add a member on its own fails: members refuse it and it never gets keys', { timeout: 120_000 }, async () => {
     const room = uniqueRoom('e2eeghost');
     const ada = await person('Ada');
