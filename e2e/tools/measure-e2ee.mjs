@@ -10,7 +10,7 @@
 //     by pass-through streams (a measurement-only page script; the app itself
 //     cannot turn encryption off).
 //
-//   node e2e/tools/measure-e2ee.mjs [runs=10] [cpuSeconds=20]
+//   node e2e/tools/measure-e2ee.mjs [runs=10] [cpuSeconds=20]   (cpuSeconds 0 skips part 3)
 // Prints one JSON object (medians and all samples). Needs target/release/conclave.
 import { readFileSync, readdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
@@ -211,7 +211,7 @@ try {
   await browser.close();
   const cpu = { withTransforms: [], passThrough: [] };
   const widths = [];
-  for (let i = 0; i < 3; i++) {
+  for (let i = 0; i < (cpuSeconds > 0 ? 3 : 0); i++) {
     for (const [encrypted, list] of [[true, cpu.withTransforms], [false, cpu.passThrough]]) {
       const r = await cpuOfOne(server, encrypted);
       list.push(r.percentOfOneCore);

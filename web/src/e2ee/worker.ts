@@ -111,6 +111,8 @@ interface Receiver {
 const HOLD_MS = 1000;
 const HOLD_FRAMES = 120;
 const receivers = new Set<Receiver>();
+/** No key has been installed yet in this session (cleared keys do not count). */
+let awaitingFirstKey = true;
 
 /** Whether `kid`'s epoch is one or two after the newest installed key (so its key cannot be here yet). */
 function isAhead(kid: number | null): boolean {
@@ -135,6 +137,17 @@ function receive(r: Receiver, frame: EncodedFrame): void {
     r.held.push(frame);
     r.heldSince = now;
     noteAhead(now);
+    return;
+  }
+  if (!ctx || keyEpoch === null) {
+    // A joiner's media often arrives just before its Welcome is processed:
+    // keep the first key frame for the key instead of waiting for another.
+    if (kid !== null && awaitingFirstKey) {
+      r.held.push(frame);
+      r.heldSince = now;
+    } else {
+      stats.receive.droppedNoKey++;
+    }
     return;
   }
   if (r.out) decrypt(frame, r.codec, r.out);
@@ -248,6 +261,7 @@ function installKey(leaf: number, epoch: number, baseKey: Uint8Array): void {
       scope.postMessage({ type: 'error', message: `could not install the epoch key: ${errorText(err)}` });
     }
   }
+  if (keyEpoch !== null) awaitingFirstKey = false;
   releaseHeld();
 }
 
