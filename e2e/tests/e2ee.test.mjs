@@ -169,6 +169,29 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     });
   });
 
+  test('a browser whose sender transform is bypassed is stopped: video never leaves unencrypted for long', { timeout: 90_000 }, async () => {
+    const room = uniqueRoom('e2eebypass');
+    const ada = await person('Ada');
+    const leaky = await person('Leaky');
+    // Test-side sabotage: this page's senders pass frames around the app's
+    // encrypting Worker (what Chromium's script transform did by itself).
+    await leaky.context.addInitScript(() => {
+      const original = RTCRtpSender.prototype.createEncodedStreams;
+      RTCRtpSender.prototype.createEncodedStreams = function () {
+        const real = original.call(this);
+        real.readable.pipeTo(real.writable).catch(() => {});
+        return { readable: new ReadableStream(), writable: new WritableStream() };
+      };
+    });
+    await withDiagnostics([ada, leaky], server, async () => {
+      await join(ada, server.url, room, 'Ada');
+      await join(leaky, server.url, room, 'Leaky');
+      await leaky.page.getByText(/without passing it through end-to-end encryption/).waitFor({ timeout: 20_000 });
+      const senders = await leaky.page.evaluate(() => (window.__e2ePeers ?? []).map((pc) => pc.connectionState));
+      assert.ok(senders.every((s) => s === 'closed'), `the peer connection is closed: ${senders}`);
+    });
+  });
+
   test('knock: without the secret a person asks to join; an admitted one decodes media, a denied one never does', { timeout: 120_000 }, async () => {
     const room = uniqueRoom('e2eeknock');
     const ada = await person('Ada');

@@ -157,6 +157,13 @@ export class Room {
         this.end({ kind: 'lost', why: 'negotiation' });
       },
     }, this.crypto);
+    this.crypto.guardAgainstBypass(this.peer.pc, () => {
+      console.error('conclave: video frames bypassed the encryption transform; ending the call');
+      this.end({
+        kind: 'unsupported',
+        message: 'This browser sent video without passing it through end-to-end encryption, so the call was stopped to protect it. Please use another browser.',
+      });
+    });
     void this.peer.setLocalTrack('microphone', this.watch(this.media.mic));
     void this.peer.setLocalTrack('camera', this.watch(this.media.camera));
     void this.peer.setLocalTrack('screen', this.watchScreen(this.media.screen));

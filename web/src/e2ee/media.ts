@@ -55,6 +55,7 @@ export class MediaCrypto {
   private nextId = 1;
   private waiting = new Map<number, (s: WorkerStats) => void>();
   private disposed = false;
+  private guardTimer = 0;
 
   /** Called with every statistics update from the Worker. */
   onStats: ((stats: WorkerStats) => void) | null = null;
@@ -121,7 +122,40 @@ export class MediaCrypto {
     });
   }
 
+  /**
+   * Fails closed if the browser bypasses the sender transform: every 2 s it
+   * compares the video frames the encoders produced with those the Worker
+   * saw. Two windows in a row where the encoders made at least 20 frames and
+   * the Worker saw fewer than half of them call `onBypass` (the caller ends
+   * the call). Chromium's script transform did exactly this (see above).
+   */
+  guardAgainstBypass(pc: RTCPeerConnection, onBypass: () => void): void {
+    let last: { encoded: number; seen: number } | null = null;
+    let strikes = 0;
+    this.guardTimer = window.setInterval(() => {
+      void (async () => {
+        let encoded = 0;
+        (await pc.getStats()).forEach((s: { type?: string; kind?: string; framesEncoded?: number }) => {
+          if (s.type === 'outbound-rtp' && s.kind === 'video') encoded += s.framesEncoded ?? 0;
+        });
+        const seen = (await this.stats()).frames['send-video'] ?? 0;
+        if (this.disposed) return;
+        if (last) {
+          const made = encoded - last.encoded;
+          const passed = seen - last.seen;
+          strikes = made >= 20 && passed * 2 < made ? strikes + 1 : 0;
+          if (strikes >= 2) {
+            window.clearInterval(this.guardTimer);
+            onBypass();
+          }
+        }
+        last = { encoded, seen };
+      })();
+    }, 2000);
+  }
+
   dispose(): void {
+    window.clearInterval(this.guardTimer);
     this.disposed = true;
     this.worker.terminate();
     for (const resolve of this.waiting.values()) resolve(this.latest);
