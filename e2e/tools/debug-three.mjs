@@ -1,4 +1,7 @@
-// Ad-hoc: three members, print worker stats and inbound video after 15 s.
+// Three members; prints each page's media-Worker statistics, decoded video
+// and which senders/receivers have transforms, after 15 s.
+//   node e2e/tools/debug-three.mjs            (Chromium's createEncodedStreams)
+//   FORCE_SCRIPT=1 node e2e/tools/debug-three.mjs
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { decodedVideo, e2eeStats, join, uniqueRoom, waitSecured } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
@@ -9,7 +12,9 @@ const room = uniqueRoom('dbg');
 const people = [];
 for (const n of ['Ada', 'Grace', 'Kathy']) {
   const p = await newParticipant(browser, n);
-  if (process.env.FORCE_STREAMS) await p.context.addInitScript(() => { delete window.RTCRtpScriptTransform; });
+  // FORCE_SCRIPT=1 hides createEncodedStreams so Chromium uses RTCRtpScriptTransform
+  // (how the video bypass in docs/security.md §8 was seen).
+  if (process.env.FORCE_SCRIPT) await p.context.addInitScript(() => { delete RTCRtpSender.prototype.createEncodedStreams; delete RTCRtpReceiver.prototype.createEncodedStreams; });
   people.push(p);
   await join(p, server.url, room, n);
   await waitSecured(p.page);
