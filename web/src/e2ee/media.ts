@@ -3,7 +3,7 @@
 // connection with WebRTC Encoded Transforms, and fed one SFrame base key per
 // MLS epoch.
 
-import type { FromWorker, MediaKind, Side, ToWorker, TransformOptions, WorkerStats } from './messages';
+import { emptyStats, type FromWorker, type MediaKind, type Side, type ToWorker, type TransformOptions, type WorkerStats } from './messages';
 
 export type TransformApi = 'script' | 'streams';
 
@@ -35,18 +35,6 @@ export function detectTransformApi(): TransformApi | null {
 export const UNSUPPORTED_BROWSER_TEXT =
   'This browser cannot encrypt calls end to end; use a current Chrome, Edge, Firefox or Safari.';
 
-export function emptyStats(): WorkerStats {
-  return {
-    keyEpoch: null,
-    ownLeaf: null,
-    transforms: { send: 0, receive: 0 },
-    frames: {},
-    send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
-    receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {}, aheadSince: null, aheadLast: null },
-    senders: {},
-    at: 0,
-  };
-}
 
 export class MediaCrypto {
   private worker: Worker;

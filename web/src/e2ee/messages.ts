@@ -65,3 +65,17 @@ export type FromWorker =
   | { type: 'stats'; id: number | null; stats: WorkerStats }
   | { type: 'ready' }
   | { type: 'error'; message: string };
+
+/** Statistics before anything happened (the Worker's start, the page's placeholder). */
+export function emptyStats(): WorkerStats {
+  return {
+    keyEpoch: null,
+    ownLeaf: null,
+    transforms: { send: 0, receive: 0 },
+    frames: {},
+    send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
+    receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {}, aheadSince: null, aheadLast: null },
+    senders: {},
+    at: 0,
+  };
+}

@@ -6,7 +6,7 @@
 // not decrypt are dropped and counted. Keys and frame contents are never logged.
 
 import init, { SframeCtx } from '../e2ee-wasm/conclave_e2ee_wasm.js';
-import type { FromWorker, MediaKind, SenderStats, Side, ToWorker, TransformOptions, WorkerStats } from './messages';
+import { emptyStats, type FromWorker, type MediaKind, type SenderStats, type Side, type ToWorker, type TransformOptions, type WorkerStats } from './messages';
 
 /** The bits of DedicatedWorkerGlobalScope used here (the DOM lib is in scope, not the worker lib). */
 interface WorkerScope {
@@ -34,16 +34,7 @@ let ownLeaf: number | null = null;
 let keyEpoch: number | null = null;
 let wasmReady = false;
 
-const stats: WorkerStats = {
-  keyEpoch: null,
-  ownLeaf: null,
-  transforms: { send: 0, receive: 0 },
-  frames: {},
-  send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
-  receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {}, aheadSince: null, aheadLast: null },
-  senders: {},
-  at: 0,
-};
+const stats: WorkerStats = emptyStats();
 
 function codecFor(kind: MediaKind): number {
   return kind === 'audio' ? CODEC_OPUS : CODEC_VP8;
@@ -103,7 +94,7 @@ function encrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefault
 interface Receiver {
   codec: number;
   out: TransformStreamDefaultController<EncodedFrame> | null;
-  held: EncodedFrame[];
+  held: Incoming[];
   heldSince: number;
 }
 
@@ -121,36 +112,44 @@ function isAhead(kid: number | null): boolean {
   return ahead === 1 || ahead === 2;
 }
 
+/** A frame as it arrived, with its KID read once. */
+interface Incoming {
+  frame: EncodedFrame;
+  data: Uint8Array;
+  kid: number | null;
+}
+
+function hold(r: Receiver, f: Incoming, now: number): void {
+  if (r.held.length === 0) r.heldSince = now;
+  r.held.push(f);
+}
+
 function receive(r: Receiver, frame: EncodedFrame): void {
   const now = Date.now();
+  const data = new Uint8Array(frame.data);
+  const f: Incoming = { frame, data, kid: frameKid(data, r.codec) };
   if (r.held.length > 0) {
     if (now - r.heldSince <= HOLD_MS && r.held.length < HOLD_FRAMES) {
-      r.held.push(frame);
+      r.held.push(f);
       return;
     }
     // The key did not come: give up on what was held, then go on as usual.
     stats.receive.decryptFailed += r.held.length;
     r.held = [];
   }
-  const kid = frameKid(new Uint8Array(frame.data), r.codec);
-  if (ctx && isAhead(kid)) {
-    r.held.push(frame);
-    r.heldSince = now;
-    noteAhead(now);
-    return;
-  }
   if (!ctx || keyEpoch === null) {
     // A joiner's media often arrives just before its Welcome is processed:
     // keep the first key frame for the key instead of waiting for another.
-    if (kid !== null && awaitingFirstKey) {
-      r.held.push(frame);
-      r.heldSince = now;
-    } else {
-      stats.receive.droppedNoKey++;
-    }
+    if (f.kid !== null && awaitingFirstKey) hold(r, f, now);
+    else stats.receive.droppedNoKey++;
     return;
   }
-  if (r.out) decrypt(frame, r.codec, r.out);
+  if (isAhead(f.kid)) {
+    hold(r, f, now);
+    noteAhead(now);
+    return;
+  }
+  if (r.out) decrypt(f, r.codec, r.out);
 }
 
 /** A key was installed: decrypt what each receiver held, in order. */
@@ -168,27 +167,24 @@ function noteAhead(now: number): void {
   stats.receive.aheadLast = now;
 }
 
-function decrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefaultController<EncodedFrame>): void {
+function decrypt(f: Incoming, codec: number, out: TransformStreamDefaultController<EncodedFrame>): void {
   if (!ctx || keyEpoch === null) {
     stats.receive.droppedNoKey++;
     return;
   }
-  const data = new Uint8Array(frame.data);
-  if (data.length === 0) return; // nothing to decrypt (the decoder would drop it too)
+  if (f.data.length === 0) return; // nothing to decrypt (the decoder would drop it too)
   try {
     const now = Date.now();
-    const opened = ctx.decrypt(codec, data, now);
-    const kid = frameKid(data, codec);
-    frame.data = opened.buffer as ArrayBuffer;
+    const opened = ctx.decrypt(codec, f.data, now);
+    f.frame.data = opened.buffer as ArrayBuffer;
     stats.receive.decrypted++;
-    if (kid !== null) noteSender(kid, now);
-    out.enqueue(frame);
+    if (f.kid !== null) noteSender(f.kid, now);
+    out.enqueue(f.frame);
   } catch (err) {
     stats.receive.decryptFailed++;
     const reason = errorText(err);
     stats.receive.failures[reason] = (stats.receive.failures[reason] ?? 0) + 1;
-    const kid = frameKid(data, codec);
-    if (kid !== null && kid % 16 === (keyEpoch + 1) % 16) noteAhead(Date.now());
+    if (f.kid !== null && f.kid % 16 === (keyEpoch + 1) % 16) noteAhead(Date.now());
   }
 }
 
