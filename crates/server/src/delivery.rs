@@ -69,8 +69,8 @@ pub struct RoomMls {
     /// Each participant's current signature key (latest join request, or the
     /// creator's leaf).
     keys: HashMap<ParticipantId, Vec<u8>>,
-    /// Join requests that arrived before the group existed.
-    waiting: Vec<(ParticipantId, Vec<u8>)>,
+    /// Join requests (base64, as received) that arrived before the group existed.
+    waiting: Vec<(ParticipantId, String)>,
     /// Removals already proposed, by (epoch, leaf).
     proposed: HashSet<(u64, u32)>,
     next_chat_seq: u32,
@@ -129,10 +129,16 @@ impl RoomMls {
             .collect()
     }
 
-    fn to_members(&self, message: &ServerMessage, out: &mut Vec<Out>) {
-        for p in self.members() {
-            out.push(Out::To(p, message.clone()));
-        }
+    /// `mls {from, data}` to every member; `data` is base64, as received or encoded once.
+    fn mls_to_members(&self, from: Option<ParticipantId>, data: &str) -> Vec<Out> {
+        let message = ServerMessage::Mls {
+            from,
+            data: data.to_owned(),
+        };
+        self.members()
+            .into_iter()
+            .map(|p| Out::To(p, message.clone()))
+            .collect()
     }
 
     /// The creator's GroupInfo: start following the group.
@@ -167,7 +173,7 @@ impl RoomMls {
         self.proposed.clear();
         for (from, request) in std::mem::take(&mut self.waiting) {
             if from != id && self.present.contains(&from) {
-                out.extend(self.relay_join_request(from, &request));
+                out.extend(self.mls_to_members(Some(from), &request));
             }
         }
         Ok(out)
@@ -195,7 +201,7 @@ impl RoomMls {
         let old = self.keys.insert(id, key);
         if self.group.is_none() {
             self.waiting.retain(|(p, _)| *p != id);
-            self.waiting.push((id, bytes));
+            self.waiting.push((id, data.to_owned()));
             return Ok(out);
         }
         let knock = !has_proof;
@@ -203,23 +209,11 @@ impl RoomMls {
             // A rejoin: the old leaf no longer belongs to anyone present.
             out.extend(self.propose_orphan_removals(signer));
         }
-        out.extend(self.relay_join_request(id, &bytes));
+        out.extend(self.mls_to_members(Some(id), data));
         if knock && signer.try_ghost_adds {
             out.extend(self.ghost_add(id, &bytes, signer));
         }
         Ok(out)
-    }
-
-    fn relay_join_request(&mut self, id: ParticipantId, bytes: &[u8]) -> Vec<Out> {
-        let mut out = Vec::new();
-        self.to_members(
-            &ServerMessage::Mls {
-                from: Some(id),
-                data: B64.encode(bytes),
-            },
-            &mut out,
-        );
-        out
     }
 
     /// Test mode only: the server proposes to add a joiner on its own.
@@ -239,15 +233,7 @@ impl RoomMls {
                     participant = id,
                     "test mode: proposing to add a participant without its members' consent"
                 );
-                let mut out = Vec::new();
-                self.to_members(
-                    &ServerMessage::Mls {
-                        from: None,
-                        data: B64.encode(p),
-                    },
-                    &mut out,
-                );
-                out
+                self.mls_to_members(None, &B64.encode(p))
             }
             Err(_) => Vec::new(),
         }
@@ -266,7 +252,10 @@ impl RoomMls {
             return Err(bad("only members of the group can commit"));
         }
         let commit_bytes = decode(commit, MAX_MLS_BYTES)?;
-        let welcome_bytes = welcome.map(|w| decode(w, MAX_MLS_BYTES)).transpose()?;
+        if let Some(w) = welcome {
+            // Checked, then relayed as received.
+            decode(w, MAX_MLS_BYTES)?;
+        }
         let members_before = self.members();
         let own_leaf = self
             .keys
@@ -301,15 +290,15 @@ impl RoomMls {
         let mut out = Vec::new();
         let relayed = ServerMessage::Mls {
             from: Some(id),
-            data: B64.encode(&commit_bytes),
+            data: commit.to_owned(),
         };
         for p in members_before {
             out.push(Out::To(p, relayed.clone()));
         }
-        if let Some(w) = welcome_bytes {
+        if let Some(w) = welcome {
             let welcome = ServerMessage::Mls {
                 from: Some(id),
-                data: B64.encode(&w),
+                data: w.to_owned(),
             };
             for added in &applied.added {
                 for (&p, k) in &self.keys {
@@ -343,17 +332,17 @@ impl RoomMls {
         }
         let seq = self.next_chat_seq;
         self.next_chat_seq = self.next_chat_seq.wrapping_add(1);
-        let mut out = Vec::new();
-        self.to_members(
-            &ServerMessage::Chat {
-                seq,
-                from: id,
-                data: data.to_owned(),
-                sent_at,
-            },
-            &mut out,
-        );
-        Ok(out)
+        let message = ServerMessage::Chat {
+            seq,
+            from: id,
+            data: data.to_owned(),
+            sent_at,
+        };
+        Ok(self
+            .members()
+            .into_iter()
+            .map(|p| Out::To(p, message.clone()))
+            .collect())
     }
 
     /// A member refuses a knocking participant.
@@ -443,16 +432,9 @@ impl RoomMls {
                 Err(e) => tracing::error!(leaf, "cannot sign a remove proposal: {e}"),
             }
         }
-        let mut out = Vec::new();
-        for p in proposals {
-            self.to_members(
-                &ServerMessage::Mls {
-                    from: None,
-                    data: B64.encode(p),
-                },
-                &mut out,
-            );
-        }
-        out
+        proposals
+            .iter()
+            .flat_map(|p| self.mls_to_members(None, &B64.encode(p)))
+            .collect()
     }
 }
