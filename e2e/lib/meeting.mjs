@@ -182,3 +182,37 @@ export async function waitSecured(page, what = 'the call to be secured', timeout
 export async function decodedVideo(page) {
   return (await inboundStats(page)).filter((s) => s.kind === 'video' && s.packetsReceived > 0);
 }
+
+/**
+ * Joins `room` (with its invite secret) past pre-join and resolves with the
+ * ms from the Join click to the first decoded remote video frame, measured
+ * inside the page so test round trips do not count.
+ */
+export async function timedJoin(p, url, room, name) {
+  const { page } = p;
+  await page.goto(`${url}/${encodeURIComponent(room)}${inviteFragment(room)}`);
+  await page.getByTestId('name-input').fill(name);
+  await page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
+  await page.evaluate(() => {
+    window.__firstFrame = new Promise((resolve) => {
+      const start = performance.now();
+      const poll = async () => {
+        const pc = (window.__e2ePeers ?? []).at(-1);
+        if (pc) {
+          let decoded = false;
+          (await pc.getStats()).forEach((s) => {
+            if (s.type === 'inbound-rtp' && s.kind === 'video' && (s.framesDecoded ?? 0) > 0) decoded = true;
+          });
+          if (decoded) return resolve(performance.now() - start);
+        }
+        setTimeout(poll, 10);
+      };
+      window.__startPoll = poll;
+    });
+  });
+  await page.evaluate(() => {
+    document.querySelector('[data-testid="join-button"]').click();
+    window.__startPoll();
+  });
+  return page.evaluate(() => window.__firstFrame);
+}

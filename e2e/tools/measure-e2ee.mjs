@@ -15,7 +15,7 @@
 import { readFileSync, readdirSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 import { CHROMIUM, chromiumArgs, launchBrowser, newParticipant } from '../lib/browser.mjs';
-import { decodedVideo, e2eeState, e2eeStats, inviteFragment, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
+import { decodedVideo, e2eeState, e2eeStats, join, timedJoin, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
 const runs = Number(process.argv[2] ?? 10);
@@ -26,35 +26,6 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Joins past pre-join; resolves with ms from the Join click to the first decoded remote video frame. */
-async function timedJoin(p, url, room, name) {
-  const { page } = p;
-  await page.goto(`${url}/${encodeURIComponent(room)}${inviteFragment(room)}`);
-  await page.getByTestId('name-input').fill(name);
-  await page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
-  await page.evaluate(() => {
-    window.__firstFrame = new Promise((resolve) => {
-      const start = performance.now();
-      const poll = async () => {
-        const pc = (window.__e2ePeers ?? []).at(-1);
-        if (pc) {
-          let decoded = false;
-          (await pc.getStats()).forEach((s) => {
-            if (s.type === 'inbound-rtp' && s.kind === 'video' && (s.framesDecoded ?? 0) > 0) decoded = true;
-          });
-          if (decoded) return resolve(performance.now() - start);
-        }
-        setTimeout(poll, 10);
-      };
-      window.__startPoll = poll;
-    });
-  });
-  await page.evaluate(() => {
-    document.querySelector('[data-testid="join-button"]').click();
-    window.__startPoll();
-  });
-  return page.evaluate(() => window.__firstFrame);
-}
 
 /** ms from `leftAt` until every remaining page gets every other remaining sender under the new epoch. */
 async function rekeyTime(remaining, leftAt, oldEpoch) {

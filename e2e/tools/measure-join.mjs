@@ -8,7 +8,7 @@
 // Prints one JSON object. Needs target/release/conclave (or CONCLAVE_BIN).
 import { readFileSync } from 'node:fs';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
-import { join, uniqueRoom } from '../lib/meeting.mjs';
+import { join, timedJoin, uniqueRoom } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
 const runs = Number(process.argv[2] ?? 10);
@@ -18,37 +18,6 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 
-/** Joins and returns ms from the Join click to the first remote framesDecoded > 0. */
-async function timedJoin(p, url, room, name) {
-  const { page } = p;
-  await page.goto(`${url}/${encodeURIComponent(room)}`);
-  await page.getByTestId('name-input').fill(name);
-  await page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
-  // Poll inside the page so the measurement does not include round trips to the test.
-  await page.evaluate(() => {
-    window.__firstFrame = new Promise((resolve) => {
-      const start = performance.now();
-      const poll = async () => {
-        const pc = (window.__e2ePeers ?? []).at(-1);
-        if (pc) {
-          const stats = await pc.getStats();
-          let decoded = false;
-          stats.forEach((s) => {
-            if (s.type === 'inbound-rtp' && s.kind === 'video' && (s.framesDecoded ?? 0) > 0) decoded = true;
-          });
-          if (decoded) return resolve(performance.now() - start);
-        }
-        setTimeout(poll, 10);
-      };
-      window.__startFirstFramePoll = poll;
-    });
-  });
-  await page.evaluate(() => {
-    document.querySelector('[data-testid="join-button"]').click();
-    window.__startFirstFramePoll();
-  });
-  return page.evaluate(() => window.__firstFrame);
-}
 
 function cpuTicks(pid) {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
