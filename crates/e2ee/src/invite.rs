@@ -35,6 +35,12 @@ pub const PROOF_LEN: usize = 32;
 #[derive(Clone)]
 pub struct InviteKey([u8; 32]);
 
+impl std::fmt::Debug for InviteKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InviteKey(<redacted>)")
+    }
+}
+
 impl InviteKey {
     /// Derive from the raw invite secret and room id.
     pub fn derive(invite_secret: &[u8], room_id: &[u8]) -> Result<Self> {
@@ -64,6 +70,56 @@ impl InviteKey {
         let mut m = self.mac()?;
         m.update(key_package);
         Ok(m.finalize().into_bytes().into())
+    }
+
+    /// The group's proof that its members hold the invite secret, bound to
+    /// one group and epoch through the epoch authenticator (a value only
+    /// members of that epoch know, distinct for every group and epoch): a
+    /// server that built its own group can neither compute it nor replay
+    /// one from the real group.
+    pub fn group_proof(
+        &self,
+        group_id: &[u8],
+        epoch: u64,
+        authenticator: &[u8],
+    ) -> Result<[u8; PROOF_LEN]> {
+        let m = self.group_mac(group_id, epoch, authenticator)?;
+        Ok(m.finalize().into_bytes().into())
+    }
+
+    /// Constant-time check of a [`InviteKey::group_proof`].
+    pub fn verify_group_proof(
+        &self,
+        group_id: &[u8],
+        epoch: u64,
+        authenticator: &[u8],
+        proof: &[u8],
+    ) -> bool {
+        self.group_mac(group_id, epoch, authenticator)
+            .is_ok_and(|m| m.verify_slice(proof).is_ok())
+    }
+
+    fn group_mac(&self, group_id: &[u8], epoch: u64, authenticator: &[u8]) -> Result<Hmac<Sha256>> {
+        let mut m =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).map_err(|_| Error::Crypto)?;
+        m.update(b"conclave group v1");
+        m.update(&(group_id.len() as u32).to_be_bytes());
+        m.update(group_id);
+        m.update(&epoch.to_be_bytes());
+        m.update(authenticator);
+        Ok(m)
+    }
+
+    /// The derived key's bytes, to share with a member admitted by knock
+    /// (inside the encrypted group only), so it can verify joiners and
+    /// prove the group to them.
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+
+    /// A key received from the group ([`InviteKey::to_bytes`]).
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        InviteKey(bytes)
     }
 
     /// Constant-time verification of a proof.
@@ -223,6 +279,20 @@ mod tests {
         assert!(!k.verify(b"kp2", &p));
         let other_room = InviteKey::derive(&[7u8; 32], b"room2").expect("key");
         assert!(!other_room.verify(b"kp", &p));
+    }
+
+    #[test]
+    fn group_proof_is_bound_to_group_epoch_and_authenticator() {
+        let k = InviteKey::derive(&[7u8; 32], b"room").expect("key");
+        let p = k.group_proof(b"room", 3, &[1; 32]).expect("proof");
+        assert!(k.verify_group_proof(b"room", 3, &[1; 32], &p));
+        assert!(!k.verify_group_proof(b"room", 4, &[1; 32], &p));
+        assert!(!k.verify_group_proof(b"room", 3, &[2; 32], &p));
+        assert!(!k.verify_group_proof(b"roo", 3, &[1; 32], &p));
+        let other = InviteKey::derive(&[8u8; 32], b"room").expect("key");
+        assert!(!other.verify_group_proof(b"room", 3, &[1; 32], &p));
+        // A join proof is never a group proof (different label).
+        assert!(!k.verify_group_proof(b"room", 3, &[1; 32], &k.prove(b"kp").expect("p")));
     }
 
     #[test]

@@ -9,6 +9,9 @@
 //!   messages as MLS application messages, and the SFrame keys it feeds.
 //! * [`invite`]: the invite-secret proof that gates who members add.
 //! * [`sframe`]: RFC 9605 frame protection, usable standalone.
+//! * [`session`]: the group protocol around a member (create/join, commit
+//!   ranking, group proofs, knocks, chat queueing, visible rejoins) as one
+//!   sans-IO state machine for every client.
 //! * [`server`]: helpers for the delivery service, which holds no group
 //!   secret (external Remove/Add proposals, message inspection).
 //! * [`security_code`]: the human-comparable code from the epoch authenticator.
@@ -21,8 +24,10 @@ pub mod invite;
 pub mod member;
 pub mod security_code;
 pub mod server;
+pub mod session;
 pub mod sframe;
 
 pub use error::{Error, Result};
-pub use member::{CommitOutput, Event, Member, RosterEntry};
+pub use member::{valid_member_name, CommitOutput, Event, Member, RosterEntry};
+pub use session::{Outgoing, Session, SessionConfig, SessionEvent, SessionState};
 pub use sframe::{Codec, FrameInfo, SframeContext, SframeKey};

@@ -32,8 +32,32 @@ pub const CIPHERSUITE: Ciphersuite = Ciphersuite::MLS_128_DHKEMX25519_AES128GCM_
 /// How many past epochs of MLS application secrets we keep (late chat).
 const MAX_PAST_EPOCHS: usize = 3;
 
+/// How long a KeyPackage (so a join request) is valid: a join request the
+/// server keeps and replays later is refused once it expires. Joiners make a
+/// fresh one for every attempt.
+pub const KEY_PACKAGE_LIFETIME_SECS: u64 = 60 * 60;
+/// openmls starts a lifetime an hour early for clock skew; anything longer
+/// than that plus ours was not made by a Conclave client.
+const MAX_KEY_PACKAGE_RANGE_SECS: u64 = KEY_PACKAGE_LIFETIME_SECS + 2 * 60 * 60;
+/// How many used KeyPackages a member remembers (replays within a meeting).
+const MAX_USED_KEY_PACKAGES: usize = 4096;
+
 const APP_CHAT: u8 = 1;
 const APP_CONTROL: u8 = 2;
+
+/// Longest display name in a credential, in characters (the signaling limit).
+pub const MAX_NAME_CHARS: usize = 64;
+
+/// Whether a credential's display name may be shown: 1 to
+/// [`MAX_NAME_CHARS`] characters, not only spaces, and no control or
+/// invisible formatting characters (bidi overrides, zero-width), which
+/// could make one name look like another.
+pub fn valid_member_name(name: &str) -> bool {
+    let invisible = |c: char| matches!(c as u32, 0x061C | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF);
+    !name.trim().is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && !name.chars().any(|c| c.is_control() || invisible(c))
+}
 
 /// One roster line: MLS leaf index → identity.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -190,6 +214,8 @@ pub struct Member {
     store_auth: HashMap<Vec<u8>, AddAuthorization>,
     /// Verified proofs from join requests, by KeyPackageRef (for external Adds).
     proofs_seen: HashMap<Vec<u8>, [u8; 32]>,
+    /// KeyPackages already added to the group (by ref): each is used once.
+    used_key_packages: std::collections::HashSet<Vec<u8>>,
     knocks: HashMap<u64, Knock>,
     next_knock_id: u64,
     sframe: SframeContext,
@@ -205,8 +231,10 @@ impl Member {
     /// `room_id` is the MLS group id; `invite_secret` (≥ 16 bytes) is known
     /// if the user came through an invite link.
     pub fn new(display_name: &str, room_id: &[u8], invite_secret: Option<&[u8]>) -> Result<Self> {
-        if display_name.is_empty() || display_name.len() > 256 {
-            return Err(Error::InvalidInput("display name must be 1..=256 bytes"));
+        if !valid_member_name(display_name) {
+            return Err(Error::InvalidInput(
+                "display name must be 1 to 64 printable characters",
+            ));
         }
         if room_id.is_empty() || room_id.len() > 255 {
             return Err(Error::InvalidInput("room id must be 1..=255 bytes"));
@@ -234,6 +262,7 @@ impl Member {
             want_self_update: false,
             store_auth: HashMap::new(),
             proofs_seen: HashMap::new(),
+            used_key_packages: std::collections::HashSet::new(),
             knocks: HashMap::new(),
             next_knock_id: 1,
             sframe: SframeContext::new(None),
@@ -255,9 +284,48 @@ impl Member {
         self.invite_key.is_some()
     }
 
+    /// Make up a new invite secret (32 random bytes) for a group we are
+    /// about to create without one; returns it for the invite link.
+    pub fn generate_invite_secret(&mut self) -> Result<Vec<u8>> {
+        use openmls_traits::random::OpenMlsRand as _;
+        let secret = self.provider.rand().random_vec(32).map_err(mls)?;
+        self.invite_key = Some(InviteKey::derive(&secret, &self.room_id)?);
+        Ok(secret)
+    }
+
+    /// The derived invite key, to share with members admitted by knock.
+    pub fn invite_key(&self) -> Option<&InviteKey> {
+        self.invite_key.as_ref()
+    }
+
+    /// Adopt an invite key shared inside the group (we were admitted by
+    /// knock); never replaces one we already hold.
+    pub fn adopt_invite_key(&mut self, key: InviteKey) -> bool {
+        if self.invite_key.is_some() {
+            return false;
+        }
+        self.invite_key = Some(key);
+        true
+    }
+
+    /// This epoch's group proof ([`InviteKey::group_proof`]), if we hold the key.
+    pub fn group_proof(&self) -> Result<Option<[u8; crate::invite::PROOF_LEN]>> {
+        let Some(k) = &self.invite_key else {
+            return Ok(None);
+        };
+        let g = self.group()?;
+        k.group_proof(
+            g.group_id().as_slice(),
+            g.epoch().as_u64(),
+            g.epoch_authenticator().as_slice(),
+        )
+        .map(Some)
+    }
+
     /// A fresh KeyPackage (serialized) — keep this Member alive to use its keys.
     pub fn key_package(&mut self) -> Result<Vec<u8>> {
         let bundle = KeyPackage::builder()
+            .key_package_lifetime(Lifetime::new(KEY_PACKAGE_LIFETIME_SECS))
             .build(
                 CIPHERSUITE,
                 &self.provider,
@@ -488,6 +556,14 @@ impl Member {
         })
     }
 
+    fn remember_used(&mut self, refs: Vec<Vec<u8>>) {
+        if self.used_key_packages.len() + refs.len() > MAX_USED_KEY_PACKAGES {
+            // Expired ones are refused anyway; start over rather than grow.
+            self.used_key_packages.clear();
+        }
+        self.used_key_packages.extend(refs);
+    }
+
     fn kp_ref(&self, kp: &KeyPackage) -> Result<Vec<u8>> {
         Ok(kp
             .hash_ref(self.provider.crypto())
@@ -504,6 +580,16 @@ impl Member {
             .map_err(mls)?;
         if kp.ciphersuite() != CIPHERSUITE {
             return Err(Error::InvalidInput("key package ciphersuite"));
+        }
+        let life = kp.life_time();
+        if life.not_after().saturating_sub(life.not_before()) > MAX_KEY_PACKAGE_RANGE_SECS {
+            return Err(Error::InvalidInput("key package lives too long"));
+        }
+        let name = std::str::from_utf8(kp.leaf_node().credential().serialized_content());
+        if !name.is_ok_and(valid_member_name) {
+            return Err(Error::InvalidInput(
+                "joiner's name is not a valid display name",
+            ));
         }
         Ok(kp)
     }
@@ -528,6 +614,10 @@ impl Member {
         let req = JoinRequest::from_bytes(bytes)?;
         let kp = self.parse_key_package(&req.key_package)?;
         let kp_ref = self.kp_ref(&kp)?;
+        if self.used_key_packages.contains(&kp_ref) {
+            // A replay (the server kept an old request): never add a leaf twice.
+            return Err(Error::InvalidInput("key package already used"));
+        }
         let key = kp.leaf_node().signature_key().as_slice();
         if self.roster()?.iter().any(|r| r.signature_key == key) {
             // A repeated request from someone already added (the joiner
@@ -740,6 +830,7 @@ impl Member {
         let me = g.own_leaf_index().u32();
         g.merge_pending_commit(provider).map_err(mls)?;
         self.store_auth.clear();
+        self.remember_used(pc.adds.iter().map(|a| a.kp_ref.clone()).collect());
         let admitted: Vec<RosterEntry> = pc
             .adds
             .iter()
@@ -901,10 +992,17 @@ impl Member {
                 };
                 let auths = AddAuthorizations::from_bytes(&aad)?;
                 let mut admitted = Vec::new();
+                let mut used = Vec::new();
                 for add in staged.add_proposals() {
                     let kp = add.add_proposal().key_package();
                     let kp_bytes = ser(kp)?;
                     let r = self.kp_ref(kp)?;
+                    if self.used_key_packages.contains(&r) {
+                        return Err(Error::CommitRefused(
+                            "Add of a key package that was already used".into(),
+                        ));
+                    }
+                    used.push(r.clone());
                     match auths.get(&r) {
                         Some(AddAuthorization::Proof(p)) => {
                             if let Some(k) = &self.invite_key {
@@ -933,6 +1031,7 @@ impl Member {
                 let g = self.group.as_mut().ok_or(Error::NotInGroup)?;
                 g.merge_staged_commit(provider, *staged).map_err(mls)?;
                 self.store_auth.clear();
+                self.remember_used(used);
                 if self_removed {
                     self.group = None;
                     self.reset_local_state();

@@ -14,7 +14,7 @@ use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 
 use crate::error::{mls, Error, Result};
-use crate::invite::JoinRequest;
+use crate::invite::{AddAuthorizations, JoinRequest};
 use crate::member::{RosterEntry, CIPHERSUITE};
 
 /// The server's external-sender identity for one or more meetings.
@@ -293,9 +293,27 @@ impl RoomDelivery {
             .group
             .process_message(self.provider.crypto(), message)
             .map_err(mls)?;
+        let aad = processed.aad().to_vec();
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(Error::InvalidInput("not a commit"));
         };
+        // Every Add must carry an authorization of the right form (an invite
+        // proof or an admission mark). The server cannot check a proof (it
+        // has no secret), but a commit without one would be refused by every
+        // honest member and freeze the room, so it never reaches them.
+        let auths = AddAuthorizations::from_bytes(&aad)?;
+        for add in staged.add_proposals() {
+            let kp_ref = add
+                .add_proposal()
+                .key_package()
+                .hash_ref(self.provider.crypto())
+                .map_err(mls)?;
+            if auths.get(kp_ref.as_slice()).is_none() {
+                return Err(Error::CommitRefused(
+                    "Add without invite proof or admission".into(),
+                ));
+            }
+        }
         let before = self.roster();
         self.group
             .merge_commit(self.provider.storage(), *staged)

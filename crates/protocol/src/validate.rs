@@ -60,6 +60,14 @@ pub fn validate_display_name(name: &str) -> Result<(), ValidationError> {
             "the name contains control characters".into(),
         ));
     }
+    // Bidi overrides and zero-width characters make one name look like another.
+    if name.chars().any(|c| {
+        matches!(c as u32, 0x061C | 0x200B..=0x200F | 0x202A..=0x202E | 0x2060..=0x206F | 0xFEFF)
+    }) {
+        return Err(ValidationError(
+            "the name contains invisible formatting characters".into(),
+        ));
+    }
     Ok(())
 }
 
@@ -100,5 +108,7 @@ mod tests {
         assert!(validate_display_name("   ").is_err());
         assert!(validate_display_name("bell\u{7}").is_err());
         assert!(validate_display_name(&"n".repeat(65)).is_err());
+        assert!(validate_display_name("Bob\u{202E}").is_err());
+        assert!(validate_display_name("B\u{200B}ob").is_err());
     }
 }
