@@ -410,6 +410,7 @@ export class Room {
         }
         this.setState({ kind: 'connected' });
         this.emit({ type: 'welcome', me: this.me, others: [...this.participants.values()] });
+        this.group.setMe(msg.you.id);
         this.group.start(msg.e2ee);
         // The server may have clamped what we announced; tell it the truth.
         const announced = this.localMediaState();
@@ -422,7 +423,8 @@ export class Room {
         this.peer?.handleOffer(msg.sdp, msg.tracks);
         break;
       case 'create_group':
-        this.group.create(msg.e2ee);
+        // Ignored by the session while we are in a group.
+        this.group.start(msg.e2ee);
         break;
       case 'mls':
         this.group.onMls(msg.from, msg.data);

@@ -9,9 +9,20 @@
 //! Two classes:
 //! * [`SframeCtx`] — standalone SFrame for the media Worker: push one base
 //!   key per epoch, encrypt/decrypt frames (optionally into a caller buffer).
-//! * [`MlsMember`] — the MLS participant (group, join, commits, chat).
+//! * [`MlsMember`] — the bare MLS participant (interop tests and benches).
+//! * [`MlsSession`] — the group protocol the page runs
+//!   (`conclave_e2ee::Session`): create or join, commits, group proofs,
+//!   knocks, chat. Its output is JSON: `ClientMessage`s ready to send (binary
+//!   fields base64, as the signaling protocol has them) and events.
+//!
+//! There is deliberately no SFrame *encryption* outside [`SframeCtx`]: a
+//! second context with the same epoch key would reuse nonces.
 
-use conclave_e2ee::{Codec, Event, Member, RosterEntry, SframeContext};
+use conclave_e2ee::session::{EpochKeys, KnockInfo};
+use conclave_e2ee::{
+    Codec, Event, Member, Outgoing, RosterEntry, Session, SessionConfig, SessionEvent,
+    SessionState, SframeContext,
+};
 use wasm_bindgen::prelude::*;
 
 fn err(e: conclave_e2ee::Error) -> JsError {
@@ -449,16 +460,6 @@ impl MlsMember {
         self.inner.sframe_base_key().map_err(err)
     }
 
-    /// Encrypt a frame with this member's own SFrame context.
-    #[wasm_bindgen(js_name = sframeEncrypt)]
-    pub fn sframe_encrypt(&mut self, codec: u8, frame: &[u8]) -> Result<Vec<u8>, JsError> {
-        let c = Codec::from_u8(codec).map_err(err)?;
-        self.inner
-            .sframe_encrypt(c, frame, &mut self.buf)
-            .map_err(err)?;
-        Ok(self.buf.clone())
-    }
-
     /// Decrypt a frame with this member's own SFrame context.
     #[wasm_bindgen(js_name = sframeDecrypt)]
     pub fn sframe_decrypt(
@@ -475,6 +476,276 @@ impl MlsMember {
     }
 }
 
+/// Standard base64 with padding (what the signaling protocol carries).
+fn b64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                s.push(A[((n >> shift) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s
+}
+
+fn opt_num<T: ToString>(v: Option<T>) -> String {
+    v.map_or_else(|| "null".to_string(), |x| x.to_string())
+}
+
+fn opt_str(v: Option<&str>) -> String {
+    v.map_or_else(|| "null".to_string(), json_str)
+}
+
+/// JSON of one outgoing message, in the signaling protocol's shape.
+pub fn outgoing_json(o: &Outgoing) -> String {
+    match o {
+        Outgoing::GroupCreated { group_info } => format!(
+            "{{\"type\":\"group_created\",\"group_info\":\"{}\"}}",
+            b64(group_info)
+        ),
+        Outgoing::JoinRequest { data } => {
+            format!("{{\"type\":\"join_request\",\"data\":\"{}\"}}", b64(data))
+        }
+        Outgoing::Commit { commit, welcome } => format!(
+            "{{\"type\":\"commit\",\"commit\":\"{}\",\"welcome\":{}}}",
+            b64(commit),
+            welcome
+                .as_ref()
+                .map_or_else(|| "null".to_string(), |w| format!("\"{}\"", b64(w)))
+        ),
+        Outgoing::Chat { data } => format!("{{\"type\":\"chat\",\"data\":\"{}\"}}", b64(data)),
+        Outgoing::DenyKnock { participant } => {
+            format!("{{\"type\":\"deny_knock\",\"id\":{participant}}}")
+        }
+    }
+}
+
+fn keys_json(k: &Option<EpochKeys>) -> String {
+    match k {
+        None => "null".into(),
+        Some(k) => format!(
+            "{{\"epoch\":{},\"ownLeaf\":{},\"baseKey\":\"{}\"}}",
+            k.epoch,
+            k.own_leaf,
+            hex(&k.base_key)
+        ),
+    }
+}
+
+fn knock_json(k: &KnockInfo) -> String {
+    format!(
+        "{{\"signatureKey\":\"{}\",\"name\":{},\"fingerprint\":{},\"lookalike\":{},\"participantId\":{}}}",
+        k.signature_key,
+        json_str(&k.name),
+        json_str(&k.fingerprint),
+        k.lookalike,
+        opt_num(k.participant)
+    )
+}
+
+/// JSON of one session event (`type` field + payload).
+pub fn session_event_json(e: &SessionEvent) -> String {
+    match e {
+        SessionEvent::Changed => "{\"type\":\"changed\"}".into(),
+        SessionEvent::Keys(k) => format!("{{\"type\":\"keys\",\"key\":{}}}", keys_json(k)),
+        SessionEvent::SecurityCode {
+            epoch,
+            code,
+            members,
+        } => format!(
+            "{{\"type\":\"securityCode\",\"epoch\":{epoch},\"code\":{},\"members\":{members}}}",
+            json_str(code)
+        ),
+        SessionEvent::InviteSecretCreated(secret) => format!(
+            "{{\"type\":\"inviteSecretCreated\",\"secret\":\"{}\"}}",
+            hex(secret)
+        ),
+        SessionEvent::Knock(k) => format!("{{\"type\":\"knock\",\"knock\":{}}}", knock_json(k)),
+        SessionEvent::Admitted { by, name } => format!(
+            "{{\"type\":\"admitted\",\"by\":{},\"name\":{}}}",
+            opt_str(by.as_deref()),
+            json_str(name)
+        ),
+        SessionEvent::MembersAdded => "{\"type\":\"membersAdded\"}".into(),
+        SessionEvent::Resecuring { reason } => format!(
+            "{{\"type\":\"resecuring\",\"reason\":{}}}",
+            json_str(reason)
+        ),
+        SessionEvent::Refused { reason } => {
+            format!("{{\"type\":\"refused\",\"reason\":{}}}", json_str(reason))
+        }
+        SessionEvent::Info(t) => format!("{{\"type\":\"info\",\"text\":{}}}", json_str(t)),
+        SessionEvent::Warning(t) => format!("{{\"type\":\"warning\",\"text\":{}}}", json_str(t)),
+    }
+}
+
+fn state_name(s: SessionState) -> &'static str {
+    match s {
+        SessionState::Idle => "idle",
+        SessionState::Joining => "joining",
+        SessionState::Knocking => "knocking",
+        SessionState::Verifying => "verifying",
+        SessionState::Member => "member",
+        SessionState::Failed => "failed",
+    }
+}
+
+fn ms(v: f64) -> u64 {
+    // Times come from Date.now(): finite and positive; clamp anything else.
+    if v.is_finite() && v > 0.0 {
+        v.floor() as u64
+    } else {
+        0
+    }
+}
+
+/// The page's E2EE session (see `conclave_e2ee::Session`).
+#[wasm_bindgen]
+pub struct MlsSession {
+    inner: Session,
+}
+
+#[wasm_bindgen]
+impl MlsSession {
+    /// New session; `invite_secret` from the link fragment, if any.
+    #[wasm_bindgen(constructor)]
+    pub fn new(display_name: &str, room_id: &[u8], invite_secret: Option<Vec<u8>>) -> MlsSession {
+        MlsSession {
+            inner: Session::new(
+                display_name,
+                room_id,
+                invite_secret.as_deref(),
+                SessionConfig::default(),
+            ),
+        }
+    }
+
+    /// Our participant id (from `welcome`).
+    #[wasm_bindgen(js_name = setMe)]
+    pub fn set_me(&mut self, id: u32) {
+        self.inner.set_me(id);
+    }
+
+    /// `welcome.e2ee` / `create_group.e2ee`.
+    pub fn start(&mut self, create: bool, external_sender: &[u8], now_ms: f64) {
+        self.inner.start(create, external_sender, ms(now_ms));
+    }
+
+    /// A server `mls` message.
+    #[wasm_bindgen(js_name = onMls)]
+    pub fn on_mls(&mut self, from: Option<u32>, data: &[u8], now_ms: f64) {
+        self.inner.on_mls(from, data, ms(now_ms));
+    }
+
+    /// A server `commit_rejected`.
+    #[wasm_bindgen(js_name = onCommitRejected)]
+    pub fn on_commit_rejected(&mut self, reason: &str, now_ms: f64) {
+        self.inner.on_commit_rejected(reason, ms(now_ms));
+    }
+
+    /// A server `chat`: JSON `{name, text, leaf}` to show, or undefined.
+    #[wasm_bindgen(js_name = onChat)]
+    pub fn on_chat(&mut self, data: &[u8], own: bool, now_ms: f64) -> Option<String> {
+        self.inner.on_chat(data, own, ms(now_ms)).map(|m| {
+            format!(
+                "{{\"name\":{},\"text\":{},\"leaf\":{}}}",
+                json_str(&m.name),
+                json_str(&m.text),
+                opt_num(m.leaf)
+            )
+        })
+    }
+
+    /// The server says this participant left.
+    #[wasm_bindgen(js_name = participantLeft)]
+    pub fn participant_left(&mut self, id: u32) {
+        self.inner.participant_left(id);
+    }
+
+    /// The media Worker saw next-epoch frames it could not decrypt.
+    #[wasm_bindgen(js_name = onMediaAhead)]
+    pub fn on_media_ahead(&mut self, since_ms: f64, last_ms: f64, now_ms: f64) {
+        self.inner
+            .on_media_ahead(ms(since_ms), ms(last_ms), ms(now_ms));
+    }
+
+    /// Queue a chat message; false when the call is not secured.
+    #[wasm_bindgen(js_name = sendChat)]
+    pub fn send_chat(&mut self, text: &str, now_ms: f64) -> bool {
+        self.inner.send_chat(text, ms(now_ms))
+    }
+
+    /// Admit a knock by signature key (hex).
+    pub fn admit(&mut self, signature_key: &str, now_ms: f64) -> bool {
+        self.inner.admit(signature_key, ms(now_ms))
+    }
+
+    /// Deny a knock by signature key (hex).
+    pub fn deny(&mut self, signature_key: &str) -> bool {
+        self.inner.deny(signature_key)
+    }
+
+    /// Run due timers.
+    pub fn poll(&mut self, now_ms: f64) {
+        self.inner.poll(ms(now_ms));
+    }
+
+    /// When to call `poll` next (ms, same clock as the inputs), if ever.
+    pub fn deadline(&self) -> Option<f64> {
+        self.inner.deadline().map(|d| d as f64)
+    }
+
+    /// What the session produced since the last call:
+    /// `{"out": [ClientMessage…], "events": [event…]}`.
+    pub fn drain(&mut self) -> String {
+        let out: Vec<String> = self
+            .inner
+            .take_outgoing()
+            .iter()
+            .map(outgoing_json)
+            .collect();
+        let events: Vec<String> = self
+            .inner
+            .take_events()
+            .iter()
+            .map(session_event_json)
+            .collect();
+        format!(
+            "{{\"out\":[{}],\"events\":[{}]}}",
+            out.join(","),
+            events.join(",")
+        )
+    }
+
+    /// The state the UI shows, as JSON: `state`, `epoch`, `securityCode`,
+    /// `ownLeaf`, `roster`, `knocks`, `refused`, `hasSecret`, `waitingSince`.
+    pub fn snapshot(&self) -> String {
+        let s = &self.inner;
+        format!(
+            "{{\"state\":\"{}\",\"epoch\":{},\"securityCode\":{},\"ownLeaf\":{},\"roster\":{},\"knocks\":[{}],\"refused\":{},\"hasSecret\":{},\"waitingSince\":{}}}",
+            state_name(s.state()),
+            opt_num(s.epoch()),
+            opt_str(s.security_code()),
+            opt_num(s.own_leaf()),
+            list_json(s.roster()),
+            s.knocks().iter().map(knock_json).collect::<Vec<_>>().join(","),
+            opt_str(s.refused()),
+            s.has_secret(),
+            opt_num(s.waiting_since())
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -483,6 +754,16 @@ mod tests {
     fn json_escaping_and_hex_are_correct() {
         assert_eq!(json_str("a\"b\\\n"), "\"a\\\"b\\\\\\u000a\"");
         assert_eq!(hex(&[0, 255, 16]), "00ff10");
+        for (raw, enc) in [
+            (&b""[..], ""),
+            (b"f", "Zg=="),
+            (b"fo", "Zm8="),
+            (b"foo", "Zm9v"),
+            (b"foob", "Zm9vYg=="),
+            (&[0xfb, 0xff][..], "+/8="),
+        ] {
+            assert_eq!(b64(raw), enc);
+        }
         let e = Event::Knock {
             knock_id: 3,
             joiner: RosterEntry {

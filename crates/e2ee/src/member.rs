@@ -1118,3 +1118,29 @@ impl Member {
         self.joined_event(now_ms)
     }
 }
+
+#[cfg(test)]
+impl Member {
+    /// What a malicious member could send: a commit adding a joiner with no
+    /// authorization in its authenticated data (honest members never do).
+    pub(crate) fn commit_add_without_authorization(
+        &mut self,
+        join_request: &[u8],
+    ) -> Result<Vec<u8>> {
+        let req = JoinRequest::from_bytes(join_request)?;
+        let kp = self.parse_key_package(&req.key_package)?;
+        let provider = &self.provider;
+        let g = self.group.as_mut().ok_or(Error::NotInGroup)?;
+        let bundle = g
+            .commit_builder()
+            .propose_adds([kp])
+            .load_psks(provider.storage())
+            .map_err(mls)?
+            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+            .map_err(mls)?
+            .stage_commit(provider)
+            .map_err(mls)?;
+        let (commit, _, _) = bundle.into_contents();
+        ser(&commit)
+    }
+}

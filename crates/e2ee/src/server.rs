@@ -404,3 +404,44 @@ fn roster_entry(m: &openmls::group::Member) -> RosterEntry {
         signature_key: m.signature_key.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::Member;
+
+    /// Attack 4: a member's commit that adds someone without an invite proof
+    /// or admission mark never reaches the others (it would freeze the room).
+    #[test]
+    fn the_delivery_service_refuses_adds_without_authorization() {
+        let ds = DeliveryServiceSigner::generate("ds").unwrap();
+        let sender = ds.external_sender().unwrap();
+        let mut rogue = Member::new("Rogue", b"room", Some(&[5; 32])).unwrap();
+        rogue
+            .create_group(std::slice::from_ref(&sender), 0)
+            .unwrap();
+        let mut delivery =
+            RoomDelivery::from_group_info(&rogue.group_info().unwrap(), b"room", &sender).unwrap();
+        let mut friend = Member::new("Friend", b"room", None).unwrap();
+        let request = friend.join_request().unwrap();
+        let commit = rogue.commit_add_without_authorization(&request).unwrap();
+        assert_eq!(
+            delivery.handle_commit(&commit).map(|_| ()),
+            Err(Error::CommitRefused(
+                "Add without invite proof or admission".into()
+            ))
+        );
+        assert_eq!(delivery.epoch(), 0, "nothing applied");
+        // The same Add with an admission mark goes through.
+        rogue.discard_pending_commit().unwrap();
+        let crate::Event::Knock { knock_id, .. } = rogue.handle_join_request(&request).unwrap()
+        else {
+            panic!("a knock")
+        };
+        rogue.admit(knock_id).unwrap();
+        let out = rogue.commit_pending().unwrap().unwrap();
+        assert!(delivery.handle_commit(&out.commit).is_ok());
+        assert_eq!(delivery.epoch(), 1);
+    }
+}

@@ -1068,7 +1068,7 @@ impl Session {
     }
 
     fn send_proof_if_due(&mut self, now_ms: u64) {
-        if !self.proof_at.is_some_and(|t| now_ms >= t) || self.commit_sent.is_some() {
+        if self.proof_at.is_none_or(|t| now_ms < t) || self.commit_sent.is_some() {
             return;
         }
         self.proof_at = None;

@@ -4,16 +4,17 @@
 // way to change anything.
 
 import type { Room } from '../room';
+import type { E2eeState } from './group';
 import type { WorkerStats } from './messages';
 
 export interface E2eeSnapshot {
-  state: 'securing' | 'knocking' | 'joined' | 'failed';
+  state: E2eeState;
   epoch: number | null;
   securityCode: string | null;
   ownLeaf: number | null;
   roster: { leafIndex: number; displayName: string; signatureKey: string }[];
   unverified: number[];
-  knocks: { name: string; participantId: number | null }[];
+  knocks: { name: string; participantId: number | null; fingerprint: string; lookalike: boolean }[];
   refused: boolean;
   hasSecret: boolean;
   transformApi: 'script' | 'streams' | null;
@@ -33,7 +34,7 @@ export function installTestHooks(currentRoom: () => Room | null): void {
         ownLeaf: g.joined ? g.ownLeaf : null,
         roster: g.joined ? g.roster.map((r) => ({ ...r })) : [],
         unverified: room.unverified().map((p) => p.id),
-        knocks: [...g.knocks.values()].map((k) => ({ name: k.name, participantId: k.participantId })),
+        knocks: [...g.knocks.values()].map((k) => ({ name: k.name, participantId: k.participantId, fingerprint: k.fingerprint, lookalike: k.lookalike })),
         refused: g.refused,
         hasSecret: g.hasSecret,
         transformApi: room.crypto?.api ?? null,

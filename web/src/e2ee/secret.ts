@@ -19,11 +19,9 @@ export function secretFromUrl(hash: string = location.hash): Uint8Array | null {
   }
 }
 
-/** A new secret, written into the address bar so "Copy invite link" carries it. */
-export function createSecretInUrl(): Uint8Array {
-  const secret = crypto.getRandomValues(new Uint8Array(32));
+/** Writes a secret the E2EE session made up into the address bar, so "Copy invite link" carries it. */
+export function putSecretInUrl(secret: Uint8Array): void {
   const params = new URLSearchParams(location.hash.replace(/^#/, ''));
   params.set('s', toBase64Url(secret));
   history.replaceState(history.state, '', `${location.pathname}${location.search}#${params.toString()}`);
-  return secret;
 }

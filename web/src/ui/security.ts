@@ -96,6 +96,11 @@ export class E2eeStatus {
         ? 'Still securing the call… If nobody in the meeting has your invite link’s key, someone there has to let you in.'
         : 'Securing the call…';
     }
+    else if (state === 'verifying') {
+      text = waitingLong
+        ? 'Still checking that the people in this meeting hold your invite link’s key… Nothing is sent until they do.'
+        : 'Checking that the meeting holds your invite link’s key…';
+    }
     else if (state === 'knocking') text = 'Waiting for someone in the meeting to let you in…';
     else if (state === 'failed') {
       text = refused
@@ -141,7 +146,10 @@ export class KnockPrompts {
         'div',
         { class: 'knock', role: 'group', 'aria-label': `${knock.name} wants to join`, 'data-testid': 'knock', 'data-key': knock.signatureKey },
         h('p', { class: 'knock-title' }, h('strong', {}, knock.name), ' wants to join'),
-        h('p', { class: 'hint' }, 'They don’t have the invite link. Let them in only if you know who they are.'),
+        knock.lookalike
+          ? h('p', { class: 'hint knock-lookalike', 'data-testid': 'knock-lookalike' }, 'Someone with this name is or was in the meeting. Make sure it is really them.')
+          : false,
+        h('p', { class: 'hint' }, 'They don’t have the invite link. Let them in only if you know who they are. Key fingerprint: ', h('code', { 'data-testid': 'knock-fingerprint' }, knock.fingerprint)),
         h('div', { class: 'knock-actions' }, admit, deny),
       );
       this.shown.set(knock.signatureKey, el);

@@ -1,0 +1,515 @@
+//! The group session against an honest delivery service and against a
+//! malicious one: each attack test plays the server's part with the
+//! library's own pieces (a server-built `Member`, forged messages) and
+//! checks that the session refuses it or makes it visible.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+use common::{ROOM, SECRET};
+use conclave_e2ee::server::{DeliveryServiceSigner, RoomDelivery};
+use conclave_e2ee::session::{EpochKeys, VERIFY_TIMEOUT_MS};
+use conclave_e2ee::{
+    valid_member_name, Event, Member, Outgoing, Session, SessionConfig, SessionEvent, SessionState,
+};
+
+/// One client of the simulated server.
+struct Client {
+    s: Session,
+    events: Vec<SessionEvent>,
+    chats: Vec<(String, String)>,
+    connected: bool,
+}
+
+/// An honest delivery service (the server's rules, in memory) for sessions.
+struct Net {
+    ds: DeliveryServiceSigner,
+    sender: Vec<u8>,
+    delivery: Option<RoomDelivery>,
+    clients: Vec<Client>,
+    now: u64,
+    /// Every application message relayed (what a server could replay).
+    relayed: Vec<Vec<u8>>,
+}
+
+impl Net {
+    fn new() -> Net {
+        let ds = DeliveryServiceSigner::generate("conclave-server").unwrap();
+        let sender = ds.external_sender().unwrap();
+        Net {
+            ds,
+            sender,
+            delivery: None,
+            clients: Vec::new(),
+            now: 1_000,
+            relayed: Vec::new(),
+        }
+    }
+
+    /// A participant enters; the first one creates the group.
+    fn enter(&mut self, name: &str, secret: Option<&[u8]>) -> usize {
+        let mut s = Session::new(name, ROOM, secret, SessionConfig::default());
+        let id = self.clients.len();
+        s.set_me(id as u32);
+        let create = self.delivery.is_none() && self.clients.iter().all(|c| !c.connected);
+        s.start(create, &self.sender, self.now);
+        self.clients.push(Client {
+            s,
+            events: Vec::new(),
+            chats: Vec::new(),
+            connected: true,
+        });
+        self.pump();
+        id
+    }
+
+    fn in_group(&self, i: usize) -> bool {
+        self.clients[i].connected
+            && matches!(
+                self.clients[i].s.state(),
+                SessionState::Member | SessionState::Verifying
+            )
+    }
+
+    /// Deliver everything the sessions want to send, until quiet.
+    fn pump(&mut self) {
+        for _ in 0..1000 {
+            let mut any = false;
+            for i in 0..self.clients.len() {
+                let out = self.clients[i].s.take_outgoing();
+                let ev = self.clients[i].s.take_events();
+                self.clients[i].events.extend(ev);
+                for o in out {
+                    any = true;
+                    self.route(i, o);
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+        panic!("the sessions never went quiet");
+    }
+
+    fn route(&mut self, from: usize, o: Outgoing) {
+        let now = self.now;
+        match o {
+            Outgoing::GroupCreated { group_info } => {
+                self.delivery =
+                    Some(RoomDelivery::from_group_info(&group_info, ROOM, &self.sender).unwrap());
+            }
+            Outgoing::JoinRequest { data } => {
+                for j in 0..self.clients.len() {
+                    if j != from && self.in_group(j) {
+                        self.clients[j].s.on_mls(Some(from as u32), &data, now);
+                    }
+                }
+            }
+            Outgoing::Commit { commit, welcome } => {
+                let members: Vec<usize> = (0..self.clients.len())
+                    .filter(|&j| self.in_group(j))
+                    .collect();
+                match self.delivery.as_mut().unwrap().handle_commit(&commit) {
+                    Ok(_) => {
+                        for j in members {
+                            self.clients[j].s.on_mls(Some(from as u32), &commit, now);
+                        }
+                        if let Some(w) = welcome {
+                            for j in 0..self.clients.len() {
+                                if self.clients[j].connected && !self.in_group(j) {
+                                    self.clients[j].s.on_mls(Some(from as u32), &w, now);
+                                }
+                            }
+                        }
+                    }
+                    Err(conclave_e2ee::Error::EpochMismatch { .. }) => {
+                        self.clients[from].s.on_commit_rejected("epoch_moved", now)
+                    }
+                    Err(e) => self.clients[from]
+                        .s
+                        .on_commit_rejected(&format!("invalid commit: {e}"), now),
+                }
+            }
+            Outgoing::Chat { data } => {
+                self.relayed.push(data.clone());
+                self.delivery
+                    .as_ref()
+                    .unwrap()
+                    .check_application(&data)
+                    .unwrap();
+                for j in 0..self.clients.len() {
+                    if self.in_group(j) {
+                        if let Some(m) = self.clients[j].s.on_chat(&data, j == from, now) {
+                            self.clients[j].chats.push((m.name, m.text));
+                        }
+                    }
+                }
+            }
+            Outgoing::DenyKnock { .. } => {}
+        }
+    }
+
+    /// Let time pass in 100 ms steps, running every session's timers.
+    fn advance(&mut self, ms: u64) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.now += 100;
+            for c in &mut self.clients {
+                if c.s.deadline().is_some_and(|d| d <= self.now) {
+                    c.s.poll(self.now);
+                }
+            }
+            self.pump();
+        }
+    }
+
+    /// The server notices a lost connection and proposes the removal.
+    fn disconnect(&mut self, i: usize) {
+        self.clients[i].connected = false;
+        let key = self.clients[i]
+            .s
+            .roster()
+            .iter()
+            .find(|r| Some(r.leaf_index) == self.clients[i].s.own_leaf())
+            .map(|r| r.signature_key.clone())
+            .unwrap();
+        let d = self.delivery.as_mut().unwrap();
+        let leaf = d.leaf_of(&key).unwrap();
+        let proposal = self.ds.remove_proposal(ROOM, d.epoch(), leaf).unwrap();
+        d.handle_proposal(&proposal).unwrap();
+        let now = self.now;
+        for j in 0..self.clients.len() {
+            if self.in_group(j) {
+                self.clients[j].s.on_mls(None, &proposal, now);
+            }
+        }
+        self.pump();
+    }
+
+    fn code(&self, i: usize) -> Option<String> {
+        self.clients[i].s.security_code().map(str::to_owned)
+    }
+
+    fn keys_events(&self, i: usize) -> Vec<&EpochKeys> {
+        self.clients[i]
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                SessionEvent::Keys(Some(k)) => Some(k),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn joiners_with_the_secret_are_verified_and_everyone_shares_one_code() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    assert_eq!(net.clients[a].s.state(), SessionState::Member);
+    let b = net.enter("Bob", Some(SECRET));
+    let c = net.enter("Carol", Some(SECRET));
+    for i in [a, b, c] {
+        assert_eq!(net.clients[i].s.state(), SessionState::Member, "client {i}");
+        assert_eq!(net.clients[i].s.roster().len(), 3);
+    }
+    let code = net.code(a).unwrap();
+    assert_eq!(net.code(b).unwrap(), code);
+    assert_eq!(net.code(c).unwrap(), code);
+    // Bob got keys only after the group proved itself: his first key
+    // event comes after the "proved" notice, never right at the Welcome.
+    let ev = &net.clients[b].events;
+    let proved = ev
+        .iter()
+        .position(|e| matches!(e, SessionEvent::Info(t) if t.contains("proved")))
+        .expect("Bob saw the proof");
+    let first_key = ev
+        .iter()
+        .position(|e| matches!(e, SessionEvent::Keys(Some(_))))
+        .expect("Bob got keys");
+    assert!(first_key > proved, "{ev:?}");
+    // Chat flows both ways and is shown with the sender's MLS name.
+    assert!(net.clients[b].s.send_chat("hello from Bob", net.now));
+    net.pump();
+    assert!(net.clients[a]
+        .chats
+        .contains(&("Bob".into(), "hello from Bob".into())));
+    assert!(net.clients[c]
+        .chats
+        .contains(&("Bob".into(), "hello from Bob".into())));
+    // Bob's own echo shows his text (group proofs sent by him never do).
+    assert_eq!(
+        net.clients[b].chats,
+        vec![("Bob".to_string(), "hello from Bob".to_string())]
+    );
+}
+
+/// Attack 1: the server builds its own group under the room's id, treats
+/// the joiner's request as a knock, admits it itself and sends the Welcome.
+#[test]
+fn a_group_built_by_the_server_cannot_capture_a_joiner_with_the_secret() {
+    let ds = DeliveryServiceSigner::generate("evil").unwrap();
+    let sender = ds.external_sender().unwrap();
+    // The server's made-up member, with a secret of its own.
+    let mut alice = Member::new("Alice", ROOM, Some(b"server-made-secret-0000")).unwrap();
+    alice.create_group(&[sender.clone()], 0).unwrap();
+
+    let mut victim = Session::new("Victim", ROOM, Some(SECRET), SessionConfig::default());
+    victim.start(false, &sender, 0);
+    let Some(Outgoing::JoinRequest { data: request }) = victim.take_outgoing().pop() else {
+        panic!("the victim asks to join")
+    };
+    let Event::Knock { knock_id, .. } = alice.handle_join_request(&request).unwrap() else {
+        panic!("the server's member cannot verify the proof: a knock")
+    };
+    alice.admit(knock_id).unwrap();
+    let out = alice.commit_pending().unwrap().unwrap();
+    alice.confirm_commit(0).unwrap();
+    victim.on_mls(Some(1), &out.welcome.unwrap(), 10);
+
+    // In the server's group, but nothing is trusted or sent.
+    assert_eq!(victim.state(), SessionState::Verifying);
+    assert!(victim.roster().is_empty());
+    assert!(victim.security_code().is_none());
+    assert!(!victim.send_chat("secret plans", 20));
+    let mut sealed = Vec::new();
+    assert!(!victim.encrypt_frame(conclave_e2ee::Codec::Opus, &[1, 2, 3], &mut sealed));
+    assert!(victim.take_outgoing().is_empty());
+    assert!(!victim
+        .take_events()
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Keys(Some(_)))));
+
+    // Proofs the server can make: a random one, and a valid one for its own secret.
+    let epoch = alice.epoch().unwrap();
+    let mut forged = b"CGP1".to_vec();
+    forged.extend_from_slice(&epoch.to_be_bytes());
+    forged.extend_from_slice(&[7; 32]);
+    forged.push(0);
+    let own = alice.group_proof().unwrap().unwrap();
+    let mut own_proof = b"CGP1".to_vec();
+    own_proof.extend_from_slice(&epoch.to_be_bytes());
+    own_proof.extend_from_slice(&own);
+    own_proof.push(1); // and "share" its own key
+    own_proof.extend_from_slice(&alice.invite_key().unwrap().to_bytes());
+    for payload in [forged, own_proof] {
+        let msg = alice.encrypt_control(&payload).unwrap();
+        assert!(victim.on_chat(&msg, false, 30).is_none());
+        assert_eq!(victim.state(), SessionState::Verifying);
+    }
+    // A chat from the server's member is not shown either.
+    let chat = alice.encrypt_chat("welcome, everything is fine").unwrap();
+    assert!(victim.on_chat(&chat, false, 40).is_none());
+
+    // After the timeout the victim gives the group up, visibly, and asks again.
+    victim.take_events();
+    victim.poll(10 + VERIFY_TIMEOUT_MS);
+    let events = victim.take_events();
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Resecuring { .. })),
+        "{events:?}"
+    );
+    assert!(matches!(
+        victim.take_outgoing().as_slice(),
+        [Outgoing::JoinRequest { .. }]
+    ));
+    assert_eq!(victim.state(), SessionState::Joining);
+}
+
+/// Attack 1, replay: a genuine proof from the real group does not verify
+/// another group (it is bound to the epoch authenticator).
+#[test]
+fn a_real_groups_proof_does_not_verify_a_server_built_group() {
+    let mut net = Net::new();
+    net.enter("Alice", Some(SECRET));
+    net.enter("Bob", Some(SECRET));
+    let real = net.clients[0].s.roster().len();
+    assert_eq!(real, 2);
+    // The server captures the proof message's plaintext only if it can
+    // decrypt it, which it cannot; the strongest replay is re-sending the
+    // real group's ciphertext into its own group.
+    let ds = DeliveryServiceSigner::generate("evil").unwrap();
+    let sender = ds.external_sender().unwrap();
+    let mut alice = Member::new("Alice", ROOM, None).unwrap();
+    alice.create_group(&[sender.clone()], 0).unwrap();
+    let mut victim = Session::new("Victim", ROOM, Some(SECRET), SessionConfig::default());
+    victim.start(false, &sender, 0);
+    let Some(Outgoing::JoinRequest { data }) = victim.take_outgoing().pop() else {
+        panic!("the victim asks to join")
+    };
+    let Event::Knock { knock_id, .. } = alice.handle_join_request(&data).unwrap() else {
+        panic!()
+    };
+    alice.admit(knock_id).unwrap();
+    let out = alice.commit_pending().unwrap().unwrap();
+    victim.on_mls(Some(1), &out.welcome.unwrap(), 10);
+    assert_eq!(victim.state(), SessionState::Verifying);
+    // The real group's proofs (Alice proves it to Bob, then to Carol), as
+    // the ciphertext the server relayed: replayed into the victim's group.
+    net.enter("Carol", Some(SECRET));
+    assert!(net.relayed.len() >= 2, "proofs were relayed");
+    for data in net.relayed.clone() {
+        assert!(victim.on_chat(&data, false, 20).is_none());
+    }
+    assert_eq!(victim.state(), SessionState::Verifying);
+    assert!(victim.security_code().is_none());
+}
+
+/// Attack 2: `create_group` while in a group is ignored.
+#[test]
+fn the_server_cannot_make_a_member_drop_its_group() {
+    let mut net = Net::new();
+    net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let epoch = net.clients[b].s.epoch();
+    let code = net.code(b);
+    let sender = net.sender.clone();
+    net.clients[b].s.start(true, &sender, net.now);
+    assert_eq!(net.clients[b].s.state(), SessionState::Member);
+    assert_eq!(net.clients[b].s.epoch(), epoch);
+    assert_eq!(net.code(b), code);
+    assert!(net.clients[b].s.take_outgoing().is_empty());
+}
+
+/// Attack 2: a rejoin is never silent (here forced by a forged
+/// "next epoch" commit, which nobody can authenticate).
+#[test]
+fn a_forced_rejoin_is_announced_and_rejoins_the_real_group() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let old_code = net.code(b).unwrap();
+    // A commit of Alice's for the *next* epoch, never delivered to Bob's
+    // group state: Bob is behind as far as the message says.
+    let mut shadow = Member::new("Alice", ROOM, Some(SECRET)).unwrap();
+    shadow.create_group(&[net.sender.clone()], 0).unwrap();
+    for _ in 0..3 {
+        shadow.request_self_update().unwrap();
+        shadow.commit_pending().unwrap().unwrap();
+        shadow.confirm_commit(0).unwrap();
+    }
+    shadow.request_self_update().unwrap();
+    let ahead = shadow.commit_pending().unwrap().unwrap().commit;
+    net.clients[b].events.clear();
+    let now = net.now;
+    net.clients[b].s.on_mls(None, &ahead, now);
+    net.pump();
+    assert!(
+        net.clients[b]
+            .events
+            .iter()
+            .any(|e| matches!(e, SessionEvent::Resecuring { .. })),
+        "{:?}",
+        net.clients[b].events
+    );
+    // Bob is re-added (with a fresh key) and the group proves itself again.
+    net.advance(3_000);
+    assert_eq!(net.clients[b].s.state(), SessionState::Member);
+    assert_eq!(net.code(b), net.code(a));
+    assert_ne!(net.code(b).unwrap(), old_code);
+    assert_eq!(net.clients[b].s.rejoins, 1);
+}
+
+/// Attack 2: a stray proposal from the server is a knock, never a refusal
+/// that stops the member from committing.
+#[test]
+fn a_server_made_add_proposal_does_not_stall_a_member() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let mut stranger = Member::new("Mallory", ROOM, None).unwrap();
+    let kp = stranger.key_package().unwrap();
+    let epoch = net.delivery.as_ref().unwrap().epoch();
+    let proposal = net.ds.add_proposal(ROOM, epoch, &kp).unwrap();
+    let now = net.now;
+    net.clients[a].s.on_mls(None, &proposal, now);
+    net.pump();
+    assert!(net.clients[a].s.refused().is_none());
+    assert_eq!(net.clients[a].s.knocks().len(), 1);
+    // Alice still commits a verified joiner.
+    let b = net.enter("Bob", Some(SECRET));
+    assert_eq!(net.clients[b].s.state(), SessionState::Member);
+}
+
+/// Knock-admitted members learn the invite key through the group; a meeting
+/// whose only member came in by knock still verifies joiners and proves itself.
+#[test]
+fn a_meeting_run_by_a_knock_admitted_member_still_proves_itself() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let k = net.enter("Ken", None);
+    assert_eq!(net.clients[k].s.state(), SessionState::Knocking);
+    let knock = net.clients[a].s.knocks()[0].clone();
+    assert_eq!(knock.name, "Ken");
+    assert_eq!(knock.fingerprint.len(), 19, "{}", knock.fingerprint);
+    let now = net.now;
+    assert!(net.clients[a].s.admit(&knock.signature_key, now));
+    net.pump();
+    assert_eq!(net.clients[k].s.state(), SessionState::Member);
+    assert!(net.clients[k].s.has_secret(), "Ken received the invite key");
+    assert!(net.clients[a]
+        .events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Admitted { by: None, name } if name == "Ken")));
+
+    net.disconnect(a);
+    net.advance(2_000);
+    assert_eq!(net.clients[k].s.roster().len(), 1);
+    let j = net.enter("Jo", Some(SECRET));
+    net.advance(2_000);
+    assert_eq!(net.clients[j].s.state(), SessionState::Member);
+    assert_eq!(net.code(j), net.code(k));
+}
+
+/// Attack 3: look-alike knocks are flagged; invisible characters are refused.
+#[test]
+fn look_alike_knocks_are_flagged_and_names_are_validated() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    net.enter("Bob", Some(SECRET));
+    net.enter("B0B", None);
+    net.enter("Zed", None);
+    let knocks = net.clients[a].s.knocks();
+    let bob = knocks.iter().find(|k| k.name == "B0B").unwrap();
+    let zed = knocks.iter().find(|k| k.name == "Zed").unwrap();
+    assert!(bob.lookalike);
+    assert!(!zed.lookalike);
+    assert_ne!(bob.fingerprint, zed.fingerprint);
+    for bad in [
+        "Bob\u{202E}",
+        "B\u{200B}ob",
+        "   ",
+        "bell\u{7}",
+        &"n".repeat(65),
+    ] {
+        assert!(!valid_member_name(bad), "{bad:?}");
+        assert!(Member::new(bad, ROOM, None).is_err(), "{bad:?}");
+    }
+    assert!(valid_member_name("Zoë Ångström"));
+}
+
+/// Attack 9: a join request the server kept is not accepted again.
+#[test]
+fn a_replayed_join_request_does_not_re_add_a_departed_member() {
+    let ds = DeliveryServiceSigner::generate("ds").unwrap();
+    let mut a = Member::new("Alice", ROOM, Some(SECRET)).unwrap();
+    a.create_group(&[ds.external_sender().unwrap()], 0).unwrap();
+    let mut b = Member::new("Bob", ROOM, Some(SECRET)).unwrap();
+    let request = b.join_request().unwrap();
+    a.handle_join_request(&request).unwrap();
+    let out = a.commit_pending().unwrap().unwrap();
+    a.confirm_commit(0).unwrap();
+    b.process_incoming(&out.welcome.unwrap(), 0).unwrap();
+    // Bob leaves; the server replays his old request.
+    a.remove(1).unwrap();
+    a.commit_pending().unwrap().unwrap();
+    a.confirm_commit(0).unwrap();
+    assert_eq!(a.roster().unwrap().len(), 1);
+    assert_eq!(
+        a.handle_join_request(&request),
+        Err(conclave_e2ee::Error::InvalidInput(
+            "key package already used"
+        ))
+    );
+    assert!(!a.has_pending());
+}
