@@ -56,6 +56,11 @@ pub const VERIFY_TIMEOUT_MS: u64 = 15_000;
 /// (plus their rank's stagger) unless someone else sent it first.
 pub const PROOF_BACKUP_MS: u64 = 1_000;
 
+/// Every member refreshes its own leaf this often (an MLS path update), so a
+/// device whose keys leaked stops being able to read the meeting:
+/// post-compromise security. Spread over members by leaf index.
+pub const SELF_UPDATE_MS: u64 = 10 * 60 * 1000;
+
 /// Magic of the group-proof control message:
 /// `"CGP1" || epoch u64 || proof(32) || flag u8 || [invite key(32)]`.
 const GROUP_PROOF_MAGIC: &[u8; 4] = b"CGP1";
@@ -241,6 +246,7 @@ pub struct Session {
     /// The next proof also carries the invite key (someone was admitted by knock).
     share_key: bool,
     verify_since: Option<u64>,
+    next_self_update: Option<u64>,
     join_request: Option<Vec<u8>>,
     join_sent: Option<u64>,
     waiting_since: Option<u64>,
@@ -328,6 +334,7 @@ impl Session {
             proof_at: None,
             share_key: false,
             verify_since: None,
+            next_self_update: None,
             join_request: None,
             join_sent: None,
             waiting_since: None,
@@ -542,6 +549,7 @@ impl Session {
         self.proof_at = None;
         self.share_key = false;
         self.verify_since = None;
+        self.next_self_update = None;
         self.knocks.clear();
         self.refused = None;
         if had_keys {
@@ -793,6 +801,7 @@ impl Session {
                 .filter(|_| self.state == SessionState::Verifying)
                 .map(|t| t + VERIFY_TIMEOUT_MS),
             self.proof_at,
+            self.next_self_update.filter(|_| self.is_member()),
         ]
         .into_iter()
         .flatten()
@@ -838,6 +847,12 @@ impl Session {
                     .into(),
                 now_ms,
             );
+        }
+        if self.is_member() && self.next_self_update.is_some_and(|t| now_ms >= t) {
+            self.next_self_update = Some(now_ms + SELF_UPDATE_MS);
+            if let Some(m) = self.member.as_mut() {
+                let _ = m.request_self_update();
+            }
         }
         self.after_processing(now_ms);
     }
@@ -946,6 +961,16 @@ impl Session {
             SessionState::Member
         };
         self.apply_epoch(epoch, roster, code, base_key);
+        self.plan_self_update(now_ms);
+    }
+
+    /// The first self-update after joining, spread by leaf so members do not
+    /// all commit at once.
+    fn plan_self_update(&mut self, now_ms: u64) {
+        if self.is_member() && self.next_self_update.is_none() {
+            let spread = u64::from(self.own_leaf.unwrap_or(0) % 60) * 10_000;
+            self.next_self_update = Some(now_ms + SELF_UPDATE_MS + spread);
+        }
     }
 
     fn apply_epoch(
@@ -1163,6 +1188,7 @@ impl Session {
             self.state = SessionState::Member;
             self.verify_since = None;
             self.info("the group proved that it knows the invite secret");
+            self.plan_self_update(now_ms);
             if let (Some(epoch), Some(base_key)) = (
                 self.epoch,
                 self.member.as_ref().and_then(|m| m.sframe_base_key().ok()),

@@ -513,3 +513,20 @@ fn a_replayed_join_request_does_not_re_add_a_departed_member() {
     );
     assert!(!a.has_pending());
 }
+
+/// Post-compromise security: every member refreshes its leaf periodically.
+#[test]
+fn members_self_update_periodically() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let epoch = net.clients[a].s.epoch().unwrap();
+    let code = net.code(a).unwrap();
+    net.advance(conclave_e2ee::session::SELF_UPDATE_MS + 61_000);
+    let later = net.clients[a].s.epoch().unwrap();
+    assert!(later >= epoch + 2, "both members updated: {epoch} -> {later}");
+    assert_eq!(net.clients[b].s.epoch(), Some(later));
+    assert_ne!(net.code(a).unwrap(), code);
+    assert_eq!(net.code(a), net.code(b));
+    assert_eq!(net.clients[a].s.roster().len(), 2);
+}
