@@ -235,16 +235,9 @@ impl Group {
                     let ms = self.ms(now);
                     let admitted = self.admit_knocks && self.session.admit(&k.signature_key, ms);
                     self.notices.push(Notice::Knock {
-                        name: format!(
-                            "{} [{}]{}",
-                            k.name,
-                            k.fingerprint,
-                            if k.lookalike {
-                                " (looks like a member's name)"
-                            } else {
-                                ""
-                            }
-                        ),
+                        name: k.name,
+                        fingerprint: k.fingerprint,
+                        lookalike: k.lookalike,
                         id: k.participant,
                         admitted,
                     });
@@ -376,6 +369,24 @@ impl Group {
         };
         let ms = self.ms(now);
         let shown = self.session.on_chat(&bytes, own, ms);
+        // Say which message could not be read.
+        let events = self
+            .session
+            .take_events()
+            .into_iter()
+            .map(|e| match e {
+                SessionEvent::Warning(w) if w.starts_with("could not decrypt a chat message") => {
+                    SessionEvent::Warning(w.replacen(
+                        "a chat message",
+                        &format!("chat #{seq} from #{from}"),
+                        1,
+                    ))
+                }
+                e => e,
+            })
+            .collect();
+        let outgoing = self.session.take_outgoing();
+        self.drain_once(outgoing, events, now);
         self.drain(now);
         shown.map(|ChatMessage { name, text, .. }| Notice::Chat {
             seq,

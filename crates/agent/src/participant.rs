@@ -149,6 +149,10 @@ pub enum Notice {
     /// Someone asked to join without the invite secret.
     Knock {
         name: String,
+        /// Short fingerprint of the knocker's signature key.
+        fingerprint: String,
+        /// The name equals or resembles a current or earlier member's.
+        lookalike: bool,
         id: Option<ParticipantId>,
         admitted: bool,
     },
@@ -189,8 +193,20 @@ impl fmt::Display for Notice {
                 "security code: {code} (epoch {epoch}, {members} members)"
             ),
             Notice::InviteLink(link) => write!(f, "invite link: {link}"),
-            Notice::Knock { name, id, admitted } => {
+            Notice::Knock {
+                name,
+                fingerprint,
+                lookalike,
+                id,
+                admitted,
+            } => {
                 let id = id.map(|i| format!(" (#{i})")).unwrap_or_default();
+                let alike = if *lookalike {
+                    ", same name as a member: check who it is"
+                } else {
+                    ""
+                };
+                let id = format!("{id} [key {fingerprint}{alike}]");
                 if *admitted {
                     write!(f, "{name}{id} knocked; admitting")
                 } else {

@@ -610,6 +610,12 @@ impl Session {
     /// `commit_rejected`: drop our commit and try again later.
     pub fn on_commit_rejected(&mut self, reason: &str, now_ms: u64) {
         if self.commit_sent.is_none() {
+            // epoch_moved after the winning commit already dropped ours is normal.
+            if reason != "epoch_moved" {
+                self.warn(format!(
+                    "the server rejected our commit: {reason}, but none was in flight; ignored"
+                ));
+            }
             return;
         }
         if let Some(m) = self.member.as_mut() {

@@ -7,7 +7,7 @@
 mod common;
 use common::{ROOM, SECRET};
 use conclave_e2ee::server::{DeliveryServiceSigner, RoomDelivery};
-use conclave_e2ee::session::{EpochKeys, VERIFY_TIMEOUT_MS};
+use conclave_e2ee::session::VERIFY_TIMEOUT_MS;
 use conclave_e2ee::{
     valid_member_name, Event, Member, Outgoing, Session, SessionConfig, SessionEvent, SessionState,
 };
@@ -188,17 +188,6 @@ impl Net {
     fn code(&self, i: usize) -> Option<String> {
         self.clients[i].s.security_code().map(str::to_owned)
     }
-
-    fn keys_events(&self, i: usize) -> Vec<&EpochKeys> {
-        self.clients[i]
-            .events
-            .iter()
-            .filter_map(|e| match e {
-                SessionEvent::Keys(Some(k)) => Some(k),
-                _ => None,
-            })
-            .collect()
-    }
 }
 
 #[test]
@@ -251,7 +240,9 @@ fn a_group_built_by_the_server_cannot_capture_a_joiner_with_the_secret() {
     let sender = ds.external_sender().unwrap();
     // The server's made-up member, with a secret of its own.
     let mut alice = Member::new("Alice", ROOM, Some(b"server-made-secret-0000")).unwrap();
-    alice.create_group(&[sender.clone()], 0).unwrap();
+    alice
+        .create_group(std::slice::from_ref(&sender), 0)
+        .unwrap();
 
     let mut victim = Session::new("Victim", ROOM, Some(SECRET), SessionConfig::default());
     victim.start(false, &sender, 0);
@@ -332,7 +323,9 @@ fn a_real_groups_proof_does_not_verify_a_server_built_group() {
     let ds = DeliveryServiceSigner::generate("evil").unwrap();
     let sender = ds.external_sender().unwrap();
     let mut alice = Member::new("Alice", ROOM, None).unwrap();
-    alice.create_group(&[sender.clone()], 0).unwrap();
+    alice
+        .create_group(std::slice::from_ref(&sender), 0)
+        .unwrap();
     let mut victim = Session::new("Victim", ROOM, Some(SECRET), SessionConfig::default());
     victim.start(false, &sender, 0);
     let Some(Outgoing::JoinRequest { data }) = victim.take_outgoing().pop() else {
@@ -524,7 +517,10 @@ fn members_self_update_periodically() {
     let code = net.code(a).unwrap();
     net.advance(conclave_e2ee::session::SELF_UPDATE_MS + 61_000);
     let later = net.clients[a].s.epoch().unwrap();
-    assert!(later >= epoch + 2, "both members updated: {epoch} -> {later}");
+    assert!(
+        later >= epoch + 2,
+        "both members updated: {epoch} -> {later}"
+    );
     assert_eq!(net.clients[b].s.epoch(), Some(later));
     assert_ne!(net.code(a).unwrap(), code);
     assert_eq!(net.code(a), net.code(b));
