@@ -96,6 +96,8 @@ describe('Firefox and Chromium in one meeting', { skip: skipOutsideCI(missing), 
         what: 'the Firefox chat message in Chromium',
       });
       assert.deepEqual(foxLog.filter((l) => l.includes('pageerror')), []);
+      // Firefox too works within the server's Content-Security-Policy (connect-src 'self' admits its WebSocket).
+      assert.deepEqual(await fox.evaluate(() => window.__e2eCspViolations), [], 'Firefox: CSP violations');
     } catch (err) {
       err.message += '\n' + foxLog.slice(-30).join('\n') + '\nFirefox: ' + JSON.stringify(await foxE2ee().catch(() => null)) + '\nFirefox inbound: ' + JSON.stringify(await firefoxInbound(fox).catch(() => null)) + '\n' + (await diagnostics(chromes, server));
       throw err;
