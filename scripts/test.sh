@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 #   rust: `cargo test --release --workspace` (unit, integration and doc tests)
 #   wasm: e2ee-wasm-test/*.test.mjs
 #   e2e:  e2e/tests/*.test.mjs
-MIN_RUST_TESTS=109
+MIN_RUST_TESTS=110
 MIN_WASM_TESTS=5
 MIN_E2E_TESTS=26
 
@@ -92,6 +92,9 @@ step "web client build" 0 bash -c 'cd web && npm run check && npm run build'
 step "clippy" 0 env CONCLAVE_SKIP_WEB_BUILD=1 cargo clippy --workspace --all-targets -- -D warnings
 # One release build serves the Rust tests and the browser tests.
 step "rust tests" $MIN_RUST_TESTS env CONCLAVE_SKIP_WEB_BUILD=1 cargo test --release --workspace
+# The browser tests that need a misbehaving server use a second binary with the
+# `test-modes` feature; target/release/conclave stays a normal build.
+step "test-mode server build" 0 bash scripts/build-test-modes.sh
 # The E2EE core's native tests ran above; here its wasm build must interoperate with them.
 step "e2ee wasm interop" $MIN_WASM_TESTS bash -c 'bash scripts/build-wasm.sh && cd e2ee-wasm-test && E2EE_NATIVE_PROFILE=release node --test'
 step "browser end-to-end" $MIN_E2E_TESTS bash e2e/run.sh

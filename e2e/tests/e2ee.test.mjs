@@ -3,7 +3,9 @@
 // member on its own.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { existsSync } from 'node:fs';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
 import {
   chatMessages,
   decodedVideo,
@@ -16,7 +18,7 @@ import {
   waitFor,
   waitSecured,
 } from '../lib/meeting.mjs';
-import { startServer } from '../lib/server.mjs';
+import { startServer, TEST_MODES_BIN } from '../lib/server.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,7 +78,6 @@ async function codeShown(p) {
 describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () => {
   before(async () => {
     server = await startServer();
-    ghostServer = await startServer({ env: { CONCLAVE_TEST_GHOST_ADDS: 'true' } });
     browser = await launchBrowser();
   });
 
@@ -340,7 +341,11 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     });
   });
 
-  test('a server that tries to add a member on its own fails: members refuse it and it never gets keys', { timeout: 120_000 }, async () => {
+  // Needs the server built with the `test-modes` feature (scripts/build-test-modes.sh).
+  const noTestModes = existsSync(TEST_MODES_BIN) ? null : `test-mode server not built (${TEST_MODES_BIN}; bash scripts/build-test-modes.sh)`;
+  test('a server that tries to add a member on its own fails: members refuse it and it never gets keys', { skip: skipOutsideCI(noTestModes), timeout: 120_000 }, async () => {
+    failIfMissing(noTestModes);
+    ghostServer = await startServer({ bin: TEST_MODES_BIN, env: { CONCLAVE_TEST_GHOST_ADDS: 'true' } });
     const room = uniqueRoom('e2eeghost');
     const ada = await person('Ada');
     const bob = await person('Bob');
