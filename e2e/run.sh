@@ -2,6 +2,7 @@
 # Runs the browser end-to-end tests against the real server binary.
 #   e2e/run.sh                      # uses target/release/conclave
 #   CONCLAVE_BIN=/path/to/conclave e2e/run.sh
+#   e2e/run.sh tests/firefox.test.mjs  # only some test files
 # Needs: Node 20+, Chromium at /usr/bin/chromium (or $CHROMIUM), the server
 # built with the web client embedded (cd web && npm ci && npm run build;
 # cargo build --release -p conclave-server).
@@ -24,19 +25,29 @@ fi
 # Firefox pairs no host candidate with a 127.0.0.1 server candidate, so the
 # Firefox interop test announces media on an address of a test-only veth pair
 # (one end in a network namespace made here, never a real network). Needs root
-# and iproute2; without them that test is skipped with the reason.
-if [ -z "${CONCLAVE_E2E_FIREFOX_IP:-}" ] && [ "$(id -u)" = 0 ] && command -v ip >/dev/null; then
+# and iproute2. Without them that test is skipped with the reason, except with
+# CI=true, where a test that cannot run must fail: this script stops here.
+ci=0
+case "${CI:-}" in true | 1 | yes) ci=1 ;; esac
+if [ -z "${CONCLAVE_E2E_FIREFOX_IP:-}" ]; then
   ns="conclave-e2e-$$"
   host_if="cv$$h"; ns_if="cv$$n"
   cleanup() { ip link del "$host_if" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
-  trap cleanup EXIT
-  if ip netns add "$ns" && ip link add "$host_if" type veth peer name "$ns_if" \
+  if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && trap cleanup EXIT \
+    && ip netns add "$ns" && ip link add "$host_if" type veth peer name "$ns_if" \
     && ip link set "$ns_if" netns "$ns" && ip addr add 10.213.0.1/30 dev "$host_if" \
     && ip link set "$host_if" up && ip netns exec "$ns" ip addr add 10.213.0.2/30 dev "$ns_if" \
     && ip netns exec "$ns" ip link set "$ns_if" up; then
     export CONCLAVE_E2E_FIREFOX_IP=10.213.0.1
+  elif [ $ci = 1 ]; then
+    echo "e2e: could not create the test veth pair for the Firefox test (needs root and iproute2), and CONCLAVE_E2E_FIREFOX_IP is not set; CI=true, so this is a failure" >&2
+    exit 1
   else
-    echo "e2e: could not create the test veth pair; the Firefox test will be skipped" >&2
+    echo "e2e: could not create the test veth pair (needs root and iproute2); the Firefox test will be skipped" >&2
   fi
 fi
-node --test --test-concurrency=1 tests/
+if [ $# -gt 0 ]; then
+  node --test --test-concurrency=1 "$@"
+else
+  node --test --test-concurrency=1 tests/
+fi

@@ -52,13 +52,23 @@ export function capturePeers() {
   };
 }
 
-/** A new participant: own context and page, console errors collected. */
+/**
+ * A new participant: own context and page, console errors collected, and
+ * the headers of every document the page loaded (`documents`: promises of
+ * `{ url, headers }`, as the browser received them).
+ */
 export async function newParticipant(browser, label, viewport = { width: 960, height: 640 }) {
   const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
   await context.addInitScript(capturePeers);
   const page = await context.newPage();
   const log = [];
+  const documents = [];
   page.on('console', (m) => log.push(`[${label}] console.${m.type()}: ${m.text()}`));
   page.on('pageerror', (e) => log.push(`[${label}] pageerror: ${e.message}`));
-  return { label, context, page, log };
+  page.on('response', (r) => {
+    if (r.request().isNavigationRequest() && r.frame() === page.mainFrame()) {
+      documents.push(r.allHeaders().then((headers) => ({ url: r.url(), headers }), (e) => ({ url: r.url(), error: e.message })));
+    }
+  });
+  return { label, context, page, log, documents };
 }

@@ -8,6 +8,14 @@ import { fileURLToPath } from 'node:url';
 export const SERVER_BIN =
   process.env.CONCLAVE_BIN ?? fileURLToPath(new URL('../../target/release/conclave', import.meta.url));
 
+/**
+ * The server built with the `test-modes` feature (scripts/build-test-modes.sh),
+ * for tests that need a misbehaving server (CONCLAVE_TEST_GHOST_ADDS). The
+ * normal binary has no test modes.
+ */
+export const TEST_MODES_BIN =
+  process.env.CONCLAVE_TEST_MODES_BIN ?? fileURLToPath(new URL('../../target/release/conclave-test-modes', import.meta.url));
+
 function freeTcpPort() {
   return new Promise((resolve, reject) => {
     const srv = createServer();
@@ -35,17 +43,24 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 /**
  * Runs `conclave --listen 127.0.0.1:<tcp> --udp-port <udp> --public-ip 127.0.0.1`
  * and resolves once `GET /` answers. `stop()` kills it.
+ *
+ * The server gets a minimal environment: PATH, HOME and the CONCLAVE_*
+ * variables in `env`, nothing inherited from the test run (a CONCLAVE_*
+ * variable set in the shell must not change what a test tests).
  */
-export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpPort: wantUdp, listenIp = '127.0.0.1', publicIp = '127.0.0.1', env = {} } = {}) {
-  if (!existsSync(SERVER_BIN)) {
-    throw new Error(`server binary not found at ${SERVER_BIN} (build it with cargo build --release -p conclave-server, or set CONCLAVE_BIN)`);
+export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpPort: wantUdp, listenIp = '127.0.0.1', publicIp = '127.0.0.1', env = {}, bin = SERVER_BIN } = {}) {
+  if (!existsSync(bin)) {
+    throw new Error(`server binary not found at ${bin} (build it with cargo build --release -p conclave-server, or set CONCLAVE_BIN)`);
+  }
+  for (const name of Object.keys(env)) {
+    if (!name.startsWith('CONCLAVE_')) throw new Error(`startServer: only CONCLAVE_* variables are passed to the server, not ${name}`);
   }
   const httpPort = wantHttp ?? (await freeTcpPort());
   const udpPort = wantUdp ?? (await freeUdpPort());
   const args = ['--listen', `${listenIp}:${httpPort}`, '--udp-port', String(udpPort), '--public-ip', publicIp];
-  const child = spawn(SERVER_BIN, args, {
+  const child = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG ?? 'info', ...env },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', ...env },
   });
   const output = [];
   const keep = (chunk) => {

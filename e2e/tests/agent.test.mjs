@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
 import { chatMessages, diagnostics, e2eeState, e2eeStats, inviteFragment, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
@@ -47,8 +48,11 @@ function lastCode(agent) {
   return codes.at(-1) ?? null;
 }
 
-describe('the Rust agent and browsers in one encrypted meeting', { skip: existsSync(AGENT_BIN) ? false : `agent binary not built (${AGENT_BIN})`, timeout: 150_000 }, () => {
+const missing = existsSync(AGENT_BIN) ? null : `agent binary not built (${AGENT_BIN}; cargo build --release -p conclave-agent)`;
+
+describe('the Rust agent and browsers in one encrypted meeting', { skip: skipOutsideCI(missing), timeout: 150_000 }, () => {
   before(async () => {
+    failIfMissing(missing);
     server = await startServer();
     browser = await launchBrowser();
   });

@@ -3,7 +3,9 @@
 // member on its own.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { existsSync } from 'node:fs';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
 import {
   chatMessages,
   decodedVideo,
@@ -16,7 +18,7 @@ import {
   waitFor,
   waitSecured,
 } from '../lib/meeting.mjs';
-import { startServer } from '../lib/server.mjs';
+import { startServer, TEST_MODES_BIN } from '../lib/server.mjs';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -76,7 +78,6 @@ async function codeShown(p) {
 describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () => {
   before(async () => {
     server = await startServer();
-    ghostServer = await startServer({ env: { CONCLAVE_TEST_GHOST_ADDS: 'true' } });
     browser = await launchBrowser();
   });
 
@@ -230,11 +231,12 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     const room = uniqueRoom('e2eechat');
     const ada = await person('Ada');
     const bob = await person('Bob');
-    const frames = [];
+    // Every WebSocket frame of both pages, by direction.
+    const frames = { sent: [], received: [] };
     for (const p of [ada, bob]) {
       p.page.on('websocket', (ws) => {
-        ws.on('framesent', (f) => frames.push(String(f.payload)));
-        ws.on('framereceived', (f) => frames.push(String(f.payload)));
+        ws.on('framesent', (f) => frames.sent.push({ who: p.label, text: String(f.payload) }));
+        ws.on('framereceived', (f) => frames.received.push({ who: p.label, text: String(f.payload) }));
       });
     }
     await withDiagnostics([ada, bob], server, async () => {
@@ -251,12 +253,39 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
         what: 'Bob to read Ada\'s message',
       });
       await waitFor(async () => (await chatMessages(ada.page)).some((m) => m.text.includes(secret)), { what: 'Ada to see her own message' });
-      const chatFrames = frames.filter((f) => f.includes('"type":"chat"'));
-      assert.ok(chatFrames.length >= 2, 'chat went through the server');
-      assert.deepEqual(frames.filter((f) => f.includes(secret) || f.includes('elephant')), [], 'no plaintext on the wire');
-      const relayed = JSON.parse(chatFrames.find((f) => f.includes('"seq"')));
-      assert.equal(typeof relayed.data, 'string');
-      assert.equal(relayed.text, undefined);
+
+      const all = [...frames.sent, ...frames.received];
+      assert.deepEqual(all.filter((f) => f.text.includes(secret) || f.text.includes('elephant')), [], 'no plaintext in any frame\'s text');
+      const parse = (text) => {
+        try {
+          return JSON.parse(text);
+        } catch {
+          return null;
+        }
+      };
+      const chats = (list) => list.map((f) => ({ ...f, msg: parse(f.text) })).filter((f) => f.msg?.type === 'chat');
+      const sent = chats(frames.sent);
+      const received = chats(frames.received);
+      // The chat went through the server both ways: Ada's frame up, the relayed one down to Bob.
+      assert.ok(sent.some((f) => f.who === 'Ada'), `Ada sent a chat frame (sent: ${JSON.stringify(sent)})`);
+      assert.ok(received.some((f) => f.who === 'Bob'), `Bob received a chat frame (received: ${JSON.stringify(received)})`);
+      // `data` is base64: look inside it. Each chat is an MLSMessage (RFC 9420 §6)
+      // whose u16 version is 1 (mls10) and u16 wire_format 2 (mls_private_message),
+      // i.e. encrypted, and the text is nowhere in its bytes.
+      for (const f of [...sent, ...received]) {
+        const where = `${f.who}'s ${sent.includes(f) ? 'sent' : 'received'} chat frame ${f.text.slice(0, 120)}`;
+        assert.equal(typeof f.msg.data, 'string', where);
+        assert.equal(f.msg.text, undefined, where);
+        const bytes = Buffer.from(f.msg.data, 'base64');
+        assert.equal(bytes.toString('base64').replace(/=+$/, ''), f.msg.data.replace(/=+$/, ''), `${where}: data is base64`);
+        assert.ok(bytes.length > 4, where);
+        assert.equal(bytes.readUInt16BE(0), 1, `${where}: MLS version mls10`);
+        assert.equal(bytes.readUInt16BE(2), 2, `${where}: wire format mls_private_message`);
+        for (const needle of [secret, 'elephant', 'meet me']) {
+          assert.ok(!bytes.includes(Buffer.from(needle, 'utf8')), `${where}: "${needle}" in the decoded bytes`);
+          assert.ok(!bytes.includes(Buffer.from(needle, 'utf16le')), `${where}: "${needle}" (UTF-16) in the decoded bytes`);
+        }
+      }
     });
   });
 
@@ -312,7 +341,11 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     });
   });
 
-  test('a server that tries to add a member on its own fails: members refuse it and it never gets keys', { timeout: 120_000 }, async () => {
+  // Needs the server built with the `test-modes` feature (scripts/build-test-modes.sh).
+  const noTestModes = existsSync(TEST_MODES_BIN) ? null : `test-mode server not built (${TEST_MODES_BIN}; bash scripts/build-test-modes.sh)`;
+  test('a server that tries to add a member on its own fails: members refuse it and it never gets keys', { skip: skipOutsideCI(noTestModes), timeout: 120_000 }, async () => {
+    failIfMissing(noTestModes);
+    ghostServer = await startServer({ bin: TEST_MODES_BIN, env: { CONCLAVE_TEST_GHOST_ADDS: 'true' } });
     const room = uniqueRoom('e2eeghost');
     const ada = await person('Ada');
     const bob = await person('Bob');

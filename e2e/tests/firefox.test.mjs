@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { capturePeers, launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
 import { firefoxServerIp, haveFirefox, launchFirefox } from '../lib/firefox.mjs';
 import { chatMessages, diagnostics, e2eeState, inboundStats, inviteFragment, join, uniqueRoom, waitFor } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
@@ -24,14 +25,15 @@ async function firefoxInbound(page) {
   });
 }
 
-const skip = !haveFirefox
+const missing = !haveFirefox
   ? 'Firefox is not installed'
   : !firefoxServerIp
     ? 'Firefox cannot do ICE with a 127.0.0.1-only server; run e2e/run.sh as root (it makes a test veth pair) or set CONCLAVE_E2E_FIREFOX_IP'
-    : false;
+    : null;
 
-describe('Firefox and Chromium in one meeting', { skip, timeout: 120_000 }, () => {
+describe('Firefox and Chromium in one meeting', { skip: skipOutsideCI(missing), timeout: 120_000 }, () => {
   before(async () => {
+    failIfMissing(missing);
     // HTTP stays on loopback (a secure context for getUserMedia); media is bound and announced on the test veth address.
     server = await startServer({ publicIp: firefoxServerIp });
     chromium = await launchBrowser();
@@ -94,6 +96,8 @@ describe('Firefox and Chromium in one meeting', { skip, timeout: 120_000 }, () =
         what: 'the Firefox chat message in Chromium',
       });
       assert.deepEqual(foxLog.filter((l) => l.includes('pageerror')), []);
+      // Firefox too works within the server's Content-Security-Policy (connect-src 'self' admits its WebSocket).
+      assert.deepEqual(await fox.evaluate(() => window.__e2eCspViolations), [], 'Firefox: CSP violations');
     } catch (err) {
       err.message += '\n' + foxLog.slice(-30).join('\n') + '\nFirefox: ' + JSON.stringify(await foxE2ee().catch(() => null)) + '\nFirefox inbound: ' + JSON.stringify(await firefoxInbound(fox).catch(() => null)) + '\n' + (await diagnostics(chromes, server));
       throw err;

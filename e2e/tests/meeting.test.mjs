@@ -40,11 +40,26 @@ async function meetingOfThree(prefix) {
   return { room, people, ids };
 }
 
+// The policy crates/server/src/web.rs sends, copied here on purpose: "no
+// violations" alone also holds with no policy at all, so the exact header
+// is asserted (a change to the policy must change this test too).
+const CONTENT_SECURITY_POLICY =
+  "default-src 'self'; connect-src 'self'; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; " +
+  "style-src 'self'; script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; object-src 'none'; " +
+  "base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
 async function assertNoPageErrors(people) {
   const errors = people.flatMap((p) => p.log.filter((l) => l.includes('pageerror') || l.includes('console.error')));
   assert.deepEqual(errors, [], 'no script errors in the pages');
   for (const p of people) {
-    // The server's Content-Security-Policy never had to block anything.
+    // Every page was served under the server's Content-Security-Policy...
+    const documents = await Promise.all(p.documents);
+    assert.ok(documents.length > 0, `${p.label}: loaded a page`);
+    for (const d of documents) {
+      assert.equal(d.headers?.['content-security-policy'], CONTENT_SECURITY_POLICY, `${p.label}: CSP of ${d.url} ${d.error ?? ''}`);
+    }
+    // ...which never had to block anything: the meeting (WebSocket, wasm,
+    // workers, media) works within it.
     assert.deepEqual(await p.page.evaluate(() => window.__e2eCspViolations), [], `${p.label}: CSP violations`);
   }
 }

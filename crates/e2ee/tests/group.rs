@@ -61,6 +61,14 @@ fn a_member_removed_at_epoch_n_cannot_decrypt_frames_of_epoch_n_plus_1() {
     // Server proposes removing Carol (external sender), Alice commits.
     let carol_leaf = m.members[2].own_leaf().unwrap();
     let epoch = m.members[0].epoch().unwrap();
+    // What Carol keeps from epoch N: its real SFrame base key (the one everyone
+    // shares), and a frame Alice sent under it.
+    let carol_last_key = m.members[2].sframe_base_key().unwrap();
+    assert_eq!(carol_last_key, m.members[0].sframe_base_key().unwrap());
+    let mut ct_epoch_n = Vec::new();
+    m.members[0]
+        .sframe_encrypt(Codec::Opus, b"audio of epoch N", &mut ct_epoch_n)
+        .unwrap();
     let prop = m.ds.remove_proposal(ROOM, epoch, carol_leaf).unwrap();
     for x in m.members.iter_mut() {
         let ev = x.process_incoming(&prop, 0).unwrap();
@@ -92,12 +100,20 @@ fn a_member_removed_at_epoch_n_cannot_decrypt_frames_of_epoch_n_plus_1() {
     assert!(m.members[2]
         .sframe_decrypt(Codec::Opus, &ct, &mut pt, 1)
         .is_err());
-    // And even with her last epoch's base key she cannot.
-    let carol_old = conclave_e2ee::SframeContext::from_base_key(&[0u8; 16], epoch, 9);
-    assert!(carol_old
-        .unwrap()
-        .decrypt(Codec::Opus, &ct, &mut pt, 1)
-        .is_err());
+    // And even with her last epoch's real base key she cannot: it still opens
+    // epoch N's frame, but not epoch N+1's, whichever epoch she files it under.
+    assert_ne!(m.members[0].sframe_base_key().unwrap(), carol_last_key);
+    let mut carol_old =
+        conclave_e2ee::SframeContext::from_base_key(&carol_last_key, epoch, carol_leaf).unwrap();
+    carol_old
+        .decrypt(Codec::Opus, &ct_epoch_n, &mut pt, 1)
+        .unwrap();
+    assert_eq!(pt, b"audio of epoch N");
+    assert!(carol_old.decrypt(Codec::Opus, &ct, &mut pt, 1).is_err());
+    let mut carol_guess =
+        conclave_e2ee::SframeContext::from_base_key(&carol_last_key, epoch + 1, carol_leaf)
+            .unwrap();
+    assert!(carol_guess.decrypt(Codec::Opus, &ct, &mut pt, 1).is_err());
 }
 
 #[test]

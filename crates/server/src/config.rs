@@ -39,7 +39,9 @@ pub struct Cli {
     pub config: Option<PathBuf>,
     /// TESTS ONLY: behave like a malicious server that tries to add every
     /// knocking participant to the group with its own Add proposal (members
-    /// must refuse). Not in the config file, on purpose.
+    /// must refuse). Not in the config file, on purpose, and only in a binary
+    /// built with the `test-modes` feature.
+    #[cfg(feature = "test-modes")]
     #[arg(long, hide = true, env = "CONCLAVE_TEST_GHOST_ADDS")]
     pub test_ghost_adds: bool,
 }
@@ -73,6 +75,7 @@ pub struct Config {
     /// What ICE candidates announce.
     pub udp_public: SocketAddr,
     pub tls: Tls,
+    #[cfg(feature = "test-modes")]
     pub test_ghost_adds: bool,
 }
 
@@ -121,6 +124,7 @@ impl Config {
             udp_bind,
             udp_public: SocketAddr::new(public_ip, udp_port),
             tls,
+            #[cfg(feature = "test-modes")]
             test_ghost_adds: cli.test_ghost_adds,
         })
     }

@@ -13,9 +13,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use conclave_e2ee::server::{
-    join_request_identity, join_request_key_package, DeliveryServiceSigner, RoomDelivery,
-};
+use conclave_e2ee::server::{join_request_identity, DeliveryServiceSigner, RoomDelivery};
 use conclave_protocol::{
     E2eeStart, ErrorCode, ParticipantId, ServerMessage, MAX_CHAT_CIPHERTEXT_BYTES, MAX_MLS_BYTES,
 };
@@ -26,19 +24,33 @@ pub struct Signer {
     external_sender: Vec<u8>,
     /// Test mode: try to slip every knocking participant into the group
     /// with a server-signed Add proposal (members must refuse it).
-    pub try_ghost_adds: bool,
+    #[cfg(feature = "test-modes")]
+    try_ghost_adds: bool,
 }
 
 impl Signer {
-    pub fn generate(try_ghost_adds: bool) -> Result<Self, String> {
+    pub fn generate() -> Result<Self, String> {
         let signer = DeliveryServiceSigner::generate("conclave server")
             .map_err(|e| format!("cannot create the server's MLS key: {e}"))?;
         let external_sender = signer.external_sender().map_err(|e| e.to_string())?;
         Ok(Signer {
             signer,
             external_sender,
-            try_ghost_adds,
+            #[cfg(feature = "test-modes")]
+            try_ghost_adds: false,
         })
+    }
+
+    /// Test mode (`test-modes` feature only): try to add every knocker with a server-signed Add.
+    #[cfg(feature = "test-modes")]
+    pub fn with_ghost_adds(mut self, on: bool) -> Self {
+        if on {
+            tracing::warn!(
+                "TEST MODE: this server tries to add knocking participants without consent"
+            );
+        }
+        self.try_ghost_adds = on;
+        self
     }
 
     fn start(&self, create: bool) -> E2eeStart {
@@ -204,24 +216,33 @@ impl RoomMls {
             self.waiting.push((id, data.to_owned()));
             return Ok(out);
         }
-        let knock = !has_proof;
         if old.is_some() {
             // A rejoin: the old leaf no longer belongs to anyone present.
             out.extend(self.propose_orphan_removals(signer));
         }
         out.extend(self.mls_to_members(Some(id), data));
-        if knock && signer.try_ghost_adds {
-            out.extend(self.ghost_add(id, &bytes, signer));
-        }
+        let knock = !has_proof;
+        out.extend(self.ghost_add(id, &bytes, knock, signer));
         Ok(out)
     }
 
-    /// Test mode only: the server proposes to add a joiner on its own.
-    fn ghost_add(&mut self, id: ParticipantId, bytes: &[u8], signer: &Signer) -> Vec<Out> {
+    /// Test mode only (`test-modes` feature and CONCLAVE_TEST_GHOST_ADDS):
+    /// the server proposes to add a knocker on its own.
+    #[cfg(feature = "test-modes")]
+    fn ghost_add(
+        &mut self,
+        id: ParticipantId,
+        bytes: &[u8],
+        knock: bool,
+        signer: &Signer,
+    ) -> Vec<Out> {
+        if !knock || !signer.try_ghost_adds {
+            return Vec::new();
+        }
         let Some(group) = &self.group else {
             return Vec::new();
         };
-        let Ok(kp) = join_request_key_package(bytes) else {
+        let Ok(kp) = conclave_e2ee::server::join_request_key_package(bytes) else {
             return Vec::new();
         };
         match signer
@@ -237,6 +258,12 @@ impl RoomMls {
             }
             Err(_) => Vec::new(),
         }
+    }
+
+    /// Without the `test-modes` feature the server never proposes an Add.
+    #[cfg(not(feature = "test-modes"))]
+    fn ghost_add(&mut self, _: ParticipantId, _: &[u8], _: bool, _: &Signer) -> Vec<Out> {
+        Vec::new()
     }
 
     /// A member's commit: the first valid one for the epoch is relayed to

@@ -34,10 +34,9 @@ async fn main() {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let config = Config::resolve(cli)?;
-    let signer = delivery::Signer::generate(config.test_ghost_adds)?;
-    if config.test_ghost_adds {
-        tracing::warn!("TEST MODE: this server tries to add knocking participants without consent");
-    }
+    let signer = delivery::Signer::generate()?;
+    #[cfg(feature = "test-modes")]
+    let signer = signer.with_ghost_adds(config.test_ghost_adds);
     let (hub, handle, udp_bound) = Hub::bind(config.udp_bind, config.udp_public, signer)
         .await
         .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;

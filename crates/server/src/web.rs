@@ -19,7 +19,10 @@ use crate::signaling::{self, MAX_FRAME_BYTES};
 #[folder = "../../web/dist"]
 struct Assets;
 
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self' ws: wss:; \
+/// `connect-src 'self'` also admits the WebSocket to this same host and port:
+/// in CSP Level 3 (Chromium, Firefox) `'self'` matches `ws:`/`wss:`
+/// on the page's own host, and no other host is reachable.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self'; \
     img-src 'self' data: blob:; media-src 'self' blob: mediastream:; style-src 'self'; \
     script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; object-src 'none'; \
     base-uri 'none'; frame-ancestors 'none'; form-action 'self'";

@@ -214,3 +214,35 @@ async fn a_chat_flood_is_rate_limited_for_the_flooder_only() {
     assert_eq!(error_code(&limited), Some(ErrorCode::RateLimited));
     room_still_works(&mut ada, &mut bob, 0).await;
 }
+
+/// Test modes (a server that misbehaves on purpose, for the browser tests)
+/// exist only in a binary built with the `test-modes` feature: the normal
+/// build refuses the flag, so it never reads CONCLAVE_TEST_GHOST_ADDS, and
+/// holds none of that code.
+#[cfg(not(feature = "test-modes"))]
+#[test]
+fn a_normal_build_has_no_test_modes() {
+    let bin = env!("CARGO_BIN_EXE_conclave");
+    let out = std::process::Command::new(bin)
+        .args([
+            "--test-ghost-adds",
+            "--listen",
+            "127.0.0.1:0",
+            "--udp-port",
+            "0",
+        ])
+        .output()
+        .expect("the conclave binary runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unexpected argument '--test-ghost-adds'"),
+        "{stderr}"
+    );
+    let binary = std::fs::read(bin).expect("the binary can be read");
+    let needle = b"test mode: proposing to add";
+    assert!(
+        !binary.windows(needle.len()).any(|w| w == needle),
+        "the ghost-add code is compiled in"
+    );
+}
