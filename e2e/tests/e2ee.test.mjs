@@ -379,4 +379,39 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
       assert.ok(video.every((s) => s.framesDecoded === 0), `the ghost decoded no video: ${JSON.stringify(video)}`);
     });
   });
+
+  test('a server that labels one member\'s media as another\'s gets nothing played under the wrong name', { skip: skipOutsideCI(noTestModes), timeout: 120_000 }, async () => {
+    failIfMissing(noTestModes);
+    const liar = await startServer({ bin: TEST_MODES_BIN, env: { CONCLAVE_TEST_MISLABEL_MEDIA: 'true' } });
+    try {
+      const room = uniqueRoom('e2eelabel');
+      const all = [await person('Ada'), await person('Bob'), await person('Cy')];
+      await withDiagnostics(all, liar, async () => {
+        for (const [i, p] of all.entries()) await join(p, liar.url, room, ['Ada', 'Bob', 'Cy'][i]);
+        for (const p of all) await waitSecured(p.page);
+        await waitFor(async () => {
+          const states = await Promise.all(all.map((p) => e2eeState(p.page)));
+          return states.every((s) => s.roster.length === 3 && s.securityCode === states[0].securityCode);
+        }, { what: 'one group of three', timeoutMs: 20_000 });
+        // Each receiver carries another member's frames than its tile's:
+        // they reach the Worker and are refused, on every page.
+        await waitFor(async () => {
+          const stats = await Promise.all(all.map((p) => e2eeStats(p.page)));
+          return stats.every((s) => (s?.receive?.wrongSender ?? 0) > 50);
+        }, { what: 'frames of the wrong member refused on every page', timeoutMs: 20_000 });
+        for (const p of all) {
+          const inbound = await inboundStats(p.page);
+          const video = inbound.filter((s) => s.kind === 'video' && s.packetsReceived > 50);
+          const audio = inbound.filter((s) => s.kind === 'audio' && s.packetsReceived > 50);
+          assert.ok(video.length >= 2 && audio.length >= 2, `${p.label} receives media (${JSON.stringify(inbound)})`);
+          assert.ok(video.every((s) => s.framesDecoded === 0), `${p.label} decodes no video under the wrong name: ${JSON.stringify(video)}`);
+          assert.ok(audio.every((s) => s.totalAudioEnergy === 0), `${p.label} plays no audio under the wrong name: ${JSON.stringify(audio)}`);
+          const stats = await e2eeStats(p.page);
+          assert.equal(stats.receive.decrypted, 0, `${p.label} decrypted nothing`);
+        }
+      });
+    } finally {
+      await liar.stop();
+    }
+  });
 });

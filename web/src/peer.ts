@@ -26,7 +26,7 @@ export interface MediaTransforms {
   /** The peer connection needs `encodedInsertableStreams: true` (Chromium's older API). */
   readonly needsInsertableStreams: boolean;
   attachSender(sender: RTCRtpSender, kind: 'audio' | 'video'): void;
-  attachReceiver(receiver: RTCRtpReceiver, kind: 'audio' | 'video'): void;
+  attachReceiver(receiver: RTCRtpReceiver, kind: 'audio' | 'video', mid: string): void;
 }
 
 const SOURCES: readonly TrackSource[] = ['microphone', 'camera', 'screen'];
@@ -109,7 +109,7 @@ export class PeerSession {
       // follows the m-line's real kind.
       const kind = transceiver.receiver.track.kind === 'audio' ? 'audio' : 'video';
       this.transforms.attachSender(transceiver.sender, kind);
-      this.transforms.attachReceiver(transceiver.receiver, kind);
+      this.transforms.attachReceiver(transceiver.receiver, kind, mid);
       const m = this.mapping.get(mid);
       if (!m) continue;
       if (m.direction === 'publish') {
@@ -128,6 +128,15 @@ export class PeerSession {
     if (!local) throw new Error('no local description after setLocalDescription');
     this.handlers.onAnswer(local.sdp);
     this.reportRemoteTracks();
+  }
+
+  /** Which participant each subscribe m-line carries, as the server says. */
+  subscriptions(): { mid: string; participant: number }[] {
+    const out: { mid: string; participant: number }[] = [];
+    for (const [mid, m] of this.mapping) {
+      if (m.direction === 'subscribe') out.push({ mid, participant: m.participant });
+    }
+    return out;
   }
 
   private reportRemoteTracks(): void {

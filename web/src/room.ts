@@ -40,6 +40,7 @@ export interface Participant {
 }
 
 export interface ChatEntry {
+  /** The server's number for the message (shown in tests only; never trusted). */
   seq: number;
   from: number;
   name: string;
@@ -356,7 +357,30 @@ export class Room {
     if (!this.group.joined) return null;
     if (p.isLocal) return this.group.roster.find((r) => r.leafIndex === this.group.ownLeaf) ?? null;
     if (!p.key) return null;
+    // Two participants claiming one key: the server lies about one of them,
+    // and we cannot tell which, so neither is shown as that member.
+    for (const other of this.participants.values()) {
+      if (other !== p && other.key === p.key) return null;
+    }
+    const own = this.group.roster.find((r) => r.leafIndex === this.group.ownLeaf);
+    if (own && own.signatureKey.toLowerCase() === p.key) return null;
     return this.group.roster.find((r) => r.signatureKey.toLowerCase() === p.key) ?? null;
+  }
+
+  /**
+   * Binds every receiver to the MLS leaf of the participant its m-line
+   * carries, so the Worker decrypts on it only that member's frames: the
+   * server cannot show one member's media under another's name.
+   */
+  private bindReceivers(): void {
+    const crypto = this.crypto;
+    const peer = this.peer;
+    if (!crypto || !peer) return;
+    for (const { mid, participant } of peer.subscriptions()) {
+      const p = this.participants.get(participant);
+      const entry = p ? this.rosterEntry(p) : null;
+      crypto.bindReceiver(mid, entry ? entry.leafIndex : null);
+    }
   }
 
   /**
@@ -390,6 +414,7 @@ export class Room {
     for (const p of everyone) {
       if (this.verify(p)) this.emit({ type: 'participant_changed', participant: p });
     }
+    this.bindReceivers();
     this.emit({ type: 'e2ee' });
   }
 
@@ -446,6 +471,8 @@ export class Room {
           this.participants.set(p.id, p);
           this.emit({ type: 'participant_joined', participant: p });
         }
+        // A new claim on a key already claimed unverifies both.
+        this.onGroupChanged();
         break;
       }
       case 'participant_left': {
@@ -466,6 +493,7 @@ export class Room {
           p.key = msg.participant.key?.toLowerCase() ?? null;
           p.media = { ...msg.participant.media };
           this.verify(p);
+          this.bindReceivers();
           this.emit({ type: 'participant_changed', participant: p });
         }
         break;
@@ -480,7 +508,8 @@ export class Room {
             from: msg.from,
             name: opened.name,
             text: opened.text,
-            sentAt: msg.sent_at,
+            // The sender's time from inside the encryption; the server's only if none was given.
+            sentAt: opened.sentAt > 0 ? opened.sentAt : msg.sent_at,
             isLocal: this.me?.id === msg.from,
           },
         });
@@ -545,6 +574,7 @@ export class Room {
       next.set(r.participant, entry);
     }
     this.remoteTracks = next;
+    this.bindReceivers();
     for (const p of this.participants.values()) {
       if (this.verify(p)) this.emit({ type: 'participant_changed', participant: p });
     }

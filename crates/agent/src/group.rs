@@ -169,7 +169,10 @@ impl Group {
             if self.session.is_member() {
                 while let Some(text) = self.chat_waiting.pop_front() {
                     let ms = self.ms(now);
-                    self.session.send_chat(&text, ms);
+                    let wall = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    self.session.send_chat(&text, wall, ms);
                 }
             }
             let outgoing = self.session.take_outgoing();

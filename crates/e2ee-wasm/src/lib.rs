@@ -117,8 +117,13 @@ pub fn event_json(e: &Event) -> String {
             list_json(admitted_without_secret)
         ),
         Event::Removed => "{\"type\":\"removed\"}".into(),
-        Event::Chat { sender, text } => format!(
-            "{{\"type\":\"chat\",\"sender\":{},\"text\":{}}}",
+        Event::Chat {
+            sender,
+            text,
+            sent_at_ms,
+            counter,
+        } => format!(
+            "{{\"type\":\"chat\",\"sender\":{},\"text\":{},\"sentAt\":{sent_at_ms},\"counter\":{counter}}}",
             roster_json(sender),
             json_str(text)
         ),
@@ -653,15 +658,18 @@ impl MlsSession {
         self.inner.on_commit_rejected(reason, ms(now_ms));
     }
 
-    /// A server `chat`: JSON `{name, text, leaf}` to show, or undefined.
+    /// A server `chat`: JSON `{name, text, leaf, sentAt, counter}` to show,
+    /// or undefined.
     #[wasm_bindgen(js_name = onChat)]
     pub fn on_chat(&mut self, data: &[u8], own: bool, now_ms: f64) -> Option<String> {
         self.inner.on_chat(data, own, ms(now_ms)).map(|m| {
             format!(
-                "{{\"name\":{},\"text\":{},\"leaf\":{}}}",
+                "{{\"name\":{},\"text\":{},\"leaf\":{},\"sentAt\":{},\"counter\":{}}}",
                 json_str(&m.name),
                 json_str(&m.text),
-                opt_num(m.leaf)
+                opt_num(m.leaf),
+                m.sent_at_ms,
+                opt_num(m.counter)
             )
         })
     }
@@ -679,10 +687,11 @@ impl MlsSession {
             .on_media_ahead(ms(since_ms), ms(last_ms), ms(now_ms));
     }
 
-    /// Queue a chat message; false when the call is not secured.
+    /// Queue a chat message; false when the call is not secured. The page's
+    /// clock is the wall clock, so `now_ms` is also the send time shown.
     #[wasm_bindgen(js_name = sendChat)]
     pub fn send_chat(&mut self, text: &str, now_ms: f64) -> bool {
-        self.inner.send_chat(text, ms(now_ms))
+        self.inner.send_chat(text, ms(now_ms), ms(now_ms))
     }
 
     /// Admit a knock by signature key (hex).

@@ -132,6 +132,13 @@ pub enum Event {
         sender: RosterEntry,
         /// Text.
         text: String,
+        /// When the sender sent it (ms since the Unix epoch, the sender's
+        /// clock; 0 if it gave none). Inside the encryption: the server
+        /// cannot change it.
+        sent_at_ms: u64,
+        /// The sender's own message counter (per member session), also
+        /// inside the encryption.
+        counter: u32,
     },
     /// A control message (opaque to this crate).
     Control {
@@ -218,6 +225,7 @@ pub struct Member {
     used_key_packages: std::collections::HashSet<Vec<u8>>,
     knocks: HashMap<u64, Knock>,
     next_knock_id: u64,
+    chat_counter: u32,
     sframe: SframeContext,
 }
 
@@ -265,6 +273,7 @@ impl Member {
             used_key_packages: std::collections::HashSet::new(),
             knocks: HashMap::new(),
             next_knock_id: 1,
+            chat_counter: 0,
             sframe: SframeContext::new(None),
         })
     }
@@ -862,9 +871,22 @@ impl Member {
         Ok(())
     }
 
-    /// Encrypt a chat message as an MLS application message.
+    /// Encrypt a chat message as an MLS application message, with no send time.
     pub fn encrypt_chat(&mut self, text: &str) -> Result<Vec<u8>> {
-        self.encrypt_app(APP_CHAT, text.as_bytes())
+        self.encrypt_chat_at(text, 0)
+    }
+
+    /// Encrypt a chat message with its send time (ms since the Unix epoch)
+    /// and our next message counter inside the encryption:
+    /// `u64 sent_at || u32 counter || text`.
+    pub fn encrypt_chat_at(&mut self, text: &str, sent_at_ms: u64) -> Result<Vec<u8>> {
+        let mut body = Vec::with_capacity(12 + text.len());
+        body.extend_from_slice(&sent_at_ms.to_be_bytes());
+        body.extend_from_slice(&self.chat_counter.to_be_bytes());
+        body.extend_from_slice(text.as_bytes());
+        let out = self.encrypt_app(APP_CHAT, &body)?;
+        self.chat_counter = self.chat_counter.wrapping_add(1);
+        Ok(out)
     }
 
     /// Encrypt a control message (opaque bytes) as an MLS application message.
@@ -960,11 +982,21 @@ impl Member {
                     },
                 };
                 match data.split_first() {
-                    Some((&APP_CHAT, t)) => events.push(Event::Chat {
-                        sender: entry,
-                        text: String::from_utf8(t.to_vec())
-                            .map_err(|_| Error::Malformed("chat text not UTF-8".into()))?,
-                    }),
+                    Some((&APP_CHAT, body)) if body.len() >= 12 => {
+                        let (sent_at, rest) = body.split_at(8);
+                        let (counter, text) = rest.split_at(4);
+                        events.push(Event::Chat {
+                            sender: entry,
+                            text: String::from_utf8(text.to_vec())
+                                .map_err(|_| Error::Malformed("chat text not UTF-8".into()))?,
+                            sent_at_ms: u64::from_be_bytes(
+                                sent_at.try_into().map_err(|_| Error::Crypto)?,
+                            ),
+                            counter: u32::from_be_bytes(
+                                counter.try_into().map_err(|_| Error::Crypto)?,
+                            ),
+                        })
+                    }
                     Some((&APP_CONTROL, p)) => events.push(Event::Control {
                         sender: entry,
                         payload: p.to_vec(),

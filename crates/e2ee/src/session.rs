@@ -201,6 +201,12 @@ pub struct ChatMessage {
     pub text: String,
     /// Sender's leaf.
     pub leaf: Option<u32>,
+    /// When the sender says it sent it (ms since the Unix epoch; 0: not
+    /// given). From inside the encryption, not the server's word.
+    pub sent_at_ms: u64,
+    /// The sender's message counter (inside the encryption); `None` for our
+    /// own echo.
+    pub counter: Option<u32>,
 }
 
 /// Tunables that differ between clients.
@@ -250,9 +256,10 @@ pub struct Session {
     join_request: Option<Vec<u8>>,
     join_sent: Option<u64>,
     waiting_since: Option<u64>,
-    chat_queue: VecDeque<String>,
+    /// Chat to send: text and the time the user sent it.
+    chat_queue: VecDeque<(String, u64)>,
     /// What we sent, in order, to match the server's echoes (`None`: control).
-    own_sent: VecDeque<Option<String>>,
+    own_sent: VecDeque<Option<(String, u64)>>,
     knocks: Vec<KnockInfo>,
     known_names: VecDeque<String>,
     refused: Option<String>,
@@ -633,11 +640,13 @@ impl Session {
     /// server says we sent it (our echo, which MLS cannot decrypt for us).
     pub fn on_chat(&mut self, data: &[u8], own: bool, now_ms: u64) -> Option<ChatMessage> {
         if own {
-            let text = self.own_sent.pop_front()??;
+            let (text, sent_at_ms) = self.own_sent.pop_front()??;
             return Some(ChatMessage {
                 name: self.own_name(),
                 text,
                 leaf: self.own_leaf,
+                sent_at_ms,
+                counter: None,
             });
         }
         if !matches!(self.state, SessionState::Member | SessionState::Verifying) {
@@ -655,11 +664,18 @@ impl Session {
         let mut rest = Vec::new();
         for ev in events {
             match ev {
-                Event::Chat { sender, text } => {
+                Event::Chat {
+                    sender,
+                    text,
+                    sent_at_ms,
+                    counter,
+                } => {
                     shown = Some(ChatMessage {
                         name: sender.display_name,
                         text,
                         leaf: Some(sender.leaf_index),
+                        sent_at_ms,
+                        counter: Some(counter),
                     })
                 }
                 other => rest.push(other),
@@ -699,12 +715,14 @@ impl Session {
 
     // ---- user actions -------------------------------------------------
 
-    /// Queue a chat message; false if we cannot send now (not in a verified group).
-    pub fn send_chat(&mut self, text: &str, now_ms: u64) -> bool {
+    /// Queue a chat message; false if we cannot send now (not in a verified
+    /// group). `sent_at_ms` is the wall-clock time (ms since the Unix epoch)
+    /// receivers show.
+    pub fn send_chat(&mut self, text: &str, sent_at_ms: u64, now_ms: u64) -> bool {
         if !self.is_member() {
             return false;
         }
-        self.chat_queue.push_back(text.to_owned());
+        self.chat_queue.push_back((text.to_owned(), sent_at_ms));
         self.after_processing(now_ms);
         true
     }
@@ -1259,13 +1277,13 @@ impl Session {
 
     fn flush_chat(&mut self) {
         while self.is_member() && self.commit_sent.is_none() {
-            let Some(text) = self.chat_queue.front() else {
+            let Some((text, sent_at)) = self.chat_queue.front() else {
                 return;
             };
             let Some(member) = self.member.as_mut() else {
                 return;
             };
-            match member.encrypt_chat(text) {
+            match member.encrypt_chat_at(text, *sent_at) {
                 Ok(data) => {
                     let text = self.chat_queue.pop_front();
                     self.own_sent.push_back(text);

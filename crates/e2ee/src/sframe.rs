@@ -16,8 +16,12 @@
 //!   per-frame work is: header encode/parse, one copy of the payload into the
 //!   caller's reused output buffer, AES-GCM in place. No allocation once the
 //!   output buffer has grown to the frame size.
-//! * A per-KID replay window (highest counter + 128-bit bitmap) that only
-//!   advances after a frame authenticates.
+//! * A per-KID replay window (highest counter + 1024-bit bitmap) that only
+//!   advances after a frame authenticates. A sender's audio, camera and
+//!   screen share one counter, so the window must span all three: 1024
+//!   frames is over 8 s of a 30 fps camera with 50 fps audio, room for a
+//!   retransmitted video frame. Receive state for a KID is created only once
+//!   a frame with it authenticates, so forged KIDs cost no memory.
 //! * When a newer epoch is installed, the previous epochs stay usable for
 //!   decryption for `retention_ms` (default 5 s, time passed in by the
 //!   caller), then are dropped; an epoch is also dropped at once when a newer
@@ -57,7 +61,7 @@ pub const MAX_HEADER_LEN: usize = 17;
 /// Largest clear prefix used by any [`Codec`].
 pub const MAX_CLEAR_PREFIX: usize = 10;
 /// Replay window width in frames (per KID).
-pub const REPLAY_WINDOW: u64 = 128;
+pub const REPLAY_WINDOW: u64 = 1024;
 
 const EPOCH_MASK: u64 = (1 << EPOCH_BITS) - 1;
 
@@ -326,18 +330,24 @@ pub fn derive_key_and_salt(base_key: &[u8], kid: u64) -> Result<([u8; KEY_LEN], 
 struct ReplayWindow {
     /// Highest counter accepted so far, if any.
     highest: Option<u64>,
-    /// Bit i set = counter `highest - i` was seen.
-    bits: u128,
+    /// Bit i (word i / 64, bit i % 64) set = counter `highest - i` was seen.
+    bits: [u64; WINDOW_WORDS],
 }
 
+const WINDOW_WORDS: usize = (REPLAY_WINDOW / 64) as usize;
+
 impl ReplayWindow {
+    fn seen(&self, age: u64) -> bool {
+        self.bits[(age / 64) as usize] & (1u64 << (age % 64)) != 0
+    }
+
     fn check(&self, ctr: u64) -> Result<()> {
         match self.highest {
             None => Ok(()),
             Some(h) if ctr > h => Ok(()),
             Some(h) => {
                 let age = h - ctr;
-                if age >= REPLAY_WINDOW || self.bits & (1u128 << age) != 0 {
+                if age >= REPLAY_WINDOW || self.seen(age) {
                     Err(Error::Replay)
                 } else {
                     Ok(())
@@ -346,23 +356,41 @@ impl ReplayWindow {
         }
     }
 
+    /// Moves every bit `shift` places towards older ages.
+    fn shift(&mut self, shift: u64) {
+        if shift >= REPLAY_WINDOW {
+            self.bits = [0; WINDOW_WORDS];
+            return;
+        }
+        let (words, bits) = ((shift / 64) as usize, (shift % 64) as u32);
+        for i in (0..WINDOW_WORDS).rev() {
+            let lo = i.checked_sub(words).map_or(0, |j| self.bits[j]);
+            let carry = match i.checked_sub(words + 1) {
+                Some(j) if bits > 0 => self.bits[j] >> (64 - bits),
+                _ => 0,
+            };
+            self.bits[i] = if bits > 0 { (lo << bits) | carry } else { lo };
+        }
+    }
+
     fn accept(&mut self, ctr: u64) {
         match self.highest {
             None => {
                 self.highest = Some(ctr);
-                self.bits = 1;
+                self.bits = [0; WINDOW_WORDS];
+                self.bits[0] = 1;
             }
             Some(h) if ctr > h => {
-                let shift = ctr - h;
-                self.bits = if shift >= REPLAY_WINDOW {
-                    0
-                } else {
-                    self.bits << shift
-                };
-                self.bits |= 1;
+                self.shift(ctr - h);
+                self.bits[0] |= 1;
                 self.highest = Some(ctr);
             }
-            Some(h) => self.bits |= 1u128 << (h - ctr),
+            Some(h) => {
+                let age = h - ctr;
+                if age < REPLAY_WINDOW {
+                    self.bits[(age / 64) as usize] |= 1u64 << (age % 64);
+                }
+            }
         }
     }
 }
@@ -549,18 +577,23 @@ impl SframeContext {
             .find(|e| e.epoch & EPOCH_MASK == epoch_low)
             .ok_or(Error::UnknownKey)?;
         let epoch = e.epoch;
-        let state = match e.receivers.entry(leaf) {
-            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::hash_map::Entry::Vacant(v) => v.insert(ReceiveState {
-                key: SframeKey::derive(&e.base_key, kid)?,
-                replay: ReplayWindow::default(),
-            }),
-        };
-        state.replay.check(ctr)?;
-        state
-            .key
-            .decrypt_into(ctr, &rest[..hlen], clear, &rest[hlen..], out)?;
-        state.replay.accept(ctr);
+        match e.receivers.get_mut(&leaf) {
+            Some(state) => {
+                state.replay.check(ctr)?;
+                state
+                    .key
+                    .decrypt_into(ctr, &rest[..hlen], clear, &rest[hlen..], out)?;
+                state.replay.accept(ctr);
+            }
+            None => {
+                // Keep state for this sender only once a frame authenticates.
+                let key = SframeKey::derive(&e.base_key, kid)?;
+                key.decrypt_into(ctr, &rest[..hlen], clear, &rest[hlen..], out)?;
+                let mut replay = ReplayWindow::default();
+                replay.accept(ctr);
+                e.receivers.insert(leaf, ReceiveState { key, replay });
+            }
+        }
         Ok(FrameInfo {
             sender_leaf: leaf,
             epoch,
@@ -583,9 +616,57 @@ mod tests {
         for c in [3u64, 4, 5, 6, 7] {
             assert!(w.check(c).is_err());
         }
-        w.accept(500);
+        w.accept(5000);
         assert!(w.check(7).is_err(), "too old");
-        assert!(w.check(499).is_ok());
+        assert!(w.check(4999).is_ok());
+    }
+
+    #[test]
+    fn replay_window_spans_a_thousand_frames_across_word_boundaries() {
+        let mut w = ReplayWindow::default();
+        // Every third counter seen, up to 3000; the others stay acceptable
+        // while inside the window.
+        for c in (0..3000u64).step_by(3) {
+            w.accept(c);
+        }
+        let h = 2997;
+        for age in 0..REPLAY_WINDOW {
+            let c = h - age;
+            assert_eq!(w.check(c).is_err(), c % 3 == 0, "counter {c}");
+        }
+        assert!(w.check(h - REPLAY_WINDOW).is_err(), "outside the window");
+        // A retransmission 1000 frames late is still accepted once.
+        let late = h - 1000 + 1; // not a multiple of 3
+        assert!(w.check(late).is_ok());
+        w.accept(late);
+        assert!(w.check(late).is_err());
+        // Shifts by amounts that cross word boundaries keep old bits.
+        w.accept(h + 65);
+        assert!(w.check(h).is_err());
+        assert!(w.check(h + 1).is_ok());
+    }
+
+    #[test]
+    fn frames_that_fail_authentication_leave_no_receive_state() {
+        let mut ctx = SframeContext::from_base_key(&[1u8; 16], 1, 0).expect("ctx");
+        let mut out = Vec::new();
+        for leaf in 1..200u64 {
+            // A header with a KID of this leaf at epoch 1 and garbage after it.
+            let mut h = [0u8; MAX_HEADER_LEN];
+            let n = encode_header((leaf << 4) | 1, 5, &mut h);
+            let mut frame = h[..n].to_vec();
+            frame.extend_from_slice(&[0xAA; 30]);
+            assert!(ctx.decrypt(Codec::Opus, &frame, &mut out, 0).is_err());
+        }
+        assert_eq!(ctx.epochs[0].receivers.len(), 0);
+        let mut sender = SframeContext::from_base_key(&[1u8; 16], 1, 3).expect("ctx");
+        let mut sealed = Vec::new();
+        sender
+            .encrypt(Codec::Opus, b"hello", &mut sealed)
+            .expect("encrypt");
+        ctx.decrypt(Codec::Opus, &sealed, &mut out, 0)
+            .expect("decrypt");
+        assert_eq!(ctx.epochs[0].receivers.len(), 1);
     }
 
     #[test]

@@ -42,7 +42,7 @@ fn chat_and_control_messages_travel_as_mls_application_messages() {
     assert!(!c.windows(5).any(|w| w == b"hello"));
     let ev = m.members[1].process_incoming(&c, 0).unwrap();
     match &ev[0] {
-        Event::Chat { sender, text } => {
+        Event::Chat { sender, text, .. } => {
             assert_eq!(sender.display_name, "Alice");
             assert_eq!(text, "hello");
         }
@@ -493,7 +493,7 @@ fn a_late_chat_from_a_member_who_left_still_names_the_sender() {
     m.fan_out(&out.commit, &[]);
     let ev = m.members[1].process_incoming(&late, 0).unwrap();
     assert!(
-        matches!(&ev[0], Event::Chat { sender, text } if sender.display_name == "Carol" && text == "bye")
+        matches!(&ev[0], Event::Chat { sender, text, .. } if sender.display_name == "Carol" && text == "bye")
     );
 }
 

@@ -217,7 +217,9 @@ fn joiners_with_the_secret_are_verified_and_everyone_shares_one_code() {
         .expect("Bob got keys");
     assert!(first_key > proved, "{ev:?}");
     // Chat flows both ways and is shown with the sender's MLS name.
-    assert!(net.clients[b].s.send_chat("hello from Bob", net.now));
+    assert!(net.clients[b]
+        .s
+        .send_chat("hello from Bob", 1_700_000_000_000, net.now));
     net.pump();
     assert!(net.clients[a]
         .chats
@@ -261,7 +263,7 @@ fn a_group_built_by_the_server_cannot_capture_a_joiner_with_the_secret() {
     assert_eq!(victim.state(), SessionState::Verifying);
     assert!(victim.roster().is_empty());
     assert!(victim.security_code().is_none());
-    assert!(!victim.send_chat("secret plans", 20));
+    assert!(!victim.send_chat("secret plans", 20, 20));
     let mut sealed = Vec::new();
     assert!(!victim.encrypt_frame(conclave_e2ee::Codec::Opus, &[1, 2, 3], &mut sealed));
     assert!(victim.take_outgoing().is_empty());
@@ -525,4 +527,38 @@ fn members_self_update_periodically() {
     assert_ne!(net.code(a).unwrap(), code);
     assert_eq!(net.code(a), net.code(b));
     assert_eq!(net.clients[a].s.roster().len(), 2);
+}
+
+/// Attack 7: a chat's time and its sender's counter travel inside the
+/// encryption; a reordered relay shows both messages, a duplicated one once.
+#[test]
+fn chat_time_and_counter_come_from_inside_the_encryption() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let now = net.now;
+    assert!(net.clients[b].s.send_chat("first", 1_000_000, now));
+    assert!(net.clients[b].s.send_chat("second", 2_000_000, now));
+    let msgs: Vec<Vec<u8>> = net.clients[b]
+        .s
+        .take_outgoing()
+        .into_iter()
+        .map(|o| match o {
+            Outgoing::Chat { data } => data,
+            o => panic!("{o:?}"),
+        })
+        .collect();
+    assert_eq!(msgs.len(), 2);
+    let alice = &mut net.clients[a].s;
+    let second = alice.on_chat(&msgs[1], false, now).unwrap();
+    let first = alice.on_chat(&msgs[0], false, now).unwrap();
+    assert!(alice.on_chat(&msgs[1], false, now).is_none(), "shown once");
+    assert_eq!(
+        (first.text.as_str(), first.sent_at_ms, first.counter),
+        ("first", 1_000_000, Some(0))
+    );
+    assert_eq!(
+        (second.text.as_str(), second.sent_at_ms, second.counter),
+        ("second", 2_000_000, Some(1))
+    );
 }

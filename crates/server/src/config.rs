@@ -44,6 +44,11 @@ pub struct Cli {
     #[cfg(feature = "test-modes")]
     #[arg(long, hide = true, env = "CONCLAVE_TEST_GHOST_ADDS")]
     pub test_ghost_adds: bool,
+    /// TESTS ONLY: label each publisher's media, in offers, as another
+    /// publisher's (members must not play it under the wrong name).
+    #[cfg(feature = "test-modes")]
+    #[arg(long, hide = true, env = "CONCLAVE_TEST_MISLABEL_MEDIA")]
+    pub test_mislabel_media: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +82,8 @@ pub struct Config {
     pub tls: Tls,
     #[cfg(feature = "test-modes")]
     pub test_ghost_adds: bool,
+    #[cfg(feature = "test-modes")]
+    pub test_mislabel_media: bool,
 }
 
 impl Config {
@@ -126,6 +133,8 @@ impl Config {
             tls,
             #[cfg(feature = "test-modes")]
             test_ghost_adds: cli.test_ghost_adds,
+            #[cfg(feature = "test-modes")]
+            test_mislabel_media: cli.test_mislabel_media,
         })
     }
 }

@@ -26,6 +26,10 @@ pub struct Signer {
     /// with a server-signed Add proposal (members must refuse it).
     #[cfg(feature = "test-modes")]
     try_ghost_adds: bool,
+    /// Test mode: label each subscriber's media as another publisher's
+    /// (members must not show it under the wrong name).
+    #[cfg(feature = "test-modes")]
+    mislabel_media: bool,
 }
 
 impl Signer {
@@ -38,7 +42,28 @@ impl Signer {
             external_sender,
             #[cfg(feature = "test-modes")]
             try_ghost_adds: false,
+            #[cfg(feature = "test-modes")]
+            mislabel_media: false,
         })
+    }
+
+    /// Test mode (`test-modes` feature only): tell subscribers that each
+    /// publisher's tracks are another publisher's.
+    #[cfg(feature = "test-modes")]
+    pub fn with_mislabelled_media(mut self, on: bool) -> Self {
+        if on {
+            tracing::warn!("TEST MODE: this server labels media as another participant's");
+        }
+        self.mislabel_media = on;
+        self
+    }
+
+    /// Whether the mislabelling test mode is on (always false in normal builds).
+    pub fn mislabels_media(&self) -> bool {
+        #[cfg(feature = "test-modes")]
+        return self.mislabel_media;
+        #[cfg(not(feature = "test-modes"))]
+        false
     }
 
     /// Test mode (`test-modes` feature only): try to add every knocker with a server-signed Add.

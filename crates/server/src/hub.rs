@@ -316,8 +316,13 @@ impl Hub {
                 Output::Offer {
                     participant,
                     sdp,
-                    tracks,
-                } => self.send_to(participant, ServerMessage::Offer { sdp, tracks }),
+                    mut tracks,
+                } => {
+                    if self.signer.mislabels_media() {
+                        mislabel(&mut tracks);
+                    }
+                    self.send_to(participant, ServerMessage::Offer { sdp, tracks })
+                }
                 Output::Speaking { room, ids } => {
                     for link in self.rooms.links_in(&room) {
                         let _ = link.try_send(ServerMessage::Speaking { ids: ids.clone() });
@@ -378,4 +383,29 @@ fn unix_millis() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Test mode: relabels every subscribed track as the next publisher's (in
+/// id order, cyclically), as a malicious server would to show one member's
+/// media under another's name.
+fn mislabel(tracks: &mut [conclave_protocol::TrackMapping]) {
+    use conclave_protocol::TrackDirection;
+    let mut publishers: Vec<_> = tracks
+        .iter()
+        .filter(|t| t.direction == TrackDirection::Subscribe)
+        .map(|t| t.participant)
+        .collect();
+    publishers.sort_unstable();
+    publishers.dedup();
+    if publishers.len() < 2 {
+        return;
+    }
+    for t in tracks
+        .iter_mut()
+        .filter(|t| t.direction == TrackDirection::Subscribe)
+    {
+        if let Some(i) = publishers.iter().position(|&p| p == t.participant) {
+            t.participant = publishers[(i + 1) % publishers.len()];
+        }
+    }
 }

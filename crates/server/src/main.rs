@@ -36,7 +36,9 @@ async fn run(cli: Cli) -> Result<(), String> {
     let config = Config::resolve(cli)?;
     let signer = delivery::Signer::generate()?;
     #[cfg(feature = "test-modes")]
-    let signer = signer.with_ghost_adds(config.test_ghost_adds);
+    let signer = signer
+        .with_ghost_adds(config.test_ghost_adds)
+        .with_mislabelled_media(config.test_mislabel_media);
     let (hub, handle, udp_bound) = Hub::bind(config.udp_bind, config.udp_public, signer)
         .await
         .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;

@@ -171,7 +171,7 @@ async fn chat_is_relayed_as_ciphertext_in_room_order() {
         if peer.id != from {
             let events = peer.member.process_incoming(&unb64(&data), 0).unwrap();
             assert!(
-                matches!(&events[0], Event::Chat { text, sender } if text == secret_words && sender.display_name == "Alice")
+                matches!(&events[0], Event::Chat { text, sender, .. } if text == secret_words && sender.display_name == "Alice")
             );
         }
     }

@@ -179,7 +179,7 @@ export class GroupSession {
   }
 
   /** A server `chat`: decrypts it (or matches our own echo). Null when there is nothing to show. */
-  receiveChat(from: number, data: string, ownId: number | null): { name: string; text: string } | null {
+  receiveChat(from: number, data: string, ownId: number | null): { name: string; text: string; sentAt: number } | null {
     const own = from === ownId;
     const bytes = own ? new Uint8Array(0) : decode(data);
     if (!bytes) return null;
@@ -188,8 +188,8 @@ export class GroupSession {
       shown = s.onChat(bytes, own, Date.now());
     });
     if (shown === undefined) return null;
-    const m = JSON.parse(shown) as { name: string; text: string };
-    return { name: m.name, text: m.text };
+    const m = JSON.parse(shown) as { name: string; text: string; sentAt: number };
+    return { name: m.name, text: m.text, sentAt: m.sentAt };
   }
 
   /** Lets a knocking person in: their Add is committed right away. */

@@ -79,9 +79,14 @@ export class MediaCrypto {
     this.attach(sender, 'send', kind);
   }
 
-  /** Decrypts everything `receiver` receives. */
-  attachReceiver(receiver: RTCRtpReceiver, kind: MediaKind): void {
-    this.attach(receiver, 'receive', kind);
+  /** Decrypts everything `receiver` (of m-line `mid`) receives, once bound to a sender. */
+  attachReceiver(receiver: RTCRtpReceiver, kind: MediaKind, mid: string): void {
+    this.attach(receiver, 'receive', kind, mid);
+  }
+
+  /** The receiver of m-line `mid` shows member `leaf` (null: an unverified participant, show nothing). */
+  bindReceiver(mid: string, leaf: number | null): void {
+    this.post({ type: 'bind', mid, leaf });
   }
 
   setKey(ownLeaf: number, epoch: number, baseKey: Uint8Array): void {
@@ -150,16 +155,16 @@ export class MediaCrypto {
     this.waiting.clear();
   }
 
-  private attach(target: RTCRtpSender | RTCRtpReceiver, side: Side, kind: MediaKind): void {
+  private attach(target: RTCRtpSender | RTCRtpReceiver, side: Side, kind: MediaKind, mid?: string): void {
     if (this.attached.has(target)) return;
     if (this.api === 'script') {
-      const options: TransformOptions = { side, kind };
+      const options: TransformOptions = mid === undefined ? { side, kind } : { side, kind, mid };
       target.transform = new RTCRtpScriptTransform(this.worker, options);
     } else {
       const create = (target as unknown as WithEncodedStreams).createEncodedStreams;
       if (!create) throw new Error('createEncodedStreams is missing');
       const { readable, writable } = create.call(target);
-      const msg: ToWorker = { type: 'streams', side, kind, readable, writable };
+      const msg: ToWorker = mid === undefined ? { type: 'streams', side, kind, readable, writable } : { type: 'streams', side, kind, mid, readable, writable };
       this.worker.postMessage(msg, [readable as unknown as Transferable, writable as unknown as Transferable]);
     }
     this.attached.add(target);

@@ -9,6 +9,8 @@ export type MediaKind = 'audio' | 'video';
 export interface TransformOptions {
   side: Side;
   kind: MediaKind;
+  /** The m-line of a receiver (so the page can bind it to one sender). */
+  mid?: string;
 }
 
 export type ToWorker =
@@ -17,7 +19,12 @@ export type ToWorker =
   /** Forget every key (removed, rejoining): senders drop frames again. */
   | { type: 'clear' }
   /** Fallback for browsers without RTCRtpScriptTransform: transferred encoded streams. */
-  | { type: 'streams'; side: Side; kind: MediaKind; readable: ReadableStream; writable: WritableStream }
+  | { type: 'streams'; side: Side; kind: MediaKind; mid?: string; readable: ReadableStream; writable: WritableStream }
+  /**
+   * The receiver of m-line `mid` accepts only frames of this MLS leaf (the
+   * verified member the tile shows); null: nobody (unverified participant).
+   */
+  | { type: 'bind'; mid: string; leaf: number | null }
   /** Post the statistics now (answered with the same id). */
   | { type: 'stats'; id: number };
 
@@ -47,6 +54,10 @@ export interface WorkerStats {
     droppedNoKey: number;
     /** Decryption failures by reason (fixed error texts, never frame contents). */
     failures: Record<string, number>;
+    /** Frames of another member than the one the receiver is bound to (dropped). */
+    wrongSender: number;
+    /** Frames on a receiver bound to nobody (an unverified participant; dropped). */
+    droppedUnverified: number;
     /**
      * Frames for the epoch after ours that we cannot decrypt: first and last
      * time seen since our latest key (null: none). Persisting, they mean we
@@ -74,7 +85,7 @@ export function emptyStats(): WorkerStats {
     transforms: { send: 0, receive: 0 },
     frames: {},
     send: { encrypted: 0, droppedNoKey: 0, failed: 0 },
-    receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, failures: {}, aheadSince: null, aheadLast: null },
+    receive: { decrypted: 0, decryptFailed: 0, droppedNoKey: 0, wrongSender: 0, droppedUnverified: 0, failures: {}, aheadSince: null, aheadLast: null },
     senders: {},
     at: 0,
   };

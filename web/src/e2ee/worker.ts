@@ -96,12 +96,22 @@ interface Receiver {
   out: TransformStreamDefaultController<EncodedFrame> | null;
   held: Incoming[];
   heldSince: number;
+  /**
+   * The one MLS leaf whose frames this receiver accepts: the verified member
+   * its tile shows (the page binds it). null: nobody (unverified);
+   * undefined: not bound yet (frames wait, as for a first key). Without this
+   * the server could show one member's video under another's name.
+   */
+  leaf: number | null | undefined;
 }
 
 /** How long and how many frames a receiver holds for a key that is on its way. */
 const HOLD_MS = 1000;
 const HOLD_FRAMES = 120;
 const receivers = new Set<Receiver>();
+/** Receivers by m-line, for binding; and bindings that arrived before their receiver. */
+const byMid = new Map<string, Receiver>();
+const bindings = new Map<string, number | null>();
 /** No key has been installed yet in this session (cleared keys do not count). */
 let awaitingFirstKey = true;
 
@@ -137,10 +147,15 @@ function receive(r: Receiver, frame: EncodedFrame): void {
     stats.receive.decryptFailed += r.held.length;
     r.held = [];
   }
-  if (!ctx || keyEpoch === null) {
-    // A joiner's media often arrives just before its Welcome is processed:
-    // keep the first key frame for the key instead of waiting for another.
-    if (f.kid !== null && awaitingFirstKey) hold(r, f, now);
+  if (r.leaf === null) {
+    stats.receive.droppedUnverified++;
+    return;
+  }
+  if (!ctx || keyEpoch === null || r.leaf === undefined) {
+    // A joiner's media often arrives just before its Welcome is processed,
+    // and a new receiver's before the page binds it: keep the first key
+    // frame for the key or binding instead of waiting for another.
+    if (f.kid !== null && (awaitingFirstKey || r.leaf === undefined)) hold(r, f, now);
     else stats.receive.droppedNoKey++;
     return;
   }
@@ -149,16 +164,16 @@ function receive(r: Receiver, frame: EncodedFrame): void {
     noteAhead(now);
     return;
   }
-  if (r.out) decrypt(f, r.codec, r.out);
+  if (r.out) decrypt(r, f);
 }
 
 /** A key was installed: decrypt what each receiver held, in order. */
 function releaseHeld(): void {
   for (const r of receivers) {
-    if (r.held.length === 0 || !r.out) continue;
+    if (r.held.length === 0 || !r.out || r.leaf === undefined || !ctx) continue;
     const held = r.held;
     r.held = [];
-    for (const f of held) decrypt(f, r.codec, r.out);
+    for (const f of held) decrypt(r, f);
   }
 }
 
@@ -167,9 +182,20 @@ function noteAhead(now: number): void {
   stats.receive.aheadLast = now;
 }
 
-function decrypt(f: Incoming, codec: number, out: TransformStreamDefaultController<EncodedFrame>): void {
+function decrypt(r: Receiver, f: Incoming): void {
+  const out = r.out;
+  const codec = r.codec;
+  if (!out) return;
   if (!ctx || keyEpoch === null) {
     stats.receive.droppedNoKey++;
+    return;
+  }
+  if (r.leaf === null || r.leaf === undefined || f.kid === null || Math.floor(f.kid / 16) !== r.leaf) {
+    // Not the member this receiver shows: the KID is clear, but SFrame keys
+    // are per sender leaf, so a frame that claims r.leaf only decrypts if
+    // that member (or the group) sealed it — never the server.
+    if (r.leaf === null) stats.receive.droppedUnverified++;
+    else stats.receive.wrongSender++;
     return;
   }
   if (f.data.length === 0) return; // nothing to decrypt (the decoder would drop it too)
@@ -204,13 +230,18 @@ function noteSender(kid: number, now: number): void {
   entry.frames++;
 }
 
-function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream<EncodedFrame>, side: Side, kind: MediaKind): void {
+function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream<EncodedFrame>, side: Side, kind: MediaKind, mid: string | undefined): void {
   const codec = codecFor(kind);
   stats.transforms[side]++;
   const counter = `${side}-${kind}`;
   stats.frames[counter] ??= 0;
-  const receiver: Receiver | null = side === 'receive' ? { codec, out: null, held: [], heldSince: 0 } : null;
-  if (receiver) receivers.add(receiver);
+  // A receiver without an m-line id can never be bound: it drops everything.
+  const leaf = mid === undefined ? null : bindings.has(mid) ? bindings.get(mid) : undefined;
+  const receiver: Receiver | null = side === 'receive' ? { codec, out: null, held: [], heldSince: 0, leaf } : null;
+  if (receiver) {
+    receivers.add(receiver);
+    if (mid !== undefined) byMid.set(mid, receiver);
+  }
   const transform = new TransformStream<EncodedFrame, EncodedFrame>({
     transform: (f, c) => {
       stats.frames[counter] = (stats.frames[counter] ?? 0) + 1;
@@ -226,13 +257,14 @@ function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream
     .finally(() => {
       stats.transforms[side]--;
       if (receiver) receivers.delete(receiver);
+      if (receiver && mid !== undefined && byMid.get(mid) === receiver) byMid.delete(mid);
     });
 }
 
 function isOptions(v: unknown): v is TransformOptions {
   if (typeof v !== 'object' || v === null) return false;
   const o = v as Record<string, unknown>;
-  return (o.side === 'send' || o.side === 'receive') && (o.kind === 'audio' || o.kind === 'video');
+  return (o.side === 'send' || o.side === 'receive') && (o.kind === 'audio' || o.kind === 'video') && (o.mid === undefined || typeof o.mid === 'string');
 }
 
 function installKey(leaf: number, epoch: number, baseKey: Uint8Array): void {
@@ -292,8 +324,18 @@ scope.addEventListener('message', (ev) => {
       clearKeys();
       break;
     case 'streams':
-      attach(msg.readable as ReadableStream<EncodedFrame>, msg.writable as WritableStream<EncodedFrame>, msg.side, msg.kind);
+      attach(msg.readable as ReadableStream<EncodedFrame>, msg.writable as WritableStream<EncodedFrame>, msg.side, msg.kind, msg.mid);
       break;
+    case 'bind': {
+      bindings.set(msg.mid, msg.leaf);
+      const r = byMid.get(msg.mid);
+      if (r && r.leaf !== msg.leaf) {
+        r.leaf = msg.leaf;
+        if (msg.leaf === null) r.held = [];
+        releaseHeld();
+      }
+      break;
+    }
     case 'stats':
       scope.postMessage({ type: 'stats', id: msg.id, stats: snapshot() });
       break;
@@ -308,7 +350,7 @@ scope.addEventListener('rtctransform', (ev) => {
     void t.readable.cancel();
     return;
   }
-  attach(t.readable, t.writable, options.side, options.kind);
+  attach(t.readable, t.writable, options.side, options.kind, options.mid);
 });
 
 init()

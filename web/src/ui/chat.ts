@@ -1,4 +1,5 @@
-// The chat panel: messages in the room's order (by seq) and a composer.
+// The chat panel: messages in the order they arrived, each with the time
+// its sender put inside the encryption, and a composer.
 
 import type { ChatEntry } from '../room';
 import { MAX_CHAT_CHARS } from '../protocol.gen';
@@ -72,12 +73,14 @@ export class ChatPanel {
     this.input.focus();
   }
 
-  /** Adds a message in seq order; a seq already shown is ignored. */
+  /**
+   * Adds a message in the order it arrived. The server's `seq` is not used
+   * to order or deduplicate: a server reusing one must not hide a message
+   * (MLS itself refuses a replayed one).
+   */
   add(entry: ChatEntry): boolean {
-    if (this.entries.some((e) => e.seq === entry.seq)) return false;
-    let index = this.entries.findIndex((e) => e.seq > entry.seq);
-    if (index < 0) index = this.entries.length;
-    this.entries.splice(index, 0, entry);
+    const index = this.entries.length;
+    this.entries.push(entry);
     const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
     const item = h(
       'li',
