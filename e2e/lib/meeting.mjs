@@ -69,7 +69,11 @@ export async function participantListIds(page) {
   return ids.sort((a, b) => a - b);
 }
 
-/** inbound-rtp statistics of the page's (last) peer connection. */
+/**
+ * inbound-rtp statistics of the page's (last) peer connection. A counter the
+ * browser does not report is null, never 0: a default of 0 would pass an
+ * "=== 0" or "<= n" assertion on a statistic that does not exist.
+ */
 export async function inboundStats(page) {
   return page.evaluate(async () => {
     const peers = window.__e2ePeers ?? [];
@@ -84,11 +88,11 @@ export async function inboundStats(page) {
           mid: s.mid ?? null,
           ssrc: s.ssrc,
           trackIdentifier: s.trackIdentifier ?? null,
-          packetsReceived: s.packetsReceived ?? 0,
-          bytesReceived: s.bytesReceived ?? 0,
-          framesDecoded: s.framesDecoded ?? 0,
-          frameWidth: s.frameWidth ?? 0,
-          totalAudioEnergy: s.totalAudioEnergy ?? 0,
+          packetsReceived: s.packetsReceived ?? null,
+          bytesReceived: s.bytesReceived ?? null,
+          framesDecoded: s.framesDecoded ?? null,
+          frameWidth: s.frameWidth ?? null,
+          totalAudioEnergy: s.totalAudioEnergy ?? null,
         });
       }
     });

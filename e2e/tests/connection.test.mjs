@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
-import { diagnostics, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
+import { decodedVideo, diagnostics, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
 import { startFreezableProxy, startServer } from '../lib/server.mjs';
 
 let server;
@@ -116,6 +116,16 @@ describe('connection problems and media state', { timeout: 180_000 }, () => {
           const widths = await p.page.locator('[data-testid="tile"][data-local="false"] video').evaluateAll((vs) => vs.map((v) => v.videoWidth));
           return widths.length === 1 && widths[0] > 0;
         }, { timeoutMs: 30_000, what: `${p.label} to see the other's video after recovery` });
+        // A width stays after the last frame: the picture must keep moving.
+        // Within one 1.5 s window both new packets arrive and new frames are
+        // decoded (frames alone can be a backlog drained after the sender stopped).
+        const totals = async () => (await decodedVideo(p.page)).reduce((t, s) => ({ frames: t.frames + (s.framesDecoded ?? 0), packets: t.packets + s.packetsReceived }), { frames: 0, packets: 0 });
+        await waitFor(async () => {
+          const t0 = await totals();
+          await new Promise((r) => setTimeout(r, 1500));
+          const t1 = await totals();
+          return t1.frames > t0.frames + 5 && t1.packets > t0.packets + 5;
+        }, { timeoutMs: 12_000, what: `${p.label}: video to keep arriving and decoding (framesDecoded growing) after recovery` });
       }
     } catch (err) {
       err.message += '\n' + (await diagnostics([a, b], server));

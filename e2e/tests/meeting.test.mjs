@@ -6,6 +6,7 @@ import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import {
   chatMessages,
   diagnostics,
+  e2eeState,
   inboundStats,
   inviteFragment,
   join,
@@ -250,8 +251,8 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
         });
       }
       // The leaver's camera is released (no live tracks left on its page).
-      const live = await leaver.page.evaluate(() => (window.__e2ePeers ?? []).every((pc) => pc.connectionState === 'closed'));
-      assert.ok(live, 'the leaver\'s peer connection is closed');
+      const states = await leaver.page.evaluate(() => (window.__e2ePeers ?? []).map((pc) => pc.connectionState));
+      assert.ok(states.length > 0 && states.every((s) => s === 'closed'), `the leaver's peer connection is closed: ${states}`);
     });
     await assertNoPageErrors([stayer1, stayer2]);
     await closeAll();
@@ -286,6 +287,25 @@ describe('a meeting in the browser through the Conclave SFU', { timeout: 240_000
         });
         assert.equal(await p.page.locator('[data-testid="remote-audio"]').count(), 5);
       }
+      // Heard, not only received: every one of the five decrypted audio
+      // streams carries sound (the fake microphone's beeps: about 0.3 of
+      // totalAudioEnergy a second; a silent stream adds ~1e-9), and keeps doing so.
+      for (const p of people) {
+        const energy = async () => new Map((await inboundStats(p.page)).filter((s) => s.kind === 'audio').map((s) => [s.ssrc, s.totalAudioEnergy]));
+        const before = await energy();
+        assert.equal(before.size, 5, `${p.label}: five inbound audio streams`);
+        await waitFor(async () => {
+          const now = await energy();
+          return [...before].every(([ssrc, e]) => typeof e === 'number' && now.get(ssrc) > e + 0.01);
+        }, { timeoutMs: 15_000, what: `${p.label}: totalAudioEnergy to grow audibly on all five audio streams` });
+      }
+      // One MLS group of six: the same security code everywhere.
+      const codes = await waitFor(async () => {
+        const states = await Promise.all(people.map((p) => e2eeState(p.page)));
+        const c = states.map((s) => (s?.roster.length === 6 ? s.securityCode : null));
+        return c[0] && c.every((x) => x === c[0]) ? c : null;
+      }, { timeoutMs: 20_000, what: 'all six to show one security code for six members' });
+      assert.equal(new Set(codes).size, 1);
       // Turning a camera on later uses the sender negotiated without a track:
       // everyone else starts decoding it without any renegotiation.
       const [first, ...rest] = people;
