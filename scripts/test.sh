@@ -91,7 +91,7 @@ step "rustfmt" 0 cargo fmt --all -- --check
 step "web client build" 0 bash -c 'cd web && npm run check && npm run build'
 step "clippy" 0 env CONCLAVE_SKIP_WEB_BUILD=1 cargo clippy --workspace --all-targets -- -D warnings
 # One release build serves the Rust tests and the browser tests.
-step "rust tests" $MIN_RUST_TESTS env CONCLAVE_SKIP_WEB_BUILD=1 cargo test --release --workspace
+step "rust tests" $MIN_RUST_TESTS env CONCLAVE_SKIP_WEB_BUILD=1 cargo test --release --workspace --no-fail-fast
 # The browser tests that need a misbehaving server use a second binary with the
 # `test-modes` feature; target/release/conclave stays a normal build.
 step "test-mode server build" 0 bash scripts/build-test-modes.sh
