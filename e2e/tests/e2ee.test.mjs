@@ -408,15 +408,31 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
           const stats = await Promise.all(all.map((p) => e2eeStats(p.page)));
           return stats.every((s) => (s?.receive?.wrongSender ?? 0) > 50);
         }, { what: 'frames of the wrong member refused on every page', timeoutMs: 20_000 });
-        for (const p of all) {
-          const inbound = await inboundStats(p.page);
-          const video = inbound.filter((s) => s.kind === 'video' && s.packetsReceived > 50);
-          const audio = inbound.filter((s) => s.kind === 'audio' && s.packetsReceived > 50);
-          assert.ok(video.length >= 2 && audio.length >= 2, `${p.label} receives media (${JSON.stringify(inbound)})`);
-          assert.ok(video.every((s) => s.framesDecoded === 0), `${p.label} decodes no video under the wrong name: ${JSON.stringify(video)}`);
-          assert.ok(audio.every((s) => s.totalAudioEnergy === 0), `${p.label} plays no audio under the wrong name: ${JSON.stringify(audio)}`);
+        // Before the third joined, each page saw one publisher, which a
+        // relabelling cannot move; from now on every label is wrong. Over
+        // the next 3 s media keeps arriving on every receiver, and none of
+        // it is decoded or played.
+        const before = await Promise.all(all.map((p) => inboundStats(p.page)));
+        const decryptedBefore = await Promise.all(all.map(async (p) => (await e2eeStats(p.page)).receive.decrypted));
+        await sleep(3000);
+        for (const [i, p] of all.entries()) {
+          const after = await inboundStats(p.page);
+          const delta = after.map((s) => {
+            const b = before[i].find((x) => x.ssrc === s.ssrc);
+            return {
+              kind: s.kind,
+              packets: s.packetsReceived - (b?.packetsReceived ?? 0),
+              frames: (s.framesDecoded ?? 0) - (b?.framesDecoded ?? 0),
+              energy: (s.totalAudioEnergy ?? 0) - (b?.totalAudioEnergy ?? 0),
+            };
+          });
+          const video = delta.filter((d) => d.kind === 'video' && d.packets > 20);
+          const audio = delta.filter((d) => d.kind === 'audio' && d.packets > 20);
+          assert.ok(video.length >= 2 && audio.length >= 2, `${p.label} keeps receiving media from both others: ${JSON.stringify(delta)}`);
+          assert.ok(video.every((d) => d.frames === 0), `${p.label} decodes no video under the wrong name: ${JSON.stringify(delta)}`);
+          assert.ok(audio.every((d) => d.energy === 0), `${p.label} plays no audio under the wrong name: ${JSON.stringify(delta)}`);
           const stats = await e2eeStats(p.page);
-          assert.equal(stats.receive.decrypted, 0, `${p.label} decrypted nothing`);
+          assert.equal(stats.receive.decrypted, decryptedBefore[i], `${p.label} decrypted nothing more`);
         }
       });
     } finally {
