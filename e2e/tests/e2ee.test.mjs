@@ -430,7 +430,8 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
           const audio = delta.filter((d) => d.kind === 'audio' && d.packets > 20);
           assert.ok(video.length >= 2 && audio.length >= 2, `${p.label} keeps receiving media from both others: ${JSON.stringify(delta)}`);
           assert.ok(video.every((d) => d.frames === 0), `${p.label} decodes no video under the wrong name: ${JSON.stringify(delta)}`);
-          assert.ok(audio.every((d) => d.energy === 0), `${p.label} plays no audio under the wrong name: ${JSON.stringify(delta)}`);
+          // Real speech adds ~0.3 per second; the decoder's concealment fading out adds ~1e-9.
+          assert.ok(audio.every((d) => d.energy < 1e-6), `${p.label} plays no audio under the wrong name: ${JSON.stringify(delta)}`);
           const stats = await e2eeStats(p.page);
           assert.equal(stats.receive.decrypted, decryptedBefore[i], `${p.label} decrypted nothing more`);
         }
