@@ -22,7 +22,8 @@ export type ToWorker =
   | { type: 'streams'; side: Side; kind: MediaKind; mid?: string; readable: ReadableStream; writable: WritableStream }
   /**
    * The receiver of m-line `mid` accepts only frames of this MLS leaf (the
-   * verified member the tile shows); null: nobody (unverified participant).
+   * verified member the tile shows); null: nobody verified (yet): frames wait
+   * a moment, undecrypted, then are dropped.
    */
   | { type: 'bind'; mid: string; leaf: number | null }
   /** Post the statistics now (answered with the same id). */

@@ -98,8 +98,9 @@ interface Receiver {
   heldSince: number;
   /**
    * The one MLS leaf whose frames this receiver accepts: the verified member
-   * its tile shows (the page binds it). null: nobody (unverified);
-   * undefined: not bound yet (frames wait, as for a first key). Without this
+   * its tile shows (the page binds it). null: nobody, ever (a receiver with
+   * no m-line id); undefined: not bound to a verified member yet (frames
+   * wait, as for a first key, and are never decrypted). Without this
    * the server could show one member's video under another's name.
    */
   leaf: number | null | undefined;
@@ -111,7 +112,7 @@ const HOLD_FRAMES = 120;
 const receivers = new Set<Receiver>();
 /** Receivers by m-line, for binding; and bindings that arrived before their receiver. */
 const byMid = new Map<string, Receiver>();
-const bindings = new Map<string, number | null>();
+const bindings = new Map<string, number | undefined>();
 /** No key has been installed yet in this session (cleared keys do not count). */
 let awaitingFirstKey = true;
 
@@ -236,7 +237,7 @@ function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream
   const counter = `${side}-${kind}`;
   stats.frames[counter] ??= 0;
   // A receiver without an m-line id can never be bound: it drops everything.
-  const leaf = mid === undefined ? null : bindings.has(mid) ? bindings.get(mid) : undefined;
+  const leaf = mid === undefined ? null : bindings.get(mid);
   const receiver: Receiver | null = side === 'receive' ? { codec, out: null, held: [], heldSince: 0, leaf } : null;
   if (receiver) {
     receivers.add(receiver);
@@ -327,11 +328,14 @@ scope.addEventListener('message', (ev) => {
       attach(msg.readable as ReadableStream<EncodedFrame>, msg.writable as WritableStream<EncodedFrame>, msg.side, msg.kind, msg.mid);
       break;
     case 'bind': {
-      bindings.set(msg.mid, msg.leaf);
+      // null from the page: nobody verified (yet). Frames then wait as for an
+      // unbound receiver, never decrypted, so a member the roster is about to
+      // add loses no key frame; they are dropped if the wait runs out.
+      const leaf = msg.leaf ?? undefined;
+      bindings.set(msg.mid, leaf);
       const r = byMid.get(msg.mid);
-      if (r && r.leaf !== msg.leaf) {
-        r.leaf = msg.leaf;
-        if (msg.leaf === null) r.held = [];
+      if (r && r.leaf !== leaf) {
+        r.leaf = leaf;
         releaseHeld();
       }
       break;
