@@ -22,6 +22,10 @@ pub const MAX_MESSAGE_BYTES: usize = 512 * 1024;
 /// Longest MLS message (base64 text) the server relays: join requests,
 /// commits, Welcomes and GroupInfo of a 100-member group fit comfortably.
 pub const MAX_MLS_BYTES: usize = 384 * 1024;
+/// Longest join request (base64 text): one KeyPackage with a short name and
+/// an invite proof is under 1 KiB; anything much larger is a flood relayed
+/// to every member.
+pub const MAX_JOIN_REQUEST_BYTES: usize = 8 * 1024;
 /// Longest encrypted chat message (base64 text of an MLS application message).
 pub const MAX_CHAT_CIPHERTEXT_BYTES: usize = 32 * 1024;
 /// Longest chat message, in Unicode scalar values (checked by clients before

@@ -15,7 +15,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use conclave_e2ee::server::{join_request_identity, DeliveryServiceSigner, RoomDelivery};
 use conclave_protocol::{
-    E2eeStart, ErrorCode, ParticipantId, ServerMessage, MAX_CHAT_CIPHERTEXT_BYTES, MAX_MLS_BYTES,
+    E2eeStart, ErrorCode, ParticipantId, ServerMessage, MAX_CHAT_CIPHERTEXT_BYTES,
+    MAX_JOIN_REQUEST_BYTES, MAX_MLS_BYTES,
 };
 
 /// The server's MLS identity, shared by all rooms.
@@ -223,7 +224,8 @@ impl RoomMls {
         data: &str,
         signer: &Signer,
     ) -> Result<Vec<Out>, ServerMessage> {
-        let bytes = decode(data, MAX_MLS_BYTES)?;
+        // Relayed to every member: the cheap size check comes first.
+        let bytes = decode(data, MAX_JOIN_REQUEST_BYTES)?;
         let (identity, has_proof) =
             join_request_identity(&bytes).map_err(|e| bad(format!("join request refused: {e}")))?;
         let key = identity.signature_key;

@@ -30,9 +30,66 @@ const JOIN_TIMEOUT: Duration = Duration::from_secs(15);
 /// half-open TCP connection must not keep a ghost in the room.
 const KEEPALIVE: Duration = Duration::from_secs(KEEPALIVE_SECONDS);
 const SILENCE_LIMIT: Duration = Duration::from_secs(45);
-/// Chat and media-state messages: sustained rate and burst per connection.
-const RATE_PER_SECOND: f64 = 10.0;
-const RATE_BURST: f64 = 30.0;
+/// Chat, media-state and knock decisions: sustained rate and burst per connection.
+const RATE: Rate = Rate {
+    per_second: 10.0,
+    burst: 30.0,
+};
+/// Join requests go to every member and cost each a KeyPackage check; an
+/// honest client resends one every 10 s while it waits.
+const JOIN_REQUEST_RATE: Rate = Rate {
+    per_second: 0.5,
+    burst: 5.0,
+};
+/// Commits: one per membership change or self-update from an honest member;
+/// each costs the server a signature and tree check.
+const COMMIT_RATE: Rate = Rate {
+    per_second: 5.0,
+    burst: 20.0,
+};
+/// A GroupInfo is sent once per group a participant creates.
+const GROUP_CREATED_RATE: Rate = Rate {
+    per_second: 0.2,
+    burst: 3.0,
+};
+
+#[derive(Clone, Copy)]
+struct Rate {
+    per_second: f64,
+    burst: f64,
+}
+
+/// One token bucket per kind of message a connection may send.
+struct Limits {
+    general: TokenBucket,
+    join_request: TokenBucket,
+    commit: TokenBucket,
+    group_created: TokenBucket,
+}
+
+impl Limits {
+    fn new(now: Instant) -> Self {
+        Limits {
+            general: TokenBucket::new(RATE, now),
+            join_request: TokenBucket::new(JOIN_REQUEST_RATE, now),
+            commit: TokenBucket::new(COMMIT_RATE, now),
+            group_created: TokenBucket::new(GROUP_CREATED_RATE, now),
+        }
+    }
+
+    /// The bucket `command` draws from, if it is limited.
+    fn bucket(&mut self, command: &Command) -> Option<&mut TokenBucket> {
+        match command {
+            Command::Media { .. } | Command::Chat { .. } | Command::DenyKnock { .. } => {
+                Some(&mut self.general)
+            }
+            Command::JoinRequest { .. } => Some(&mut self.join_request),
+            Command::Commit { .. } => Some(&mut self.commit),
+            Command::GroupCreated { .. } => Some(&mut self.group_created),
+            _ => None,
+        }
+    }
+}
 
 static NEXT_ID: AtomicU32 = AtomicU32::new(1);
 
@@ -52,7 +109,7 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
     // `from_hub` ends, which is how the hub says "you were removed".
     let (link, mut from_hub) = mpsc::channel::<ServerMessage>(CLIENT_QUEUE);
     let mut state = Joining::Idle(link);
-    let mut bucket = TokenBucket::new(Instant::now());
+    let mut bucket = Limits::new(Instant::now());
     let join_deadline = tokio::time::sleep(JOIN_TIMEOUT);
     tokio::pin!(join_deadline);
     // The first tick comes one period in: a new connection has just been heard from.
@@ -121,7 +178,7 @@ async fn handle_text(
     text: &str,
     hub: &HubHandle,
     state: &mut Joining,
-    bucket: &mut TokenBucket,
+    bucket: &mut Limits,
 ) -> Option<ServerMessage> {
     let message = match parse_client_message(text) {
         Ok(m) => m,
@@ -162,17 +219,14 @@ async fn handle_text(
         ClientMessage::DenyKnock { id: target } => Command::DenyKnock { id, target },
         ClientMessage::Leave => Command::Leave { id },
     };
-    // Chat, media-state changes, join requests and knock decisions come from
-    // people and go to everyone: cap their rate. Commits are not limited
-    // (the group needs them), but each needs a valid signature of a member.
-    let rate_limited = matches!(
-        command,
-        Command::Media { .. }
-            | Command::Chat { .. }
-            | Command::JoinRequest { .. }
-            | Command::DenyKnock { .. }
-    );
-    if rate_limited && !bucket.take(Instant::now()) {
+    // Everything that goes to other people or costs MLS validation is capped
+    // per connection, each kind in its own bucket, so a flood of one kind
+    // neither starves the others nor reaches the room.
+    let allowed = match bucket.bucket(&command) {
+        Some(b) => b.take(Instant::now()),
+        None => true,
+    };
+    if !allowed {
         return Some(ServerMessage::error(
             ErrorCode::RateLimited,
             "too many messages; slow down",
@@ -193,14 +247,16 @@ where
 }
 
 struct TokenBucket {
+    rate: Rate,
     tokens: f64,
     at: Instant,
 }
 
 impl TokenBucket {
-    fn new(now: Instant) -> Self {
+    fn new(rate: Rate, now: Instant) -> Self {
         TokenBucket {
-            tokens: RATE_BURST,
+            rate,
+            tokens: rate.burst,
             at: now,
         }
     }
@@ -208,7 +264,7 @@ impl TokenBucket {
     fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.at).as_secs_f64();
         self.at = now;
-        self.tokens = (self.tokens + elapsed * RATE_PER_SECOND).min(RATE_BURST);
+        self.tokens = (self.tokens + elapsed * self.rate.per_second).min(self.rate.burst);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
@@ -225,9 +281,45 @@ mod tests {
     #[test]
     fn the_rate_limit_allows_a_burst_then_refills() {
         let t0 = Instant::now();
-        let mut bucket = TokenBucket::new(t0);
+        let mut bucket = TokenBucket::new(RATE, t0);
         let allowed = (0..100).filter(|_| bucket.take(t0)).count();
-        assert_eq!(allowed, RATE_BURST as usize);
+        assert_eq!(allowed, RATE.burst as usize);
         assert!(bucket.take(t0 + Duration::from_millis(150)));
+    }
+
+    #[test]
+    fn each_kind_of_mls_message_has_its_own_limit() {
+        let t0 = Instant::now();
+        let mut limits = Limits::new(t0);
+        let join = Command::JoinRequest {
+            id: 1,
+            data: String::new(),
+        };
+        let chat = Command::Chat {
+            id: 1,
+            data: String::new(),
+        };
+        let mut take = |c: &Command| limits.bucket(c).is_some_and(|b| b.take(t0));
+        let joins = (0..50).filter(|_| take(&join)).count();
+        assert_eq!(joins, JOIN_REQUEST_RATE.burst as usize);
+        // A join-request flood leaves chat untouched.
+        assert!(take(&chat));
+        let commit = Command::Commit {
+            id: 1,
+            commit: String::new(),
+            welcome: None,
+        };
+        assert_eq!(
+            (0..50).filter(|_| take(&commit)).count(),
+            COMMIT_RATE.burst as usize
+        );
+        let created = Command::GroupCreated {
+            id: 1,
+            group_info: String::new(),
+        };
+        assert_eq!(
+            (0..50).filter(|_| take(&created)).count(),
+            GROUP_CREATED_RATE.burst as usize
+        );
     }
 }

@@ -215,6 +215,35 @@ async fn a_chat_flood_is_rate_limited_for_the_flooder_only() {
     room_still_works(&mut ada, &mut bob, 0).await;
 }
 
+#[tokio::test]
+async fn join_request_floods_and_oversized_join_requests_stop_at_the_server() {
+    let server = Server::start();
+    let (mut ada, _) = Client::join(&server, "jrflood", "Ada").await;
+    let (mut bob, _) = Client::join(&server, "jrflood", "Bob").await;
+    // Far larger than any KeyPackage: refused before it is parsed or relayed.
+    bob.send(&ClientMessage::JoinRequest {
+        data: "A".repeat(conclave_protocol::MAX_JOIN_REQUEST_BYTES + 4),
+    })
+    .await;
+    let big = bob
+        .recv_until("too_large", |m| error_code(m) == Some(ErrorCode::TooLarge))
+        .await;
+    assert_eq!(error_code(&big), Some(ErrorCode::TooLarge));
+    for _ in 0..50 {
+        bob.send(&ClientMessage::JoinRequest {
+            data: "Q0pSMQ==".into(),
+        })
+        .await;
+    }
+    let limited = bob
+        .recv_until("rate_limited", |m| {
+            error_code(m) == Some(ErrorCode::RateLimited)
+        })
+        .await;
+    assert_eq!(error_code(&limited), Some(ErrorCode::RateLimited));
+    room_still_works(&mut ada, &mut bob, 1).await;
+}
+
 /// Test modes (a server that misbehaves on purpose, for the browser tests)
 /// exist only in a binary built with the `test-modes` feature: the normal
 /// build refuses the flag, so it never reads CONCLAVE_TEST_GHOST_ADDS, and
