@@ -562,3 +562,42 @@ fn chat_time_and_counter_come_from_inside_the_encryption() {
         ("second", 2_000_000, Some(1))
     );
 }
+
+/// SFrame carries 4 epoch bits: more than 16 membership changes in a few
+/// seconds (within the old-key retention) must not confuse keys.
+#[test]
+fn media_keeps_decrypting_across_more_than_sixteen_epochs() {
+    use conclave_e2ee::Codec;
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let start = net.clients[a].s.epoch().unwrap();
+    let (mut sealed, mut out) = (Vec::new(), Vec::new());
+    let mut check = |net: &mut Net, from: usize, to: usize, what: &str| {
+        let now = net.now;
+        let payload = format!("{what} {from}->{to}");
+        assert!(net.clients[from]
+            .s
+            .encrypt_frame(Codec::Opus, payload.as_bytes(), &mut sealed));
+        let info = net.clients[to]
+            .s
+            .decrypt_frame(Codec::Opus, &sealed, &mut out, now)
+            .unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(out, payload.as_bytes(), "{what}");
+        assert_eq!(Some(info.epoch), net.clients[to].s.epoch(), "{what}");
+    };
+    for round in 0..10 {
+        let guest = net.enter(&format!("Guest{round}"), Some(SECRET));
+        net.advance(100);
+        assert_eq!(net.clients[guest].s.state(), SessionState::Member);
+        check(&mut net, a, b, &format!("round {round} joined"));
+        check(&mut net, guest, a, &format!("round {round} guest"));
+        check(&mut net, b, guest, &format!("round {round} to guest"));
+        net.disconnect(guest);
+        net.advance(100);
+        check(&mut net, b, a, &format!("round {round} left"));
+    }
+    let end = net.clients[a].s.epoch().unwrap();
+    assert!(end >= start + 20, "epochs {start}..{end}");
+    assert_eq!(net.clients[a].s.epoch(), net.clients[b].s.epoch());
+}
