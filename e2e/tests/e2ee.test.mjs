@@ -13,7 +13,9 @@ import {
   e2eeState,
   e2eeStats,
   inboundStats,
+  inviteFragment,
   join,
+  outboundStats,
   uniqueRoom,
   waitFor,
   waitSecured,
@@ -192,6 +194,47 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
       await leaky.page.getByText(/without passing it through end-to-end encryption/).waitFor({ timeout: 20_000 });
       const senders = await leaky.page.evaluate(() => (window.__e2ePeers ?? []).map((pc) => pc.connectionState));
       assert.ok(senders.length > 0 && senders.every((s) => s === 'closed'), `the peer connection is closed: ${senders}`);
+    });
+  });
+
+  test('a browser with the camera off whose audio bypasses encryption is stopped too', { timeout: 90_000 }, async () => {
+    const room = uniqueRoom('e2eebypassaudio');
+    const ada = await person('Ada');
+    const leaky = await person('Leaky');
+    await leaky.context.addInitScript(() => {
+      const original = RTCRtpSender.prototype.createEncodedStreams;
+      RTCRtpSender.prototype.createEncodedStreams = function () {
+        const real = original.call(this);
+        real.readable.pipeTo(real.writable).catch(() => {});
+        return { readable: new ReadableStream(), writable: new WritableStream() };
+      };
+    });
+    await withDiagnostics([ada, leaky], server, async () => {
+      await join(ada, server.url, room, 'Ada');
+      await leaky.page.goto(`${server.url}/${encodeURIComponent(room)}${inviteFragment(room)}`);
+      await leaky.page.getByTestId('name-input').fill('Leaky');
+      await leaky.page.getByTestId('join-camera-off').check();
+      await leaky.page.getByTestId('join-button').click();
+      await waitFor(async () => {
+        const out = await outboundStats(leaky.page).catch(() => []);
+        return out.some((s) => s.kind === 'audio' && s.packetsSent > 0);
+      }, { what: 'Leaky to send audio' });
+      const leakStart = Date.now();
+      // With the camera off no video frame is ever encoded (checked all along):
+      // only the audio check can act.
+      const stopped = leaky.page.getByText(/without passing it through end-to-end encryption/);
+      let videoFrames = 0;
+      while (!(await stopped.isVisible())) {
+        assert.ok(Date.now() - leakStart < 20_000, 'the audio bypass was not stopped within 20 s');
+        const out = await outboundStats(leaky.page).catch(() => []);
+        for (const s of out) if (s.kind === 'video') videoFrames = Math.max(videoFrames, s.framesEncoded);
+        await sleep(250);
+      }
+      assert.equal(videoFrames, 0, 'camera off: no video was encoded');
+      const leakedFor = Date.now() - leakStart;
+      console.log(`audio-only bypass: stopped ${leakedFor} ms after the first audio packet (~${Math.round(leakedFor / 20)} Opus frames)`);
+      const states = await leaky.page.evaluate(() => (window.__e2ePeers ?? []).map((pc) => pc.connectionState));
+      assert.ok(states.length > 0 && states.every((s) => s === 'closed'), `the peer connection is closed: ${states}`);
     });
   });
 

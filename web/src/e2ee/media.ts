@@ -117,32 +117,42 @@ export class MediaCrypto {
 
   /**
    * Fails closed if the browser bypasses the sender transform: every 2 s it
-   * compares the video frames the encoders produced with those the Worker
-   * saw. Two windows in a row where the encoders made at least 20 frames and
-   * the Worker saw fewer than half of them call `onBypass` (the caller ends
-   * the call). Chromium's script transform did exactly this (see above).
+   * compares what the encoders produced with what the Worker saw — video
+   * frames (camera and screen) from `framesEncoded`, audio frames from
+   * `packetsSent` (one Opus frame per packet). Two windows in a row where a
+   * kind produced at least 20 frames and the Worker saw fewer than half of
+   * them call `onBypass` (the caller ends the call). Chromium's script
+   * transform did exactly this for video (see above); audio is watched too,
+   * so a participant with the camera off is not exempt.
    */
   guardAgainstBypass(pc: RTCPeerConnection, onBypass: () => void): void {
-    let last: { encoded: number; seen: number } | null = null;
+    type Counts = { video: number; audio: number; seenVideo: number; seenAudio: number };
+    let last: Counts | null = null;
     let strikes = 0;
     this.guardTimer = window.setInterval(() => {
       void (async () => {
-        let encoded = 0;
-        (await pc.getStats()).forEach((s: { type?: string; kind?: string; framesEncoded?: number }) => {
-          if (s.type === 'outbound-rtp' && s.kind === 'video') encoded += s.framesEncoded ?? 0;
+        let video = 0;
+        let audio = 0;
+        (await pc.getStats()).forEach((s: { type?: string; kind?: string; framesEncoded?: number; packetsSent?: number }) => {
+          if (s.type !== 'outbound-rtp') return;
+          if (s.kind === 'video') video += s.framesEncoded ?? 0;
+          if (s.kind === 'audio') audio += s.packetsSent ?? 0;
         });
-        const seen = (await this.stats()).frames['send-video'] ?? 0;
+        const frames = (await this.stats()).frames;
+        const now: Counts = { video, audio, seenVideo: frames['send-video'] ?? 0, seenAudio: frames['send-audio'] ?? 0 };
         if (this.disposed) return;
         if (last) {
-          const made = encoded - last.encoded;
-          const passed = seen - last.seen;
-          strikes = made >= 20 && passed * 2 < made ? strikes + 1 : 0;
+          const bypassed = (made: number, passed: number) => made >= 20 && passed * 2 < made;
+          const leak =
+            bypassed(now.video - last.video, now.seenVideo - last.seenVideo) ||
+            bypassed(now.audio - last.audio, now.seenAudio - last.seenAudio);
+          strikes = leak ? strikes + 1 : 0;
           if (strikes >= 2) {
             window.clearInterval(this.guardTimer);
             onBypass();
           }
         }
-        last = { encoded, seen };
+        last = now;
       })();
     }, 2000);
   }
