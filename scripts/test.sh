@@ -18,9 +18,9 @@ cd "$(dirname "$0")/.."
 #   rust: `cargo test --release --workspace` (unit, integration and doc tests)
 #   wasm: e2ee-wasm-test/*.test.mjs
 #   e2e:  e2e/tests/*.test.mjs
-MIN_RUST_TESTS=125
+MIN_RUST_TESTS=128
 MIN_WASM_TESTS=5
-MIN_E2E_TESTS=27
+MIN_E2E_TESTS=28
 
 ci=0
 case "${CI:-}" in true | 1 | yes) ci=1 ;; esac
