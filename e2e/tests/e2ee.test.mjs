@@ -65,6 +65,21 @@ async function decodesVideoFrom(p, count) {
   assert.ok(growing.length >= count, `${p.label}: video keeps decoding from ${count} senders (${JSON.stringify(later)})`);
 }
 
+/**
+ * Test-side sabotage: this page's senders pass frames around the app's
+ * encrypting Worker (what Chromium's script transform did by itself).
+ */
+async function bypassSenderTransforms(p) {
+  await p.context.addInitScript(() => {
+    const original = RTCRtpSender.prototype.createEncodedStreams;
+    RTCRtpSender.prototype.createEncodedStreams = function () {
+      const real = original.call(this);
+      real.readable.pipeTo(real.writable).catch(() => {});
+      return { readable: new ReadableStream(), writable: new WritableStream() };
+    };
+  });
+}
+
 async function hearsAudioFrom(p, count) {
   await waitFor(async () => (await inboundStats(p.page)).filter((s) => s.kind === 'audio' && s.totalAudioEnergy > 0).length >= count, {
     what: `${p.label} to decode audio (non-silent) from ${count} others`,
@@ -178,16 +193,7 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     const room = uniqueRoom('e2eebypass');
     const ada = await person('Ada');
     const leaky = await person('Leaky');
-    // Test-side sabotage: this page's senders pass frames around the app's
-    // encrypting Worker (what Chromium's script transform did by itself).
-    await leaky.context.addInitScript(() => {
-      const original = RTCRtpSender.prototype.createEncodedStreams;
-      RTCRtpSender.prototype.createEncodedStreams = function () {
-        const real = original.call(this);
-        real.readable.pipeTo(real.writable).catch(() => {});
-        return { readable: new ReadableStream(), writable: new WritableStream() };
-      };
-    });
+    await bypassSenderTransforms(leaky);
     await withDiagnostics([ada, leaky], server, async () => {
       await join(ada, server.url, room, 'Ada');
       await join(leaky, server.url, room, 'Leaky');
@@ -201,14 +207,7 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     const room = uniqueRoom('e2eebypassaudio');
     const ada = await person('Ada');
     const leaky = await person('Leaky');
-    await leaky.context.addInitScript(() => {
-      const original = RTCRtpSender.prototype.createEncodedStreams;
-      RTCRtpSender.prototype.createEncodedStreams = function () {
-        const real = original.call(this);
-        real.readable.pipeTo(real.writable).catch(() => {});
-        return { readable: new ReadableStream(), writable: new WritableStream() };
-      };
-    });
+    await bypassSenderTransforms(leaky);
     await withDiagnostics([ada, leaky], server, async () => {
       await join(ada, server.url, room, 'Ada');
       await leaky.page.goto(`${server.url}/${encodeURIComponent(room)}${inviteFragment(room)}`);

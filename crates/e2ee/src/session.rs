@@ -727,16 +727,20 @@ impl Session {
         true
     }
 
-    /// Let a knocking person in: their Add is committed right away.
-    pub fn admit(&mut self, signature_key_hex: &str, now_ms: u64) -> bool {
-        let Some(pos) = self
+    /// Removes and returns the knock of this signature key (hex), if any.
+    fn take_knock(&mut self, signature_key_hex: &str) -> Option<KnockInfo> {
+        let pos = self
             .knocks
             .iter()
-            .position(|k| k.signature_key.eq_ignore_ascii_case(signature_key_hex))
-        else {
+            .position(|k| k.signature_key.eq_ignore_ascii_case(signature_key_hex))?;
+        Some(self.knocks.remove(pos))
+    }
+
+    /// Let a knocking person in: their Add is committed right away.
+    pub fn admit(&mut self, signature_key_hex: &str, now_ms: u64) -> bool {
+        let Some(knock) = self.take_knock(signature_key_hex) else {
             return false;
         };
-        let knock = self.knocks.remove(pos);
         let Some(member) = self.member.as_mut() else {
             return false;
         };
@@ -762,14 +766,9 @@ impl Session {
 
     /// Refuse a knocking person: the server tells them and disconnects them.
     pub fn deny(&mut self, signature_key_hex: &str) -> bool {
-        let Some(pos) = self
-            .knocks
-            .iter()
-            .position(|k| k.signature_key.eq_ignore_ascii_case(signature_key_hex))
-        else {
+        let Some(knock) = self.take_knock(signature_key_hex) else {
             return false;
         };
-        let knock = self.knocks.remove(pos);
         if let Some(member) = self.member.as_mut() {
             for id in &knock.knock_ids {
                 let _ = member.reject(*id);
