@@ -508,8 +508,9 @@ export class Room {
             from: msg.from,
             name: opened.name,
             text: opened.text,
-            // The sender's time from inside the encryption; the server's only if none was given.
-            sentAt: opened.sentAt > 0 ? opened.sentAt : msg.sent_at,
+            // The sender's time from inside the encryption; the server's only if
+            // none was given; our own clock if neither is a date we can show.
+            sentAt: [opened.sentAt, msg.sent_at, Date.now()].find((t) => t > 0 && !Number.isNaN(new Date(t).getTime())) ?? Date.now(),
             isLocal: this.me?.id === msg.from,
           },
         });

@@ -614,6 +614,18 @@ fn ms(v: f64) -> u64 {
     }
 }
 
+/// A sender's chat time is any u64 another member chose: shown only if
+/// within a day of our clock (else 0, and the page shows the server's time).
+/// A far-off value would otherwise make the page's `Date` throw.
+fn shown_time(sent_at_ms: u64, now_ms: u64) -> u64 {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    if sent_at_ms.abs_diff(now_ms) <= DAY_MS {
+        sent_at_ms
+    } else {
+        0
+    }
+}
+
 /// The page's E2EE session (see `conclave_e2ee::Session`).
 #[wasm_bindgen]
 pub struct MlsSession {
@@ -662,13 +674,14 @@ impl MlsSession {
     /// or undefined.
     #[wasm_bindgen(js_name = onChat)]
     pub fn on_chat(&mut self, data: &[u8], own: bool, now_ms: f64) -> Option<String> {
-        self.inner.on_chat(data, own, ms(now_ms)).map(|m| {
+        let now = ms(now_ms);
+        self.inner.on_chat(data, own, now).map(|m| {
             format!(
                 "{{\"name\":{},\"text\":{},\"leaf\":{},\"sentAt\":{},\"counter\":{}}}",
                 json_str(&m.name),
                 json_str(&m.text),
                 opt_num(m.leaf),
-                m.sent_at_ms,
+                shown_time(m.sent_at_ms, now),
                 opt_num(m.counter)
             )
         })
@@ -758,6 +771,15 @@ impl MlsSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chat_times_far_from_our_clock_are_not_shown() {
+        let now = 1_800_000_000_000;
+        assert_eq!(shown_time(now - 5_000, now), now - 5_000);
+        assert_eq!(shown_time(u64::MAX, now), 0);
+        assert_eq!(shown_time(0, now), 0);
+        assert_eq!(shown_time(now + 2 * 24 * 3_600_000, now), 0);
+    }
 
     #[test]
     fn json_escaping_and_hex_are_correct() {
