@@ -41,7 +41,10 @@ fi
 dirs=(web e2e e2ee-wasm-test)
 [ $build_only = 1 ] && dirs=(web)
 for dir in "${dirs[@]}"; do
-  if [ -f "$dir/package-lock.json" ] && [ ! -d "$dir/node_modules" ]; then
+  # Also when the lockfile changed since the last install (npm keeps a copy
+  # in node_modules/.package-lock.json), say a new devDependency.
+  if [ -f "$dir/package-lock.json" ] && { [ ! -d "$dir/node_modules" ] ||
+    [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; }; then
     (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 done

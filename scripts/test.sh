@@ -16,9 +16,11 @@ cd "$(dirname "$0")/.."
 
 # Tests in the suite (raise these when adding tests):
 #   rust: `cargo test --release --workspace` (unit, integration and doc tests)
+#   web:  web/test/*.test.ts (unit tests of the web client's pure logic)
 #   wasm: e2ee-wasm-test/*.test.mjs
 #   e2e:  e2e/tests/*.test.mjs
 MIN_RUST_TESTS=128
+MIN_WEB_TESTS=45
 MIN_WASM_TESTS=5
 MIN_E2E_TESTS=28
 
@@ -89,6 +91,7 @@ bash scripts/setup.sh || { echo "setup failed"; exit 1; }
 
 step "rustfmt" 0 cargo fmt --all -- --check
 step "web client build" 0 bash -c 'cd web && npm run check && npm run build'
+step "web unit (TypeScript)" $MIN_WEB_TESTS bash -c 'cd web && npm test --silent -- --test-reporter=tap'
 step "clippy" 0 env CONCLAVE_SKIP_WEB_BUILD=1 cargo clippy --workspace --all-targets -- -D warnings
 # One release build serves the Rust tests and the browser tests.
 step "rust tests" $MIN_RUST_TESTS env CONCLAVE_SKIP_WEB_BUILD=1 cargo test --release --workspace --no-fail-fast

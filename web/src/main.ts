@@ -11,7 +11,7 @@ import { LocalMedia } from './media';
 import { Room } from './room';
 import { announce } from './ui/dom';
 import { renderEnded } from './ui/ended';
-import { renderLanding, roomNameProblem, roomPath } from './ui/landing';
+import { renderLanding, roomFromPath, roomNameProblem, roomPath } from './ui/landing';
 import { MeetingView, serverErrorText } from './ui/meeting';
 import { CAMERA_KEY, MIC_KEY, renderPrejoin } from './ui/prejoin';
 
@@ -21,16 +21,6 @@ function appRoot(): HTMLElement {
   const el = document.getElementById('app');
   if (!el) throw new Error('#app missing');
   return el;
-}
-
-function roomFromPath(pathname: string): string | null {
-  const segment = pathname.split('/').filter(Boolean)[0];
-  if (!segment) return null;
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    return segment;
-  }
 }
 
 function saved(key: string): string | undefined {

@@ -3,6 +3,7 @@
 // (one WebSocket + one RTCPeerConnection); rejoining creates a new Room with
 // the same local media.
 
+import { chatSentAt, sendableChatText } from './chat-text';
 import { GroupSession, loadE2ee, type RosterEntry } from './e2ee/group';
 import { detectTransformApi, MediaCrypto } from './e2ee/media';
 import type { WorkerStats } from './e2ee/messages';
@@ -15,7 +16,6 @@ import type {
   ServerMessage,
   TrackSource,
 } from './protocol.gen';
-import { MAX_CHAT_CHARS } from './protocol.gen';
 import { Signaling, signalingUrl, type SignalingCloseReason } from './signaling';
 
 export interface Participant {
@@ -249,8 +249,8 @@ export class Room {
 
   /** Encrypts and sends a chat message; false if it cannot be sent (yet). */
   sendChat(text: string): boolean {
-    const trimmed = text.trim();
-    if (!trimmed || [...trimmed].length > MAX_CHAT_CHARS || !this.signaling?.isOpen) return false;
+    const trimmed = sendableChatText(text);
+    if (trimmed === null || !this.signaling?.isOpen) return false;
     return this.group.sendChat(trimmed);
   }
 
@@ -510,7 +510,7 @@ export class Room {
             text: opened.text,
             // The sender's time from inside the encryption; the server's only if
             // none was given; our own clock if neither is a date we can show.
-            sentAt: [opened.sentAt, msg.sent_at, Date.now()].find((t) => t > 0 && !Number.isNaN(new Date(t).getTime())) ?? Date.now(),
+            sentAt: chatSentAt(opened.sentAt, msg.sent_at, Date.now()),
             isLocal: this.me?.id === msg.from,
           },
         });

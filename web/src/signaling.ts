@@ -42,7 +42,11 @@ const MESSAGE_TYPES = new Set([
  */
 const SILENCE_LIMIT_MS = KEEPALIVE_SECONDS * 2500;
 
-function parseServerMessage(data: unknown): ServerMessage | null {
+/**
+ * A server message, or null for anything else: not text, longer than the
+ * protocol allows, not JSON, or not an object with a known `type`.
+ */
+export function parseServerMessage(data: unknown): ServerMessage | null {
   if (typeof data !== 'string' || data.length > MAX_MESSAGE_BYTES) return null;
   try {
     const value: unknown = JSON.parse(data);

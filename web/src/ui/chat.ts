@@ -1,6 +1,7 @@
 // The chat panel: messages in the order they arrived, each with the time
 // its sender put inside the encryption, and a composer.
 
+import { chatCounterText } from '../chat-text';
 import type { ChatEntry } from '../room';
 import { MAX_CHAT_CHARS } from '../protocol.gen';
 import { formatTime, h } from './dom';
@@ -44,8 +45,7 @@ export class ChatPanel {
       }
     });
     this.input.addEventListener('input', () => {
-      const n = [...this.input.value].length;
-      this.counter.textContent = n > MAX_CHAT_CHARS - 200 ? `${n}/${MAX_CHAT_CHARS}` : '';
+      this.counter.textContent = chatCounterText(this.input.value);
       this.input.style.height = 'auto';
       this.input.style.height = `${Math.min(this.input.scrollHeight, 120)}px`;
     });

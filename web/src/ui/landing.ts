@@ -34,6 +34,17 @@ export function roomPath(room: string): string {
   return '/' + encodeURIComponent(room);
 }
 
+/** The room a page path names (its first segment, decoded), or null at `/`. */
+export function roomFromPath(pathname: string): string | null {
+  const segment = pathname.split('/').filter(Boolean)[0];
+  if (!segment) return null;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
 export function renderLanding(root: HTMLElement, go: (room: string) => void): void {
   const input = h('input', {
     id: 'room-name',
