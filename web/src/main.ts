@@ -144,6 +144,17 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
             onHome: goHome,
           });
           break;
+        case 'removed':
+          finish();
+          media.stopAll();
+          renderEnded(root, {
+            title: `${s.by} removed you from the meeting`,
+            detail: 'This page left the call and deleted its keys. If this was a mistake, ask someone in the meeting to invite you again.',
+            rejoinLabel: 'Join again',
+            onRejoin: () => void enterRoom(root, roomName),
+            onHome: goHome,
+          });
+          break;
         case 'unsupported':
           finish();
           media.stopAll();

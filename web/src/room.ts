@@ -60,6 +60,8 @@ export type RoomState =
   | { kind: 'refused'; code: ErrorCode; message: string }
   /** A member of the meeting declined our request to join. */
   | { kind: 'denied' }
+  /** A member removed us from the meeting (an authenticated MLS removal). */
+  | { kind: 'removed'; by: string }
   /** End-to-end encryption cannot run here (no Encoded Transforms, wasm failed). */
   | { kind: 'unsupported'; message: string }
   | { kind: 'left' };
@@ -109,6 +111,11 @@ export class Room {
         else this.crypto?.clearKeys();
       },
       notice: (text) => this.emit({ type: 'notice', text }),
+      removed: (by) => {
+        // Our keys are gone; leave rather than ask back in.
+        this.signaling?.send({ type: 'leave' });
+        this.end({ kind: 'removed', by });
+      },
     });
   }
 
@@ -260,6 +267,11 @@ export class Room {
 
   deny(signatureKey: string): void {
     this.group.deny(signatureKey);
+  }
+
+  /** Removes a member of the encrypted group from the meeting. */
+  removeMember(signatureKey: string): boolean {
+    return this.group.removeMember(signatureKey);
   }
 
   leave(): void {

@@ -257,6 +257,15 @@ impl Group {
                         "re-securing the call ({reason}); compare the security code again"
                     )));
                 }
+                SessionEvent::MemberRemoved { by, name } => self.notices.push(Notice::E2ee(
+                    format!("{name} was removed by {}", by.as_deref().unwrap_or("us")),
+                )),
+                SessionEvent::RemovedFromMeeting { by } => {
+                    self.keys_changed = true;
+                    self.notices.push(Notice::E2ee(format!(
+                        "{by} removed us from the meeting; we do not rejoin"
+                    )));
+                }
                 SessionEvent::Refused { reason } => {
                     self.warn(format!("refused a change to the group: {reason}"))
                 }

@@ -116,7 +116,7 @@ pub fn event_json(e: &Event) -> String {
             list_json(removed),
             list_json(admitted_without_secret)
         ),
-        Event::Removed => "{\"type\":\"removed\"}".into(),
+        Event::Removed { committer } => format!("{{\"type\":\"removed\",\"committer\":{committer}}}"),
         Event::Chat {
             sender,
             text,
@@ -586,6 +586,15 @@ pub fn session_event_json(e: &SessionEvent) -> String {
             "{{\"type\":\"resecuring\",\"reason\":{}}}",
             json_str(reason)
         ),
+        SessionEvent::MemberRemoved { by, name } => format!(
+            "{{\"type\":\"memberRemoved\",\"by\":{},\"name\":{}}}",
+            opt_str(by.as_deref()),
+            json_str(name)
+        ),
+        SessionEvent::RemovedFromMeeting { by } => format!(
+            "{{\"type\":\"removedFromMeeting\",\"by\":{}}}",
+            json_str(by)
+        ),
         SessionEvent::Refused { reason } => {
             format!("{{\"type\":\"refused\",\"reason\":{}}}", json_str(reason))
         }
@@ -602,6 +611,7 @@ fn state_name(s: SessionState) -> &'static str {
         SessionState::Verifying => "verifying",
         SessionState::Member => "member",
         SessionState::Failed => "failed",
+        SessionState::Removed => "removed",
     }
 }
 
@@ -715,6 +725,13 @@ impl MlsSession {
     /// Deny a knock by signature key (hex).
     pub fn deny(&mut self, signature_key: &str) -> bool {
         self.inner.deny(signature_key)
+    }
+
+    /// Remove a member (by signature key, hex) from the meeting; false if
+    /// they are not a member of our verified group.
+    #[wasm_bindgen(js_name = removeMember)]
+    pub fn remove_member(&mut self, signature_key: &str, now_ms: f64) -> bool {
+        self.inner.remove_member(signature_key, ms(now_ms))
     }
 
     /// Run due timers.

@@ -125,7 +125,10 @@ pub enum Event {
         committer: u32,
     },
     /// We were removed from the group; all keys are dropped.
-    Removed,
+    Removed {
+        /// Leaf index (in the epoch we left) of the member who committed it.
+        committer: u32,
+    },
     /// A chat message.
     Chat {
         /// Sender.
@@ -1067,7 +1070,7 @@ impl Member {
                 if self_removed {
                     self.group = None;
                     self.reset_local_state();
-                    events.push(Event::Removed);
+                    events.push(Event::Removed { committer });
                 } else {
                     // Drop queued adds/removals that this commit already applied.
                     let roster = self.roster()?;

@@ -26,8 +26,14 @@
 //!   [`SessionEvent::Resecuring`]: the security code must be compared again.
 //! * **Chat** is queued while a commit is in flight and shown only once the
 //!   group is verified.
+//! * **Removals are not the server's alone.** A member can remove another
+//!   ([`Session::remove_member`]): an authenticated notice, then the commit;
+//!   the removed client stops instead of rejoining. Every member sends an
+//!   encrypted heartbeat at least every [`PRESENCE_MS`], and a leaf silent
+//!   for [`PRESENCE_TIMEOUT_MS`] is removed by the members even if the
+//!   server never proposes it.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use sha2::{Digest as _, Sha256};
 
@@ -61,6 +67,26 @@ pub const PROOF_BACKUP_MS: u64 = 1_000;
 /// post-compromise security. Spread over members by leaf index.
 pub const SELF_UPDATE_MS: u64 = 10 * 60 * 1000;
 
+/// Every member sends an encrypted heartbeat when it has sent nothing else
+/// for this long, so the others can tell that its leaf is still in use.
+pub const PRESENCE_MS: u64 = 30_000;
+/// A leaf that has sent nothing (heartbeat, chat, proof, commit) for this
+/// long is removed by the members, even if the server does not propose it.
+/// Three missed heartbeats and some slack for a busy or throttled client.
+pub const PRESENCE_TIMEOUT_MS: u64 = 100_000;
+/// If our own clock jumped by more than this between two calls we were
+/// asleep (suspended laptop, frozen tab): others' silence proves nothing.
+const ASLEEP_MS: u64 = 2 * PRESENCE_MS;
+/// How long a removal notice waits for its commit.
+const REMOVAL_NOTICE_MS: u64 = 60_000;
+
+/// Magic of the heartbeat control message (no body).
+const HEARTBEAT_MAGIC: &[u8; 4] = b"CHB1";
+/// Magic of the removal notice: `"CRM1" || leaf u32 || signature key`. A
+/// member announces it before committing the removal, so the removed client
+/// knows a member (not a lost connection) removed it.
+const REMOVAL_MAGIC: &[u8; 4] = b"CRM1";
+
 /// Magic of the group-proof control message:
 /// `"CGP1" || epoch u64 || proof(32) || flag u8 || [invite key(32)]`.
 const GROUP_PROOF_MAGIC: &[u8; 4] = b"CGP1";
@@ -85,6 +111,8 @@ pub enum SessionState {
     Member,
     /// Could not start (bad server data, no randomness…).
     Failed,
+    /// A member removed us from the meeting: we do not rejoin.
+    Removed,
 }
 
 /// A message for the server (the glue encodes it as signaling JSON).
@@ -181,6 +209,19 @@ pub enum SessionEvent {
         /// Why, in words.
         reason: String,
     },
+    /// A member removed someone from the meeting (not for a lost connection).
+    MemberRemoved {
+        /// Who removed them (`None`: we did).
+        by: Option<String>,
+        /// Who was removed.
+        name: String,
+    },
+    /// A member removed us from the meeting. The session stops: no keys, no
+    /// rejoin. The application should leave the meeting and say so.
+    RemovedFromMeeting {
+        /// Who removed us.
+        by: String,
+    },
     /// A membership change was refused as unauthorized.
     Refused {
         /// Why.
@@ -263,6 +304,18 @@ pub struct Session {
     knocks: Vec<KnockInfo>,
     known_names: VecDeque<String>,
     refused: Option<String>,
+    /// When each other leaf last showed it is in use (verified group only).
+    last_seen: HashMap<u32, u64>,
+    /// When we last sent an application message (heartbeats fill gaps).
+    last_sent: u64,
+    /// The last time anything called us (to notice that we were asleep).
+    last_tick: Option<u64>,
+    /// When the server last relayed one of our own messages back to us.
+    last_echo: u64,
+    /// Authenticated "I am removing X" notices, waiting for their commit.
+    removal_notices: Vec<RemovalNotice>,
+    /// Members we are removing whose notice is not sent yet.
+    removals_to_announce: Vec<RosterEntry>,
     me: Option<u32>,
     out: Vec<Outgoing>,
     events: Vec<SessionEvent>,
@@ -270,6 +323,15 @@ pub struct Session {
     pub commits: u64,
     /// Times we left our group state and asked to join again.
     pub rejoins: u64,
+}
+
+/// A member's notice that it is removing someone.
+struct RemovalNotice {
+    by_leaf: u32,
+    by_name: String,
+    target_leaf: u32,
+    target_key: Vec<u8>,
+    at: u64,
 }
 
 /// Lowercase hex.
@@ -350,6 +412,12 @@ impl Session {
             knocks: Vec::new(),
             known_names: VecDeque::new(),
             refused: None,
+            last_seen: HashMap::new(),
+            last_sent: 0,
+            last_tick: None,
+            last_echo: 0,
+            removal_notices: Vec::new(),
+            removals_to_announce: Vec::new(),
             me: None,
             out: Vec::new(),
             events: Vec::new(),
@@ -464,6 +532,9 @@ impl Session {
             self.warn("the server asked us to start encryption again while in the group; ignored");
             return;
         }
+        if self.state == SessionState::Removed {
+            return; // a member removed us; only the user can come back
+        }
         self.reset_group_state();
         if create {
             self.create(external_sender, now_ms);
@@ -559,6 +630,9 @@ impl Session {
         self.next_self_update = None;
         self.knocks.clear();
         self.refused = None;
+        self.last_seen.clear();
+        self.removal_notices.clear();
+        self.removals_to_announce.clear();
         if had_keys {
             self.events.push(SessionEvent::Keys(None));
         }
@@ -576,6 +650,7 @@ impl Session {
 
     /// An `mls` message from the server (`from`: who it says sent it).
     pub fn on_mls(&mut self, from: Option<u32>, bytes: &[u8], now_ms: u64) {
+        self.tick(now_ms);
         let Some(member) = self.member.as_mut() else {
             self.warn("an mls message arrived before we started encryption; ignored");
             return;
@@ -639,7 +714,9 @@ impl Session {
     /// A `chat` from the server: what to show, if anything. `own`: the
     /// server says we sent it (our echo, which MLS cannot decrypt for us).
     pub fn on_chat(&mut self, data: &[u8], own: bool, now_ms: u64) -> Option<ChatMessage> {
+        self.tick(now_ms);
         if own {
+            self.last_echo = now_ms;
             let (text, sent_at_ms) = self.own_sent.pop_front()??;
             return Some(ChatMessage {
                 name: self.own_name(),
@@ -670,6 +747,7 @@ impl Session {
                     sent_at_ms,
                     counter,
                 } => {
+                    self.seen(sender.leaf_index, now_ms);
                     shown = Some(ChatMessage {
                         name: sender.display_name,
                         text,
@@ -781,6 +859,33 @@ impl Session {
         true
     }
 
+    /// Remove a member (by signature key, hex) from the meeting: a notice
+    /// to the group, then the commit. The removed client stops rather than
+    /// rejoining. False if we are not in a verified group or they are not a
+    /// member (or are us: leaving is closing the connection).
+    pub fn remove_member(&mut self, signature_key_hex: &str, now_ms: u64) -> bool {
+        let Some(target) = self
+            .roster()
+            .iter()
+            .find(|r| hex(&r.signature_key).eq_ignore_ascii_case(signature_key_hex))
+            .cloned()
+        else {
+            return false;
+        };
+        if Some(target.leaf_index) == self.own_leaf {
+            return false;
+        }
+        if !self
+            .removals_to_announce
+            .iter()
+            .any(|r| r.leaf_index == target.leaf_index)
+        {
+            self.removals_to_announce.push(target);
+        }
+        self.after_processing(now_ms);
+        true
+    }
+
     // ---- media --------------------------------------------------------
 
     /// SFrame-encrypt one outgoing frame (native clients); false while we
@@ -825,6 +930,8 @@ impl Session {
                 .map(|t| t + VERIFY_TIMEOUT_MS),
             self.proof_at,
             self.next_self_update.filter(|_| self.is_member()),
+            self.next_heartbeat(),
+            self.next_silence_check(),
         ]
         .into_iter()
         .flatten()
@@ -834,6 +941,7 @@ impl Session {
     /// Run what is due: staggered commits, the commit watchdog, join
     /// resends, the verification timeout, backup group proofs.
     pub fn poll(&mut self, now_ms: u64) {
+        self.tick(now_ms);
         if self.commit_at.is_some_and(|t| now_ms >= t) {
             self.commit_at = None;
             self.commit_now(now_ms);
@@ -904,10 +1012,12 @@ impl Session {
                     security_code,
                     sframe_base_key,
                     added,
+                    removed,
                     committer,
                     admitted_without_secret,
-                    ..
                 } => {
+                    self.seen(committer, now_ms);
+                    self.announce_moderated_removals(committer, &removed, &roster);
                     let ours = self.own_leaf == Some(committer) && self.commit_sent.is_some();
                     if ours {
                         self.commits += 1;
@@ -937,15 +1047,13 @@ impl Session {
                             .iter()
                             .any(|r| hex(&r.signature_key) == k.signature_key)
                     });
-                    self.apply_epoch(epoch, roster, security_code, sframe_base_key);
+                    self.apply_epoch(epoch, roster, security_code, sframe_base_key, now_ms);
                     if !added.is_empty() {
                         self.events.push(SessionEvent::MembersAdded);
                         self.schedule_proof(ours, !admitted_without_secret.is_empty(), now_ms);
                     }
                 }
-                Event::Removed => {
-                    self.resecure("we were removed from the group".into(), now_ms);
-                }
+                Event::Removed { committer } => self.on_removed(committer, now_ms),
                 Event::Knock { knock_id, joiner } => self.on_knock(knock_id, joiner, from),
                 Event::RemoveProposed {
                     leaf_index,
@@ -956,7 +1064,10 @@ impl Session {
                     }
                 }
                 Event::CommitDiscarded => self.commit_sent = None,
-                Event::Control { sender, payload } => self.on_control(&sender, &payload, now_ms),
+                Event::Control { sender, payload } => {
+                    self.seen(sender.leaf_index, now_ms);
+                    self.on_control(&sender, &payload, now_ms)
+                }
                 Event::Chat { .. } | Event::JoinVerified { .. } => {}
             }
         }
@@ -983,7 +1094,10 @@ impl Session {
         } else {
             SessionState::Member
         };
-        self.apply_epoch(epoch, roster, code, base_key);
+        self.apply_epoch(epoch, roster, code, base_key, now_ms);
+        if self.is_member() {
+            self.last_sent = now_ms;
+        }
         self.plan_self_update(now_ms);
     }
 
@@ -1002,8 +1116,15 @@ impl Session {
         roster: Vec<RosterEntry>,
         code: String,
         base_key: Vec<u8>,
+        now_ms: u64,
     ) {
         self.epoch = Some(epoch);
+        // Presence: newcomers count as seen now; leaves gone are forgotten.
+        self.last_seen
+            .retain(|leaf, _| roster.iter().any(|r| r.leaf_index == *leaf));
+        for r in &roster {
+            self.last_seen.entry(r.leaf_index).or_insert(now_ms);
+        }
         self.own_leaf = self.member.as_ref().and_then(|m| m.own_leaf().ok());
         if let Some(a) = self
             .member
@@ -1147,6 +1268,7 @@ impl Session {
             Ok(data) => {
                 self.out.push(Outgoing::Chat { data });
                 self.own_sent.push_back(None);
+                self.last_sent = now_ms;
                 self.proved_epoch = Some(epoch);
                 self.share_key = false;
             }
@@ -1156,6 +1278,12 @@ impl Session {
     }
 
     fn on_control(&mut self, sender: &RosterEntry, payload: &[u8], now_ms: u64) {
+        if payload == HEARTBEAT_MAGIC {
+            return; // its arrival was the point
+        }
+        if let Some(body) = payload.strip_prefix(REMOVAL_MAGIC.as_slice()) {
+            return self.on_removal_notice(sender, body, now_ms);
+        }
         let Some(body) = payload.strip_prefix(GROUP_PROOF_MAGIC.as_slice()) else {
             return; // other control messages are not ours
         };
@@ -1211,6 +1339,7 @@ impl Session {
             self.state = SessionState::Member;
             self.verify_since = None;
             self.info("the group proved that it knows the invite secret");
+            self.last_sent = now_ms;
             self.plan_self_update(now_ms);
             if let (Some(epoch), Some(base_key)) = (
                 self.epoch,
@@ -1226,8 +1355,11 @@ impl Session {
     // ---- committing and sending -----------------------------------------
 
     fn after_processing(&mut self, now_ms: u64) {
-        self.flush_chat();
+        self.flush_chat(now_ms);
         self.send_proof_if_due(now_ms);
+        self.announce_removals(now_ms);
+        self.send_heartbeat_if_due(now_ms);
+        self.remove_silent_members(now_ms);
         if self.state != SessionState::Member
             || self.refused.is_some()
             || self.commit_sent.is_some()
@@ -1274,7 +1406,7 @@ impl Session {
         }
     }
 
-    fn flush_chat(&mut self) {
+    fn flush_chat(&mut self, now_ms: u64) {
         while self.is_member() && self.commit_sent.is_none() {
             let Some((text, sent_at)) = self.chat_queue.front() else {
                 return;
@@ -1287,6 +1419,7 @@ impl Session {
                     let text = self.chat_queue.pop_front();
                     self.own_sent.push_back(text);
                     self.out.push(Outgoing::Chat { data });
+                    self.last_sent = now_ms;
                 }
                 Err(Error::CommitPending) => return,
                 Err(e) => {
@@ -1296,6 +1429,235 @@ impl Session {
                     ));
                 }
             }
+        }
+    }
+
+    // ---- presence and removals ------------------------------------------
+
+    /// Notice a jump of our own clock (we were asleep): then the others'
+    /// silence proves nothing, so everyone counts as seen now.
+    fn tick(&mut self, now_ms: u64) {
+        if self
+            .last_tick
+            .is_some_and(|t| now_ms.saturating_sub(t) > ASLEEP_MS)
+        {
+            for t in self.last_seen.values_mut() {
+                *t = now_ms;
+            }
+            self.last_sent = self.last_sent.min(now_ms);
+        }
+        self.last_tick = Some(now_ms);
+    }
+
+    /// An authenticated message or commit from `leaf`: it is in use.
+    fn seen(&mut self, leaf: u32, now_ms: u64) {
+        if let Some(t) = self.last_seen.get_mut(&leaf) {
+            *t = (*t).max(now_ms);
+        }
+    }
+
+    fn next_heartbeat(&self) -> Option<u64> {
+        // While our commit is in flight nothing can be sent; its answer
+        // runs the sending again.
+        (self.is_member() && self.commit_sent.is_none()).then_some(self.last_sent + PRESENCE_MS)
+    }
+
+    /// When the next leaf will have been silent too long (leaves already
+    /// being removed do not count, or we would poll in a loop).
+    fn next_silence_check(&self) -> Option<u64> {
+        if !self.is_member() || self.refused.is_some() {
+            return None;
+        }
+        self.last_seen
+            .iter()
+            .filter(|(leaf, _)| {
+                Some(**leaf) != self.own_leaf && !self.remove_proposed.contains(leaf)
+            })
+            .map(|(_, t)| t + PRESENCE_TIMEOUT_MS)
+            .min()
+            // Past what we can judge until our next echo, which rechecks.
+            .filter(|&t| t <= self.last_echo + PRESENCE_MS + PRESENCE_MS / 2)
+    }
+
+    fn send_heartbeat_if_due(&mut self, now_ms: u64) {
+        if !self.is_member() || self.commit_sent.is_some() || now_ms < self.last_sent + PRESENCE_MS
+        {
+            return;
+        }
+        let Some(member) = self.member.as_mut() else {
+            return;
+        };
+        match member.encrypt_control(HEARTBEAT_MAGIC) {
+            Ok(data) => {
+                self.out.push(Outgoing::Chat { data });
+                self.own_sent.push_back(None);
+                self.last_sent = now_ms;
+            }
+            Err(Error::CommitPending) => {}
+            Err(e) => {
+                self.last_sent = now_ms; // try again next period, not in a loop
+                self.warn(format!("could not send a heartbeat: {e}"));
+            }
+        }
+    }
+
+    /// Whether the others' silence can be trusted: the server relayed our
+    /// own heartbeat back lately. If not, it is we who hear nothing.
+    fn hearing(&self, now_ms: u64) -> bool {
+        now_ms.saturating_sub(self.last_echo) <= PRESENCE_MS + PRESENCE_MS / 2
+    }
+
+    /// Queue the removal of every leaf silent for [`PRESENCE_TIMEOUT_MS`]:
+    /// its connection is gone even if the server does not say so.
+    fn remove_silent_members(&mut self, now_ms: u64) {
+        if !self.is_member() || self.refused.is_some() || !self.hearing(now_ms) {
+            return;
+        }
+        let mut silent: Vec<u32> = self
+            .last_seen
+            .iter()
+            .filter(|(leaf, t)| {
+                Some(**leaf) != self.own_leaf && now_ms >= **t + PRESENCE_TIMEOUT_MS
+            })
+            .map(|(leaf, _)| *leaf)
+            .collect();
+        silent.sort_unstable();
+        for leaf in silent {
+            let Some(member) = self.member.as_mut() else {
+                return;
+            };
+            if member.remove(leaf).is_ok() && self.remove_proposed.insert(leaf) {
+                let name = self
+                    .roster
+                    .iter()
+                    .find(|r| r.leaf_index == leaf)
+                    .map_or_else(String::new, |r| r.display_name.clone());
+                self.info(format!(
+                    "{name} has sent nothing for {} s; removing them from the group",
+                    PRESENCE_TIMEOUT_MS / 1000
+                ));
+            }
+        }
+    }
+
+    /// Send the notices of removals the user asked for, then queue them.
+    fn announce_removals(&mut self, now_ms: u64) {
+        while self.is_member() && self.commit_sent.is_none() {
+            let Some(target) = self.removals_to_announce.first().cloned() else {
+                return;
+            };
+            let (Some(own_leaf), Some(member)) = (self.own_leaf, self.member.as_mut()) else {
+                return;
+            };
+            let mut payload = Vec::with_capacity(8 + target.signature_key.len());
+            payload.extend_from_slice(REMOVAL_MAGIC);
+            payload.extend_from_slice(&target.leaf_index.to_be_bytes());
+            payload.extend_from_slice(&target.signature_key);
+            match member.encrypt_control(&payload) {
+                Ok(data) => {
+                    self.removals_to_announce.remove(0);
+                    self.out.push(Outgoing::Chat { data });
+                    self.own_sent.push_back(None);
+                    self.last_sent = now_ms;
+                    if member.remove(target.leaf_index).is_ok() {
+                        self.remove_proposed.insert(target.leaf_index);
+                        self.urgent_commit = true;
+                        self.removal_notices.push(RemovalNotice {
+                            by_leaf: own_leaf,
+                            by_name: self.name.clone(),
+                            target_leaf: target.leaf_index,
+                            target_key: target.signature_key,
+                            at: now_ms,
+                        });
+                    }
+                }
+                Err(Error::CommitPending) => return,
+                Err(e) => {
+                    self.removals_to_announce.remove(0);
+                    self.warn(format!("could not remove {}: {e}", target.display_name));
+                }
+            }
+        }
+    }
+
+    /// `"CRM1" || leaf || signature key` from a member: it is about to remove
+    /// that member. Kept until the commit (or [`REMOVAL_NOTICE_MS`]).
+    fn on_removal_notice(&mut self, sender: &RosterEntry, body: &[u8], now_ms: u64) {
+        let parsed = body
+            .get(..4)
+            .and_then(|l| l.try_into().ok())
+            .map(|l| (u32::from_be_bytes(l), &body[4..]));
+        let Some((leaf, key)) = parsed.filter(|(leaf, key)| {
+            self.roster
+                .iter()
+                .any(|r| r.leaf_index == *leaf && r.signature_key == *key)
+        }) else {
+            self.warn(format!(
+                "{} sent a removal notice for someone not in the group",
+                sender.display_name
+            ));
+            return;
+        };
+        self.removal_notices
+            .retain(|n| now_ms.saturating_sub(n.at) < REMOVAL_NOTICE_MS);
+        self.removal_notices.push(RemovalNotice {
+            by_leaf: sender.leaf_index,
+            by_name: sender.display_name.clone(),
+            target_leaf: leaf,
+            target_key: key.to_vec(),
+            at: now_ms,
+        });
+    }
+
+    /// Members this commit removed on a member's notice: say who did it.
+    fn announce_moderated_removals(
+        &mut self,
+        committer: u32,
+        removed: &[RosterEntry],
+        roster: &[RosterEntry],
+    ) {
+        for r in removed {
+            // A rejoin removes the old leaf of someone still in the group.
+            if roster.iter().any(|n| n.signature_key == r.signature_key) {
+                continue;
+            }
+            let Some(pos) = self.removal_notices.iter().position(|n| {
+                n.by_leaf == committer
+                    && n.target_leaf == r.leaf_index
+                    && n.target_key == r.signature_key
+            }) else {
+                continue;
+            };
+            let notice = self.removal_notices.remove(pos);
+            let by = (Some(committer) != self.own_leaf).then_some(notice.by_name);
+            self.events.push(SessionEvent::MemberRemoved {
+                by,
+                name: r.display_name.clone(),
+            });
+        }
+    }
+
+    /// A commit removed our leaf. If its committer told the group it was
+    /// removing us, a member decided: we stop. Otherwise (a server proposal,
+    /// our silence) we ask to join again, visibly.
+    fn on_removed(&mut self, committer: u32, now_ms: u64) {
+        let by = self.own_leaf.and_then(|own| {
+            self.removal_notices
+                .iter()
+                .find(|n| n.by_leaf == committer && n.target_leaf == own)
+                .map(|n| n.by_name.clone())
+        });
+        match by {
+            Some(by) => {
+                self.reset_group_state();
+                self.join_request = None;
+                self.join_sent = None;
+                self.chat_queue.clear();
+                self.state = SessionState::Removed;
+                self.events.push(SessionEvent::RemovedFromMeeting { by });
+                self.events.push(SessionEvent::Changed);
+            }
+            None => self.resecure("we were removed from the group".into(), now_ms),
         }
     }
 }

@@ -83,7 +83,7 @@ fn a_member_removed_at_epoch_n_cannot_decrypt_frames_of_epoch_n_plus_1() {
     let out = m.members[0].commit_pending().unwrap().unwrap();
     assert!(out.welcome.is_none());
     let evs = m.fan_out(&out.commit, &[]);
-    assert_eq!(evs[2], vec![Event::Removed]);
+    assert!(matches!(evs[2][..], [Event::Removed { .. }]));
     assert!(!m.members[2].in_group());
     assert_eq!(m.members[0].roster().unwrap().len(), 2);
 
@@ -357,7 +357,7 @@ fn a_leaving_member_is_removed_by_the_next_commit() {
     m.fan_out(&p, &[2]);
     let out = m.members[1].commit_pending().unwrap().unwrap();
     let evs = m.fan_out(&out.commit, &[]);
-    assert_eq!(evs[2], vec![Event::Removed]);
+    assert!(matches!(evs[2][..], [Event::Removed { .. }]));
     match &evs[0][0] {
         Event::EpochChanged {
             removed, committer, ..
@@ -416,7 +416,7 @@ fn a_member_removal_and_a_server_removal_of_the_same_leaf_commit_once() {
     m.members[0].remove(leaf).unwrap();
     let out = m.members[0].commit_pending().unwrap().unwrap();
     let evs = m.fan_out(&out.commit, &[]);
-    assert_eq!(evs[2], vec![Event::Removed]);
+    assert!(matches!(evs[2][..], [Event::Removed { .. }]));
     assert_eq!(m.members[0].roster().unwrap().len(), 2);
 }
 

@@ -18,6 +18,8 @@ struct Client {
     events: Vec<SessionEvent>,
     chats: Vec<(String, String)>,
     connected: bool,
+    /// Its messages no longer reach the server (the client is gone).
+    gone: bool,
 }
 
 /// An honest delivery service (the server's rules, in memory) for sessions.
@@ -57,6 +59,7 @@ impl Net {
             events: Vec::new(),
             chats: Vec::new(),
             connected: true,
+            gone: false,
         });
         self.pump();
         id
@@ -79,6 +82,9 @@ impl Net {
                 let ev = self.clients[i].s.take_events();
                 self.clients[i].events.extend(ev);
                 for o in out {
+                    if self.clients[i].gone {
+                        continue;
+                    }
                     any = true;
                     self.route(i, o);
                 }
@@ -600,4 +606,152 @@ fn media_keeps_decrypting_across_more_than_sixteen_epochs() {
     let end = net.clients[a].s.epoch().unwrap();
     assert!(end >= start + 20, "epochs {start}..{end}");
     assert_eq!(net.clients[a].s.epoch(), net.clients[b].s.epoch());
+}
+
+fn signature_key_hex(net: &Net, i: usize) -> String {
+    let s = &net.clients[i].s;
+    let own = s.own_leaf().unwrap();
+    let key = &s
+        .roster()
+        .iter()
+        .find(|r| r.leaf_index == own)
+        .unwrap()
+        .signature_key;
+    conclave_e2ee::session::hex(key)
+}
+
+fn names(net: &Net, i: usize) -> Vec<String> {
+    net.clients[i]
+        .s
+        .roster()
+        .iter()
+        .map(|r| r.display_name.clone())
+        .collect()
+}
+
+/// Attack 6: removals are not the server's alone. A member removes another;
+/// everyone sees who did it, and the removed client stops instead of
+/// rejoining with its link.
+#[test]
+fn a_member_can_remove_another_and_the_removed_client_stops() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let c = net.enter("Carol", Some(SECRET));
+    net.advance(2_000);
+    let carol = signature_key_hex(&net, c);
+    let alice = signature_key_hex(&net, a);
+    let now = net.now;
+    assert!(
+        !net.clients[a].s.remove_member(&alice, now),
+        "removing ourselves is leaving"
+    );
+    assert!(!net.clients[a].s.remove_member("00ff", now));
+    assert!(net.clients[a].s.remove_member(&carol, now));
+    net.pump();
+    net.advance(30_000);
+
+    assert_eq!(names(&net, a), ["Alice", "Bob"]);
+    assert_eq!(names(&net, b), ["Alice", "Bob"]);
+    assert_eq!(net.code(a), net.code(b));
+    let said = |i: usize, want: &SessionEvent| net.clients[i].events.iter().any(|e| e == want);
+    assert!(said(
+        a,
+        &SessionEvent::MemberRemoved {
+            by: None,
+            name: "Carol".into()
+        }
+    ));
+    assert!(said(
+        b,
+        &SessionEvent::MemberRemoved {
+            by: Some("Alice".into()),
+            name: "Carol".into()
+        }
+    ));
+    assert!(said(
+        c,
+        &SessionEvent::RemovedFromMeeting { by: "Alice".into() }
+    ));
+    assert_eq!(net.clients[c].s.state(), SessionState::Removed);
+    assert_eq!(
+        net.clients[c].s.rejoins, 0,
+        "the removed client does not ask back in"
+    );
+    assert!(net.clients[c].s.deadline().is_none());
+    // Nor can the server restart it.
+    let sender = net.sender.clone();
+    net.clients[c].s.start(false, &sender, now);
+    assert!(net.clients[c].s.take_outgoing().is_empty());
+    assert_eq!(net.clients[c].s.state(), SessionState::Removed);
+}
+
+/// Attack 6: a leaf whose client is gone is removed by the members even if
+/// the server never proposes it, because members hear from each other
+/// (encrypted heartbeats) at least every PRESENCE_MS.
+#[test]
+fn a_vanished_member_is_removed_without_the_server() {
+    use conclave_e2ee::session::{PRESENCE_MS, PRESENCE_TIMEOUT_MS};
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let c = net.enter("Carol", Some(SECRET));
+    net.advance(2_000);
+    let epoch = net.clients[a].s.epoch().unwrap();
+    // Carol's connection is gone; the server keeps quiet about it.
+    net.clients[c].connected = false;
+    net.clients[c].gone = true;
+    net.advance(PRESENCE_TIMEOUT_MS - 10_000);
+    assert_eq!(names(&net, a).len(), 3, "not before the timeout");
+    assert_eq!(net.clients[a].s.epoch(), Some(epoch));
+    net.advance(10_000 + 2 * 1_000);
+    assert_eq!(names(&net, a), ["Alice", "Bob"]);
+    assert_eq!(names(&net, b), ["Alice", "Bob"]);
+    assert_eq!(
+        net.clients[a].s.epoch(),
+        Some(epoch + 1),
+        "one commit, no race"
+    );
+    assert_eq!(net.clients[b].s.epoch(), Some(epoch + 1));
+    // Two members who keep talking (heartbeats only) stay, for long.
+    net.advance(5 * PRESENCE_MS);
+    assert_eq!(names(&net, a), ["Alice", "Bob"]);
+    assert_eq!(net.clients[a].s.epoch(), Some(epoch + 1));
+}
+
+/// A member whose own clock jumped (a suspended laptop) does not take the
+/// others' silence meanwhile for their absence.
+#[test]
+fn a_member_that_was_asleep_does_not_remove_the_others() {
+    use conclave_e2ee::session::PRESENCE_TIMEOUT_MS;
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    net.advance(2_000);
+    let epoch = net.clients[a].s.epoch().unwrap();
+    net.now += 3 * PRESENCE_TIMEOUT_MS; // nobody ran meanwhile
+    net.advance(5_000);
+    assert_eq!(names(&net, a), ["Alice", "Bob"]);
+    assert_eq!(names(&net, b), ["Alice", "Bob"]);
+    assert_eq!(net.clients[a].s.epoch(), Some(epoch));
+}
+
+/// A member who hears nothing (its downlink is cut, or the server stops
+/// relaying to it) does not remove the others: it removes only while its
+/// own messages come back to it.
+#[test]
+fn a_member_that_hears_nothing_does_not_remove_the_others() {
+    use conclave_e2ee::session::PRESENCE_TIMEOUT_MS;
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let _b = net.enter("Bob", Some(SECRET));
+    let c = net.enter("Carol", Some(SECRET));
+    net.advance(2_000);
+    let epoch = net.clients[a].s.epoch().unwrap();
+    // Nothing reaches Carol any more, but what she sends is relayed.
+    net.clients[c].connected = false;
+    net.advance(2 * PRESENCE_TIMEOUT_MS);
+    assert_eq!(names(&net, a), ["Alice", "Bob", "Carol"]);
+    assert_eq!(net.clients[a].s.epoch(), Some(epoch));
+    assert_eq!(net.clients[a].s.rejoins, 0);
 }

@@ -54,7 +54,7 @@ export interface EpochKey {
 }
 
 interface Snapshot {
-  state: 'idle' | 'joining' | 'knocking' | 'verifying' | 'member' | 'failed';
+  state: 'idle' | 'joining' | 'knocking' | 'verifying' | 'member' | 'failed' | 'removed';
   epoch: number | null;
   securityCode: string | null;
   ownLeaf: number | null;
@@ -75,6 +75,8 @@ type SessionEvent =
   | { type: 'membersAdded' }
   | { type: 'resecuring'; reason: string }
   | { type: 'refused'; reason: string }
+  | { type: 'memberRemoved'; by: string | null; name: string }
+  | { type: 'removedFromMeeting'; by: string }
   | { type: 'info'; text: string }
   | { type: 'warning'; text: string };
 
@@ -86,6 +88,8 @@ export interface GroupHandlers {
   keys(key: EpochKey | null): void;
   /** Something worth a short message ("Alice admitted Bob"). */
   notice(text: string): void;
+  /** A member removed us from the meeting: leave, and do not come back by ourselves. */
+  removed(by: string): void;
 }
 
 /** A join request unanswered this long gets the "someone has to let you in" hint. */
@@ -100,6 +104,7 @@ const STATE: Record<Snapshot['state'], E2eeState> = {
   knocking: 'knocking',
   member: 'joined',
   failed: 'failed',
+  removed: 'failed',
 };
 
 export class GroupSession {
@@ -202,6 +207,18 @@ export class GroupSession {
     });
   }
 
+  /**
+   * Removes a member from the meeting (after the user confirmed): a notice
+   * to the group, then the commit. False if they are not in our group.
+   */
+  removeMember(signatureKey: string): boolean {
+    let ok = false;
+    this.run((s) => {
+      ok = s.removeMember(signatureKey, Date.now());
+    });
+    return ok;
+  }
+
   /** Refuses a knocking person: the server tells them and disconnects them. */
   deny(signatureKey: string): void {
     this.run((s) => s.deny(signatureKey));
@@ -262,6 +279,12 @@ export class GroupSession {
         return true;
       case 'refused':
         console.warn('conclave: refused a membership change:', ev.reason);
+        return true;
+      case 'memberRemoved':
+        this.handlers.notice(`${ev.by ?? 'You'} removed ${ev.name} from the meeting`);
+        return true;
+      case 'removedFromMeeting':
+        this.handlers.removed(ev.by);
         return true;
       case 'warning':
         console.warn('conclave:', ev.text);

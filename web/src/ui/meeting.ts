@@ -69,7 +69,14 @@ export class MeetingView {
     this.toast.hidden = true;
 
     this.chat = new ChatPanel((text) => this.room?.sendChat(text) ?? false, () => this.openPanel(null));
-    this.people = new ParticipantsPanel(() => this.openPanel(null));
+    this.people = new ParticipantsPanel(
+      () => this.openPanel(null),
+      (row) => {
+        if (!row.signatureKey || !this.room?.removeMember(row.signatureKey)) {
+          this.showToast(`${row.name} could not be removed: they are no longer in the encrypted group.`);
+        }
+      },
+    );
     this.settings = new SettingsPanel(
       () => this.room?.media ?? null,
       (kind, deviceId) =>

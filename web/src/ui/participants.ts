@@ -1,6 +1,8 @@
 // The participants panel: the members of the encrypted group (names from the
 // MLS roster), then anyone the server announced who is not in the group,
-// marked "Not verified", and the security code.
+// marked "Not verified", and the security code. Any member can remove
+// another member (after confirming in a dialog): an MLS removal the whole
+// group sees, not a server decision.
 
 import type { MediaState } from '../protocol.gen';
 import { h, hueFor, initials } from './dom';
@@ -28,8 +30,14 @@ export class ParticipantsPanel {
   private list: HTMLUListElement;
   private title: HTMLElement;
   private code: HTMLElement;
+  private dialog: HTMLDialogElement;
+  private dialogText: HTMLElement;
+  private pendingRemoval: PersonRow | null = null;
 
-  constructor(close: () => void) {
+  constructor(
+    close: () => void,
+    private readonly remove: (row: PersonRow) => void,
+  ) {
     this.list = h('ul', { class: 'people-list', 'data-testid': 'participant-list' });
     this.title = h('h2', { id: 'people-title' }, 'People');
     this.code = h('div', { class: 'people-code' });
@@ -43,6 +51,40 @@ export class ParticipantsPanel {
       this.list,
       this.code,
     );
+    this.dialogText = h('p', { id: 'remove-dialog-text' });
+    const cancel = h('button', { type: 'button', class: 'btn btn-secondary', 'data-testid': 'remove-cancel' }, 'Cancel');
+    const confirm = h('button', { type: 'button', class: 'btn btn-danger', 'data-testid': 'remove-confirm' }, 'Remove');
+    this.dialog = h(
+      'dialog',
+      { class: 'card remove-dialog', 'aria-labelledby': 'remove-dialog-title', 'aria-describedby': 'remove-dialog-text', 'data-testid': 'remove-dialog' },
+      h('h2', { id: 'remove-dialog-title' }, 'Remove from the meeting?'),
+      this.dialogText,
+      h('div', { class: 'button-row' }, cancel, confirm),
+    );
+    cancel.addEventListener('click', () => this.dialog.close());
+    confirm.addEventListener('click', () => {
+      const row = this.pendingRemoval;
+      this.dialog.close();
+      if (row) this.remove(row);
+    });
+    // Escape closes the dialog only, not the panel under it.
+    this.dialog.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Escape') ev.stopPropagation();
+    });
+    this.dialog.addEventListener('close', () => {
+      this.pendingRemoval = null;
+    });
+    this.el.append(this.dialog);
+  }
+
+  private confirmRemoval(p: PersonRow): void {
+    this.pendingRemoval = p;
+    this.dialogText.textContent =
+      `${p.name} will leave the call and lose its keys; everyone in the meeting sees that you removed them. ` +
+      'Anyone with the invite link can still join again.';
+    this.dialog.showModal();
+    // The safe choice has the focus.
+    this.dialog.querySelector<HTMLButtonElement>('[data-testid="remove-cancel"]')?.focus();
   }
 
   render(rows: PersonRow[], securityCode: string | null): void {
@@ -94,6 +136,20 @@ export class ParticipantsPanel {
         p.media ? h('span', { class: p.media.camera ? 'state on' : 'state off' }, icon('camera', !p.media.camera)) : null,
         p.media ? h('span', { class: p.media.microphone ? 'state on' : 'state off' }, icon('mic', !p.media.microphone)) : null,
       ),
+      p.verified && !p.isLocal && p.signatureKey
+        ? h(
+            'button',
+            {
+              type: 'button',
+              class: 'icon-btn person-remove',
+              'aria-label': `Remove ${p.name} from the meeting`,
+              title: 'Remove from the meeting',
+              'data-testid': 'remove-participant',
+              onclick: () => this.confirmRemoval(p),
+            },
+            icon('close'),
+          )
+        : null,
     );
   }
 }
