@@ -1,9 +1,10 @@
-// What a user sees when the server can't be reached or goes away, and the
-// media-state indicators other participants see.
+// What a user sees when the server can't be reached, goes away or turns
+// them away (a full room), and the media-state indicators other participants
+// see.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
-import { decodedVideo, diagnostics, join, tileIds, uniqueRoom, waitFor } from '../lib/meeting.mjs';
+import { decodedVideo, diagnostics, e2eeState, inviteFragment, join, participantListIds, tileIds, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
 import { startFreezableProxy, startServer } from '../lib/server.mjs';
 
 let server;
@@ -177,6 +178,77 @@ describe('connection problems and media state', { timeout: 180_000 }, () => {
       server = await startServer({ httpPort, udpPort });
     } finally {
       await a.context.close();
+    }
+  });
+
+  test('a full room (server limit 2) tells the third person so on the pre-join screen; the two inside are unaffected, and a freed place can be taken', { timeout: 120_000 }, async () => {
+    const small = await startServer({ env: { CONCLAVE_MAX_PARTICIPANTS: '2' } });
+    const room = uniqueRoom('full');
+    const a = await newParticipant(browser, 'A');
+    const b = await newParticipant(browser, 'B');
+    const c = await newParticipant(browser, 'C');
+    const everyone = [a, b, c];
+    try {
+      await join(a, small.url, room, 'Alice');
+      await join(b, small.url, room, 'Bob');
+      for (const p of [a, b]) await waitSecured(p.page);
+      const code = (await e2eeState(a.page)).securityCode;
+      const inside = [a.id, b.id].sort((x, y) => x - y);
+      await waitFor(async () => (await decodedVideo(a.page)).some((s) => s.framesDecoded > 5) && (await decodedVideo(b.page)).some((s) => s.framesDecoded > 5), {
+        timeoutMs: 25_000, what: 'Alice and Bob to see each other',
+      });
+
+      // Carol has the invite link, like the others: only the size stops her.
+      await c.page.goto(`${small.url}/${encodeURIComponent(room)}${inviteFragment(room)}`);
+      await c.page.getByTestId('name-input').fill('Carol');
+      await c.page.locator('[data-testid="preview-video"]:not([hidden])').waitFor({ timeout: 10_000 });
+      await c.page.getByTestId('join-button').click();
+      const notice = c.page.getByTestId('join-notice');
+      await notice.waitFor({ state: 'visible', timeout: 15_000 });
+      const text = (await notice.textContent()) ?? '';
+      assert.match(text, /This meeting is full/, text);
+      assert.match(text, /2 participants/, `says how many the server allows: ${text}`);
+      assert.match(text, /Try again when someone leaves, or ask the host for another room/, `says what to do: ${text}`);
+      assert.equal(await notice.getAttribute('role'), 'alert', 'read out by screen readers');
+      // Carol is back on the pre-join screen, not in the meeting.
+      assert.ok(await c.page.getByTestId('join-button').isVisible(), 'the Join button is offered again');
+      assert.equal(await c.page.getByTestId('meeting').count(), 0, 'no meeting view');
+      assert.equal(await c.page.locator('[data-testid="tile"]').count(), 0, 'no tiles');
+      const carol = await e2eeState(c.page);
+      assert.ok(carol === null || carol.state !== 'joined', `Carol is in no MLS group: ${JSON.stringify(carol)}`);
+
+      // Alice and Bob never saw her and keep going: same two people, same
+      // security code, video still decoding.
+      await new Promise((r) => setTimeout(r, 2000));
+      for (const p of [a, b]) {
+        assert.deepEqual(await tileIds(p.page), inside, `${p.label}'s tiles`);
+        await p.page.getByTestId('toggle-participants').click();
+        await waitFor(async () => (await participantListIds(p.page)).length > 0, { what: `${p.label}'s participant list` });
+        assert.deepEqual(await participantListIds(p.page), inside, `${p.label}'s participant list`);
+        const s = await e2eeState(p.page);
+        assert.equal(s.state, 'joined');
+        assert.equal(s.roster.length, 2, `${p.label}'s group has two members`);
+        assert.equal(s.securityCode, code, `${p.label}'s security code did not change`);
+        assert.equal(await p.page.getByText(/Carol/).count(), 0, `${p.label} shows nothing of Carol`);
+        const before = await decodedVideo(p.page);
+        await new Promise((r) => setTimeout(r, 1000));
+        const later = await decodedVideo(p.page);
+        assert.ok(later.some((s2) => s2.framesDecoded > (before.find((x) => x.ssrc === s2.ssrc)?.framesDecoded ?? 0)), `${p.label} still decodes video`);
+      }
+
+      // The message's advice works: once Bob leaves, Carol gets in.
+      await b.page.getByTestId('leave').click();
+      await waitFor(async () => (await tileIds(a.page)).length === 1, { timeoutMs: 10_000, what: 'Alice to see Bob leave' });
+      await c.page.getByTestId('join-button').click();
+      await c.page.locator('[data-testid="tile"][data-local="true"]').waitFor({ timeout: 15_000 });
+      c.id = Number(await c.page.locator('[data-testid="tile"][data-local="true"]').getAttribute('data-participant-id'));
+      await waitFor(async () => (await tileIds(a.page)).includes(c.id), { timeoutMs: 10_000, what: 'Alice to see Carol' });
+    } catch (err) {
+      err.message += '\n' + (await diagnostics(everyone, small));
+      throw err;
+    } finally {
+      for (const p of everyone) await p.context.close();
+      await small.stop();
     }
   });
 

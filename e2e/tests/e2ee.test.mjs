@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { existsSync } from 'node:fs';
+import { audioReceiveStats, beeps, recordRemoteAudio } from '../lib/audio.mjs';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
 import {
@@ -140,7 +141,7 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     });
   });
 
-  test('a member whose receive transforms are disabled gets packets but decodes no video: the server forwards ciphertext', { timeout: 120_000 }, async () => {
+  test('a member whose receive transforms are disabled gets packets but decodes no video and plays none of the microphones: the server forwards ciphertext', { timeout: 120_000 }, async () => {
     const room = uniqueRoom('e2eecipher');
     const people = [await person('Ada'), await person('Grace'), await person('Kathy')];
     const raw = await person('Raw');
@@ -173,8 +174,11 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
       // by design, the rest is ciphertext) and then fails on everything: no
       // picture keeps decoding, while members decode the same streams.
       assert.ok(withPackets.every((s) => typeof s.framesDecoded === 'number' && s.framesDecoded <= 2), `Raw decodes no video: ${JSON.stringify(withPackets)}`);
+      const rawAudioBefore = (await audioReceiveStats(raw.page)).filter((s) => s.packetsReceived > 50);
+      assert.ok(rawAudioBefore.length >= 3, `Raw receives audio packets from the three: ${JSON.stringify(rawAudioBefore)}`);
       const memberBefore = await decodedVideo(people[0].page);
-      await sleep(4000);
+      // Meanwhile, 4 s of what Raw and a member (Ada) play from each sender.
+      const [rawHeard, memberHeard] = await Promise.all([recordRemoteAudio(raw.page, 4000), recordRemoteAudio(people[0].page, 4000)]);
       const rawLater = (await inboundStats(raw.page)).filter((s) => s.kind === 'video' && withPackets.some((w) => w.ssrc === s.ssrc));
       assert.equal(rawLater.length, withPackets.length, `Raw still has the three video streams: ${JSON.stringify(rawLater)}`);
       for (const s of rawLater) {
@@ -186,6 +190,30 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
       const memberLater = await decodedVideo(people[0].page);
       const memberProgress = memberLater.reduce((n, s) => n + s.framesDecoded, 0) - memberBefore.reduce((n, s) => n + s.framesDecoded, 0);
       assert.ok(memberProgress > 100, `a member decoded ${memberProgress} frames meanwhile`);
+
+      // Audio. Control: Ada plays every other member's microphone (the fake
+      // microphone's beep every 500 ms), measured with the same recorder.
+      const memberAudio = (await audioReceiveStats(people[0].page)).filter((s) => s.packetsReceived > 50);
+      assert.ok(memberAudio.length >= 3, `Ada receives audio from the three others: ${JSON.stringify(memberAudio)}`);
+      for (const s of memberAudio) {
+        const heard = memberHeard.find((h) => h.mid === s.mid);
+        assert.ok(heard && heard.blocks.length >= 350, `Ada's recording of ${s.mid} ran ~4 s: ${heard?.blocks.length}`);
+        const b = beeps(heard.blocks);
+        assert.ok(b.regular >= 4, `Ada hears the microphone beep every 500 ms on ${s.mid}: ${JSON.stringify(b)}; ${JSON.stringify(s)}`);
+      }
+      // Raw gets the same streams (packets keep arriving, and Opus output:
+      // concealment or noise, so totalAudioEnergy grows too) but never the
+      // microphone: no train of beeps on any stream.
+      const rawAudio = (await audioReceiveStats(raw.page)).filter((s) => rawAudioBefore.some((b) => b.mid === s.mid));
+      assert.equal(rawAudio.length, rawAudioBefore.length, `Raw still has the three audio streams: ${JSON.stringify(rawAudio)}`);
+      for (const s of rawAudio) {
+        const was = rawAudioBefore.find((b) => b.mid === s.mid);
+        assert.ok(s.packetsReceived > was.packetsReceived, `audio packets keep arriving at Raw: ${JSON.stringify(s)}`);
+        const heard = rawHeard.find((h) => h.mid === s.mid);
+        assert.ok(heard && heard.blocks.length >= 350, `Raw's recording of ${s.mid} ran ~4 s: ${heard?.blocks.length}`);
+        const b = beeps(heard.blocks);
+        assert.ok(b.regular <= 1, `Raw plays no microphone on ${s.mid}: ${JSON.stringify(b)}; ${JSON.stringify(s)}`);
+      }
     });
   });
 

@@ -34,6 +34,10 @@ pub struct Cli {
     /// Where the generated certificate is kept [default: ./conclave-data].
     #[arg(long, env = "CONCLAVE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Most participants in one room; the next one to join is told the
+    /// meeting is full [default: 100].
+    #[arg(long, env = "CONCLAVE_MAX_PARTICIPANTS")]
+    pub max_participants: Option<u32>,
     /// A TOML file with any of the settings above (snake_case keys).
     #[arg(long, env = "CONCLAVE_CONFIG")]
     pub config: Option<PathBuf>,
@@ -60,6 +64,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    max_participants: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +85,8 @@ pub struct Config {
     /// What ICE candidates announce.
     pub udp_public: SocketAddr,
     pub tls: Tls,
+    /// Most participants one room admits.
+    pub max_participants: usize,
     #[cfg(feature = "test-modes")]
     pub test_ghost_adds: bool,
     #[cfg(feature = "test-modes")]
@@ -126,11 +133,17 @@ impl Config {
                     .unwrap_or_else(|| PathBuf::from("conclave-data")),
             },
         };
+        let max_participants = match cli.max_participants.or(file.max_participants) {
+            Some(0) => return Err("max_participants must be at least 1".into()),
+            Some(n) => n as usize,
+            None => crate::rooms::MAX_PARTICIPANTS_PER_ROOM,
+        };
         Ok(Config {
             listen,
             udp_bind,
             udp_public: SocketAddr::new(public_ip, udp_port),
             tls,
+            max_participants,
             #[cfg(feature = "test-modes")]
             test_ghost_adds: cli.test_ghost_adds,
             #[cfg(feature = "test-modes")]
@@ -179,6 +192,28 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
         assert_eq!(config.udp_public, "127.0.0.1:10000".parse().expect("addr"));
         assert_eq!(config.tls, Tls::Off);
+        assert_eq!(config.max_participants, 100);
+    }
+
+    #[test]
+    fn the_room_size_limit_comes_from_a_flag_or_the_file_and_is_at_least_one() {
+        let config = Config::resolve(cli(&["--max-participants", "2"])).expect("flag");
+        assert_eq!(config.max_participants, 2);
+        let dir = std::env::temp_dir().join(format!("conclave-limit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("conclave.toml");
+        std::fs::write(&path, "max_participants = 7\n").expect("write");
+        let file = path.to_str().expect("utf8");
+        let config = Config::resolve(cli(&["--config", file])).expect("file");
+        assert_eq!(config.max_participants, 7);
+        let config = Config::resolve(cli(&["--config", file, "--max-participants", "4"]))
+            .expect("flag wins");
+        assert_eq!(config.max_participants, 4);
+        let err = Config::resolve(cli(&["--max-participants", "0"])).expect_err("0 refused");
+        assert!(err.contains("at least 1"), "{err}");
+        std::fs::write(&path, "max_participants = 0\n").expect("write");
+        let err = Config::resolve(cli(&["--config", file])).expect_err("0 refused");
+        assert!(err.contains("at least 1"), "{err}");
     }
 
     #[test]

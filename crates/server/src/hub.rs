@@ -104,6 +104,7 @@ impl Hub {
         udp_bind: SocketAddr,
         udp_public: SocketAddr,
         signer: Signer,
+        max_participants: usize,
     ) -> std::io::Result<(Hub, HubHandle, SocketAddr)> {
         let socket = bind_udp(udp_bind)?;
         let bound = socket.local_addr()?;
@@ -121,7 +122,7 @@ impl Hub {
             sfu: Sfu::new(SfuConfig {
                 candidate_addr: public,
             }),
-            rooms: Rooms::default(),
+            rooms: Rooms::with_limit(max_participants),
             mls: HashMap::new(),
             signer,
             socket,

@@ -39,7 +39,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let signer = signer
         .with_ghost_adds(config.test_ghost_adds)
         .with_mislabelled_media(config.test_mislabel_media);
-    let (hub, handle, udp_bound) = Hub::bind(config.udp_bind, config.udp_public, signer)
+    let (hub, handle, udp_bound) = Hub::bind(config.udp_bind, config.udp_public, signer, config.max_participants)
         .await
         .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;
     tokio::spawn(hub.run());

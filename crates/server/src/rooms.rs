@@ -10,7 +10,8 @@ use conclave_protocol::{
     ParticipantInfo, ServerMessage,
 };
 
-/// Most participants one room admits; the next gets `room_full`.
+/// Most participants one room admits unless configured otherwise
+/// (`--max-participants`); the next gets `room_full`.
 pub const MAX_PARTICIPANTS_PER_ROOM: usize = 100;
 
 struct Member<T> {
@@ -33,14 +34,12 @@ impl<T> Default for Room<T> {
 pub struct Rooms<T> {
     rooms: HashMap<String, Room<T>>,
     room_of: HashMap<ParticipantId, String>,
+    max_per_room: usize,
 }
 
 impl<T> Default for Rooms<T> {
     fn default() -> Self {
-        Rooms {
-            rooms: HashMap::new(),
-            room_of: HashMap::new(),
-        }
+        Rooms::with_limit(MAX_PARTICIPANTS_PER_ROOM)
     }
 }
 
@@ -48,6 +47,15 @@ impl<T> Default for Rooms<T> {
 pub type Deliveries<'a, T> = Vec<(&'a T, ServerMessage)>;
 
 impl<T> Rooms<T> {
+    /// Rooms that admit at most `max_per_room` participants each (at least 1).
+    pub fn with_limit(max_per_room: usize) -> Self {
+        Rooms {
+            rooms: HashMap::new(),
+            room_of: HashMap::new(),
+            max_per_room: max_per_room.max(1),
+        }
+    }
+
     pub fn link(&self, id: ParticipantId) -> Option<&T> {
         let room = self.rooms.get(self.room_of.get(&id)?)?;
         room.members.get(&id).map(|m| &m.link)
@@ -81,10 +89,13 @@ impl<T> Rooms<T> {
             ));
         }
         let entry = self.rooms.entry(room.to_owned()).or_default();
-        if entry.members.len() >= MAX_PARTICIPANTS_PER_ROOM {
+        if entry.members.len() >= self.max_per_room {
             return Err(ServerMessage::error(
                 ErrorCode::RoomFull,
-                format!("this room already has {MAX_PARTICIPANTS_PER_ROOM} participants"),
+                format!(
+                    "it already has {} participants, the most this server allows in one room",
+                    self.max_per_room
+                ),
             ));
         }
         let info = ParticipantInfo {
@@ -312,5 +323,31 @@ mod tests {
             Err(ServerMessage::Error { code, .. }) => assert_eq!(code, ErrorCode::RoomFull),
             _ => panic!("expected room_full"),
         }
+    }
+
+    #[test]
+    fn a_configured_limit_applies_per_room_and_frees_up_on_leave() {
+        let mut rooms = Rooms::with_limit(2);
+        rooms
+            .join(1, "r", "Ada", media(), 1, start())
+            .expect("first");
+        rooms
+            .join(2, "r", "Bob", media(), 2, start())
+            .expect("second");
+        match rooms.join(3, "r", "Cy", media(), 3, start()) {
+            Err(ServerMessage::Error { code, message }) => {
+                assert_eq!(code, ErrorCode::RoomFull);
+                assert!(message.contains("2 participants"), "{message}");
+            }
+            _ => panic!("expected room_full"),
+        }
+        rooms
+            .join(3, "other", "Cy", media(), 3, start())
+            .expect("another room has space");
+        rooms.leave(3);
+        rooms.leave(2);
+        rooms
+            .join(3, "r", "Cy", media(), 3, start())
+            .expect("a place freed up");
     }
 }

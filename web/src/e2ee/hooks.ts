@@ -2,6 +2,27 @@
 // session's end-to-end encryption (state, epoch, security code, roster,
 // unverified participants, media statistics). It exposes no keys and no
 // way to change anything.
+//
+// It is installed on every page, production included, on purpose: the
+// browser tests (e2e/) run against the production binary, and a separate
+// test build would test other code. Why that is harmless (also
+// docs/security.md §8):
+// - What it shows is on screen or sent to the server anyway: the state
+//   and security code (security panel), the roster's names and signature
+//   *public* keys (people list; the server saw them in KeyPackages),
+//   knocks (the knock prompt), epoch and own leaf (in the handshake
+//   messages the server relays and in every frame's KID), frame counters per sender leaf (the
+//   server sees the packets and their timing). `hasSecret` is a yes/no,
+//   never the invite secret.
+// - It holds no key material (no SFrame base key, exporter, epoch or
+//   invite secret), no chat or media plaintext, and no reference to a live
+//   object: every read builds copies and freezes them; `stats()` asks the
+//   Worker for counters (fixed failure texts, never frame contents).
+// - Only script in this page can read it, and such script can already
+//   read the page (names, chat, video) and the invite secret in
+//   `location.hash`. A malicious server that serves the page has all of
+//   that anyway (docs/security.md, "The served client").
+// Keep it that way: nothing secret, nothing that acts, may be added here.
 
 import type { Room } from '../room';
 import type { E2eeState } from './group';

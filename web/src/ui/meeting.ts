@@ -547,7 +547,8 @@ export function serverErrorText(code: ErrorCode, message: string): string {
     case 'invalid_name':
       return `That name can't be used: ${message}`;
     case 'room_full':
-      return 'This meeting is full. Try again later or ask the host for another room.';
+      // The server says how many it allows ("it already has 2 participants, …").
+      return `This meeting is full${message ? `: ${message}` : ''}. Try again when someone leaves, or ask the host for another room.`;
     case 'too_large':
       return 'That message is too long to send.';
     case 'rate_limited':
