@@ -33,7 +33,7 @@ async fn main() {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let config = Config::resolve(cli)?;
+    let config = Config::from_process(cli)?;
     let signer = delivery::Signer::generate()?;
     #[cfg(feature = "test-modes")]
     let signer = signer
