@@ -22,7 +22,7 @@ use serde::Deserialize;
     about = "End-to-end encrypted video meetings: one binary.",
     after_help = "Every setting above can also be given as an environment variable: \
 CONCLAVE_LISTEN, CONCLAVE_UDP_PORT, CONCLAVE_PUBLIC_IP, CONCLAVE_TLS_CERT, CONCLAVE_TLS_KEY, \
-CONCLAVE_DATA_DIR, CONCLAVE_CONFIG. Flags win over variables, variables over the --config file."
+CONCLAVE_DATA_DIR, CONCLAVE_MAX_PARTICIPANTS, CONCLAVE_CONFIG. Flags win over variables, variables over the --config file."
 )]
 pub struct Cli {
     /// HTTP(S) and WebSocket listen address [default: 127.0.0.1:8080].
@@ -44,6 +44,10 @@ pub struct Cli {
     /// Where the generated certificate is kept [default: ./conclave-data].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Most participants in one room; the next one to join is told the
+    /// meeting is full [default: 100].
+    #[arg(long)]
+    pub max_participants: Option<u32>,
     /// A TOML file with any of the settings above (snake_case keys).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -70,6 +74,7 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    max_participants: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +95,8 @@ pub struct Config {
     /// What ICE candidates announce.
     pub udp_public: SocketAddr,
     pub tls: Tls,
+    /// Most participants one room admits.
+    pub max_participants: usize,
     #[cfg(feature = "test-modes")]
     pub test_ghost_adds: bool,
     #[cfg(feature = "test-modes")]
@@ -112,6 +119,7 @@ impl Cli {
             tls_cert: path(env, "CONCLAVE_TLS_CERT", self.tls_cert)?,
             tls_key: path(env, "CONCLAVE_TLS_KEY", self.tls_key)?,
             data_dir: path(env, "CONCLAVE_DATA_DIR", self.data_dir)?,
+            max_participants: parsed(env, "CONCLAVE_MAX_PARTICIPANTS", self.max_participants)?,
             config: path(env, "CONCLAVE_CONFIG", self.config)?,
             #[cfg(feature = "test-modes")]
             test_ghost_adds: self.test_ghost_adds
@@ -199,11 +207,17 @@ impl Config {
                     .unwrap_or_else(|| PathBuf::from("conclave-data")),
             },
         };
+        let max_participants = match cli.max_participants.or(file.max_participants) {
+            Some(0) => return Err("max_participants must be at least 1".into()),
+            Some(n) => n as usize,
+            None => crate::rooms::MAX_PARTICIPANTS_PER_ROOM,
+        };
         Ok(Config {
             listen,
             udp_bind,
             udp_public: SocketAddr::new(public_ip, udp_port),
             tls,
+            max_participants,
             #[cfg(feature = "test-modes")]
             test_ghost_adds: cli.test_ghost_adds,
             #[cfg(feature = "test-modes")]
@@ -274,6 +288,44 @@ mod tests {
         assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
         assert_eq!(config.udp_public, "127.0.0.1:10000".parse().expect("addr"));
         assert_eq!(config.tls, Tls::Off);
+        assert_eq!(config.max_participants, 100);
+    }
+
+    #[test]
+    fn the_room_size_limit_comes_from_a_flag_a_variable_or_the_file_and_is_at_least_one() {
+        assert_eq!(
+            resolve(&["--max-participants", "2"])
+                .expect("flag")
+                .max_participants,
+            2
+        );
+        let config = resolve_with(&[], &[("CONCLAVE_MAX_PARTICIPANTS", "3")]).expect("variable");
+        assert_eq!(config.max_participants, 3);
+        let path = config_file("max_participants", "max_participants = 7\n");
+        let file = path.to_str().expect("utf8");
+        assert_eq!(
+            resolve(&["--config", file]).expect("file").max_participants,
+            7
+        );
+        assert_eq!(
+            resolve(&["--config", file, "--max-participants", "4"])
+                .expect("flag wins")
+                .max_participants,
+            4
+        );
+        for zero in [
+            resolve(&["--max-participants", "0"]),
+            resolve_with(&[], &[("CONCLAVE_MAX_PARTICIPANTS", "0")]),
+            resolve(&[
+                "--config",
+                config_file("max_participants_0", "max_participants = 0\n")
+                    .to_str()
+                    .expect("utf8"),
+            ]),
+        ] {
+            let err = zero.expect_err("0 refused");
+            assert!(err.contains("at least 1"), "{err}");
+        }
     }
 
     #[test]
