@@ -62,7 +62,8 @@ pub struct Participant {
     publish: Option<[Mid; 3]>,
     subscriptions: HashMap<(ParticipantId, TrackSource), Subscription>,
     by_mid: HashMap<Mid, (ParticipantId, TrackSource)>,
-    pending: Option<SdpPendingOffer>,
+    /// The outstanding offer, with its m-lines' mids in order.
+    pending: Option<(SdpPendingOffer, Vec<String>)>,
     next_timeout: Option<Instant>,
     last_keyframe_request: [Option<Instant>; 3],
 }
@@ -232,8 +233,9 @@ impl Participant {
         if let Some(mids) = publish_new {
             self.publish = Some(mids);
         }
-        self.pending = Some(pending);
-        Some((offer.to_sdp_string(), self.track_mappings()))
+        let sdp = offer.to_sdp_string();
+        self.pending = Some((pending, sdp_mids(&sdp)));
+        Some((sdp, self.track_mappings()))
     }
 
     fn track_mappings(&self) -> Vec<TrackMapping> {
@@ -274,7 +276,17 @@ impl Participant {
     ) -> Result<Vec<(ParticipantId, TrackSource)>, SfuError> {
         let answer =
             SdpAnswer::from_sdp_string(sdp).map_err(|e| SfuError::BadSdp(e.to_string()))?;
-        let pending = self.pending.take().ok_or(SfuError::NoPendingOffer)?;
+        let (_, offered) = self.pending.as_ref().ok_or(SfuError::NoPendingOffer)?;
+        // An answer has the offer's m-lines, in order (RFC 3264 §6). One that
+        // does not (a duplicate of an earlier answer, one that crossed a newer
+        // offer) answers another offer: refuse it without consuming this one,
+        // which stays open for its own answer.
+        if sdp_mids(sdp) != *offered {
+            return Err(SfuError::BadSdp(
+                "its m-lines are not those of the outstanding offer".into(),
+            ));
+        }
+        let (pending, _) = self.pending.take().ok_or(SfuError::NoPendingOffer)?;
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
@@ -383,4 +395,12 @@ impl Participant {
         *last = Some(now);
         true
     }
+}
+
+/// The `a=mid` values of an SDP, in m-line order.
+fn sdp_mids(sdp: &str) -> Vec<String> {
+    sdp.lines()
+        .filter_map(|line| line.trim_end().strip_prefix("a=mid:"))
+        .map(str::to_owned)
+        .collect()
 }
