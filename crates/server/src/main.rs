@@ -3,6 +3,7 @@
 //! Thin glue: resolve the configuration, bind the UDP port for the SFU hub,
 //! and serve HTTP(S) + WebSocket signaling + the embedded web client.
 
+mod client_check;
 mod config;
 mod delivery;
 mod hub;
@@ -19,6 +20,10 @@ use hub::Hub;
 
 #[tokio::main]
 async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(code) = client_check::run_subcommand(&args).await {
+        std::process::exit(code);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("CONCLAVE_LOG")
@@ -39,9 +44,14 @@ async fn run(cli: Cli) -> Result<(), String> {
     let signer = signer
         .with_ghost_adds(config.test_ghost_adds)
         .with_mislabelled_media(config.test_mislabel_media);
-    let (hub, handle, udp_bound) = Hub::bind(config.udp_bind, config.udp_public, signer, config.max_participants)
-        .await
-        .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;
+    let (hub, handle, udp_bound) = Hub::bind(
+        config.udp_bind,
+        config.udp_public,
+        signer,
+        config.max_participants,
+    )
+    .await
+    .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;
     tokio::spawn(hub.run());
     let app = web::router(handle);
     let tls = tls::rustls_config(&config.tls, config.udp_public.ip()).await?;

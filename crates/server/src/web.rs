@@ -17,7 +17,7 @@ use crate::signaling::{self, MAX_FRAME_BYTES};
 
 #[derive(RustEmbed)]
 #[folder = "../../web/dist"]
-struct Assets;
+pub(crate) struct Assets;
 
 /// `connect-src 'self'` also admits the WebSocket to this same host and port:
 /// in CSP Level 3 (Chromium, Firefox) `'self'` matches `ws:`/`wss:`
