@@ -168,6 +168,9 @@ pub enum ErrorCode {
     NotJoined,
     AlreadyJoined,
     RoomFull,
+    /// The client's address already holds as many connections as the server
+    /// allows one address (sent before closing the new one).
+    TooManyConnections,
     /// An `answer` with no offer outstanding, or SDP the server could not accept.
     BadSdp,
     /// Too many messages in a short time.

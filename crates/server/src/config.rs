@@ -15,6 +15,10 @@ use std::str::FromStr;
 use clap::Parser;
 use serde::Deserialize;
 
+/// Open connections one address may hold by default (several tabs and
+/// devices behind one NAT fit; one stranger cannot hold a server's worth).
+pub const DEFAULT_CONNECTIONS_PER_ADDRESS: usize = 20;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "conclave",
@@ -22,7 +26,10 @@ use serde::Deserialize;
     about = "End-to-end encrypted video meetings: one binary.",
     after_help = "Every setting above can also be given as an environment variable: \
 CONCLAVE_LISTEN, CONCLAVE_UDP_PORT, CONCLAVE_PUBLIC_IP, CONCLAVE_TLS_CERT, CONCLAVE_TLS_KEY, \
-CONCLAVE_DATA_DIR, CONCLAVE_MAX_PARTICIPANTS, CONCLAVE_CONFIG. Flags win over variables, variables over the --config file."
+CONCLAVE_DATA_DIR, CONCLAVE_MAX_PARTICIPANTS, CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS, CONCLAVE_CONFIG. \
+Flags win over variables, variables over the --config file.\n\n\
+Other commands: `conclave client-hashes` prints the SHA-256 of this release's web client; \
+`conclave check-client URL [--expected MANIFEST]` checks that a server serves exactly that client."
 )]
 pub struct Cli {
     /// HTTP(S) and WebSocket listen address [default: 127.0.0.1:8080].
@@ -48,6 +55,11 @@ pub struct Cli {
     /// meeting is full [default: 100].
     #[arg(long)]
     pub max_participants: Option<u32>,
+    /// Most open connections (WebSockets) from one address (IPv6: one /64);
+    /// 0 for no limit [default: 20, or none on a loopback listener, where a
+    /// reverse proxy makes every client look alike].
+    #[arg(long)]
+    pub max_connections_per_address: Option<u32>,
     /// A TOML file with any of the settings above (snake_case keys).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -75,6 +87,7 @@ struct FileConfig {
     tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     max_participants: Option<u32>,
+    max_connections_per_address: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +110,8 @@ pub struct Config {
     pub tls: Tls,
     /// Most participants one room admits.
     pub max_participants: usize,
+    /// Most WebSockets from one address (0: no limit).
+    pub max_connections_per_address: usize,
     #[cfg(feature = "test-modes")]
     pub test_ghost_adds: bool,
     #[cfg(feature = "test-modes")]
@@ -120,6 +135,11 @@ impl Cli {
             tls_key: path(env, "CONCLAVE_TLS_KEY", self.tls_key)?,
             data_dir: path(env, "CONCLAVE_DATA_DIR", self.data_dir)?,
             max_participants: parsed(env, "CONCLAVE_MAX_PARTICIPANTS", self.max_participants)?,
+            max_connections_per_address: parsed(
+                env,
+                "CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS",
+                self.max_connections_per_address,
+            )?,
             config: path(env, "CONCLAVE_CONFIG", self.config)?,
             #[cfg(feature = "test-modes")]
             test_ghost_adds: self.test_ghost_adds
@@ -212,12 +232,21 @@ impl Config {
             Some(n) => n as usize,
             None => crate::rooms::MAX_PARTICIPANTS_PER_ROOM,
         };
+        let max_connections_per_address = match cli
+            .max_connections_per_address
+            .or(file.max_connections_per_address)
+        {
+            Some(n) => n as usize,
+            None if listen.ip().is_loopback() => 0,
+            None => DEFAULT_CONNECTIONS_PER_ADDRESS,
+        };
         Ok(Config {
             listen,
             udp_bind,
             udp_public: SocketAddr::new(public_ip, udp_port),
             tls,
             max_participants,
+            max_connections_per_address,
             #[cfg(feature = "test-modes")]
             test_ghost_adds: cli.test_ghost_adds,
             #[cfg(feature = "test-modes")]
@@ -289,6 +318,35 @@ mod tests {
         assert_eq!(config.udp_public, "127.0.0.1:10000".parse().expect("addr"));
         assert_eq!(config.tls, Tls::Off);
         assert_eq!(config.max_participants, 100);
+        assert_eq!(config.max_connections_per_address, 0, "none on loopback");
+    }
+
+    #[test]
+    fn connections_per_address_are_limited_off_loopback_unless_configured() {
+        let lan = ["--listen", "0.0.0.0:8443", "--public-ip", "192.0.2.7"];
+        assert_eq!(
+            resolve(&lan).expect("lan").max_connections_per_address,
+            DEFAULT_CONNECTIONS_PER_ADDRESS
+        );
+        let mut unlimited = lan.to_vec();
+        unlimited.extend(["--max-connections-per-address", "0"]);
+        assert_eq!(
+            resolve(&unlimited)
+                .expect("flag")
+                .max_connections_per_address,
+            0
+        );
+        let config =
+            resolve_with(&[], &[("CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS", "3")]).expect("variable");
+        assert_eq!(config.max_connections_per_address, 3);
+        let path = config_file("per_address", "max_connections_per_address = 5\n");
+        let file = path.to_str().expect("utf-8");
+        assert_eq!(
+            resolve(&["--config", file])
+                .expect("file")
+                .max_connections_per_address,
+            5
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 
 mod client_check;
 mod config;
+mod connections;
 mod delivery;
 mod hub;
 mod rooms;
@@ -53,7 +54,10 @@ async fn run(cli: Cli) -> Result<(), String> {
     .await
     .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;
     tokio::spawn(hub.run());
-    let app = web::router(handle);
+    let app = web::router(web::AppState {
+        hub: handle,
+        connections: connections::ConnectionLimit::new(config.max_connections_per_address),
+    });
     let tls = tls::rustls_config(&config.tls, config.udp_public.ip()).await?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     let listener = std::net::TcpListener::bind(config.listen)
@@ -76,13 +80,13 @@ async fn run(cli: Cli) -> Result<(), String> {
         Some(tls) => {
             axum_server::from_tcp_rustls(listener, tls)
                 .map_err(|e| e.to_string())?
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
         }
         None => {
             axum_server::from_tcp(listener)
                 .map_err(|e| e.to_string())?
-                .serve(app.into_make_service())
+                .serve(app.into_make_service_with_connect_info::<std::net::SocketAddr>())
                 .await
         }
     };

@@ -102,6 +102,13 @@ enum Joining {
     Joined,
 }
 
+/// Tells a connection it is one too many and closes it.
+pub async fn refuse(socket: WebSocket, code: ErrorCode, message: String) {
+    let (mut sink, _) = socket.split();
+    let _ = send(&mut sink, &ServerMessage::error(code, message)).await;
+    let _ = sink.close().await;
+}
+
 pub async fn serve(socket: WebSocket, hub: HubHandle) {
     let id: ParticipantId = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let (mut sink, mut stream) = socket.split();

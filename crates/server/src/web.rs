@@ -4,7 +4,10 @@
 //! origin, so the client cannot be made to load anything from a third party.
 
 use axum::body::Body;
-use axum::extract::{Path, State, WebSocketUpgrade};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, State, WebSocketUpgrade};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -12,8 +15,15 @@ use axum::Router;
 use conclave_protocol::validate_room_name;
 use rust_embed::RustEmbed;
 
+use crate::connections::ConnectionLimit;
 use crate::hub::HubHandle;
 use crate::signaling::{self, MAX_FRAME_BYTES};
+
+#[derive(Clone)]
+pub struct AppState {
+    pub hub: HubHandle,
+    pub connections: Arc<ConnectionLimit>,
+}
 
 #[derive(RustEmbed)]
 #[folder = "../../web/dist"]
@@ -27,13 +37,13 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; connect-src 'self
     script-src 'self' 'wasm-unsafe-eval'; worker-src 'self' blob:; object-src 'none'; \
     base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
-pub fn router(hub: HubHandle) -> Router {
+pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(index))
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
         .route("/{*path}", get(asset_or_room))
-        .with_state(hub)
+        .with_state(state)
         .layer(axum::middleware::map_response(security_headers))
 }
 
@@ -58,11 +68,34 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-async fn websocket(upgrade: WebSocketUpgrade, State(hub): State<HubHandle>) -> Response {
-    upgrade
+async fn websocket(
+    upgrade: WebSocketUpgrade,
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let upgrade = upgrade
         .max_message_size(MAX_FRAME_BYTES)
-        .max_frame_size(MAX_FRAME_BYTES)
-        .on_upgrade(move |socket| signaling::serve(socket, hub))
+        .max_frame_size(MAX_FRAME_BYTES);
+    // Refused over the WebSocket itself: a browser cannot read an HTTP error
+    // status of a failed upgrade, and the person needs to know why.
+    let Some(permit) = state.connections.try_open(peer.ip()) else {
+        let max = state.connections.max();
+        tracing::info!(%peer, max, "refused a connection: too many from this address");
+        return upgrade.on_upgrade(move |socket| {
+            signaling::refuse(
+                socket,
+                conclave_protocol::ErrorCode::TooManyConnections,
+                format!(
+                    "your address already has {max} open connections, the most this server allows"
+                ),
+            )
+        });
+    };
+    let hub = state.hub;
+    upgrade.on_upgrade(move |socket| async move {
+        signaling::serve(socket, hub).await;
+        drop(permit);
+    })
 }
 
 async fn index() -> Response {

@@ -275,3 +275,51 @@ fn a_normal_build_has_no_test_modes() {
         "the ghost-add code is compiled in"
     );
 }
+
+/// Attack 8: one address cannot hold a server's worth of connections. The
+/// one too many is told why and closed; the others carry on, and closing one
+/// frees a place.
+#[tokio::test]
+async fn connections_beyond_the_per_address_limit_are_told_why_and_closed() {
+    let server = Server::start_with(&["--max-connections-per-address", "3"]);
+    let (mut ada, _) = Client::join(&server, "limits", "Ada").await;
+    let (mut bob, _) = Client::join(&server, "limits", "Bob").await;
+    let idle = Client::connect(&server).await;
+
+    let mut extra = Client::connect(&server).await;
+    let refused = extra.recv().await;
+    assert_eq!(
+        error_code(&refused),
+        Some(ErrorCode::TooManyConnections),
+        "{refused:?}"
+    );
+    assert!(
+        matches!(&refused, ServerMessage::Error { message, .. } if message.contains('3')),
+        "the limit is named: {refused:?}"
+    );
+    assert!(extra.is_closed_within(WAIT).await);
+    room_still_works(&mut ada, &mut bob, 1).await;
+
+    // A closed connection frees its place (the server notices the close).
+    drop(idle);
+    let mut carol = None;
+    for _ in 0..50 {
+        let mut c = Client::connect(&server).await;
+        c.send(&ClientMessage::Join {
+            room: "limits".into(),
+            name: "Carol".into(),
+            media: media(),
+        })
+        .await;
+        match c.recv().await {
+            ServerMessage::Welcome { .. } => {
+                carol = Some(c);
+                break;
+            }
+            m => assert_eq!(error_code(&m), Some(ErrorCode::TooManyConnections), "{m:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(carol.is_some(), "a place was freed");
+    room_still_works(&mut ada, &mut bob, 2).await;
+}

@@ -551,6 +551,8 @@ export function serverErrorText(code: ErrorCode, message: string): string {
       return `This meeting is full${message ? `: ${message}` : ''}. Try again when someone leaves, or ask the host for another room.`;
     case 'too_large':
       return 'That message is too long to send.';
+    case 'too_many_connections':
+      return `Too many connections from your network: ${message}. Close other Conclave tabs or windows, or try again in a moment.`;
     case 'rate_limited':
       return 'You are sending too fast — wait a moment and try again.';
     case 'already_joined':

@@ -21,8 +21,14 @@ pub struct Server {
 
 impl Server {
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts with extra command-line flags.
+    pub fn start_with(extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_conclave"))
             .args(["--listen", "127.0.0.1:0", "--udp-port", "0"])
+            .args(extra)
             .env("CONCLAVE_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
