@@ -80,7 +80,12 @@ pub fn media() -> MediaState {
 
 impl Client {
     pub async fn connect(server: &Server) -> Client {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", server.http))
+        Client::connect_at(server.http).await
+    }
+
+    /// Connects to a server by address (for tasks that do not hold the `Server`).
+    pub async fn connect_at(http: SocketAddr) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
             .await
             .expect("websocket connects");
         Client { ws }
@@ -88,7 +93,12 @@ impl Client {
 
     /// Connects and joins; returns the client and its welcome.
     pub async fn join(server: &Server, room: &str, name: &str) -> (Client, ServerMessage) {
-        let mut client = Client::connect(server).await;
+        Client::join_at(server.http, room, name).await
+    }
+
+    /// [`Client::join`] by address.
+    pub async fn join_at(http: SocketAddr, room: &str, name: &str) -> (Client, ServerMessage) {
+        let mut client = Client::connect_at(http).await;
         client
             .send(&ClientMessage::Join {
                 room: room.into(),
@@ -114,6 +124,12 @@ impl Client {
             .send(Message::text(text))
             .await
             .expect("websocket send");
+    }
+
+    /// Sends; an error (the server closed us) instead of a panic.
+    pub async fn send_checked(&mut self, message: &ClientMessage) -> Result<(), String> {
+        let json = serde_json::to_string(message).expect("serializes");
+        self.send_raw(Message::text(json)).await
     }
 
     pub async fn send_raw(&mut self, message: Message) -> Result<(), String> {
