@@ -57,8 +57,8 @@ export function capturePeers() {
  * the headers of every document the page loaded (`documents`: promises of
  * `{ url, headers }`, as the browser received them).
  */
-export async function newParticipant(browser, label, viewport = { width: 960, height: 640 }) {
-  const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'] });
+export async function newParticipant(browser, label, viewport = { width: 960, height: 640 }, contextOptions = {}) {
+  const context = await browser.newContext({ viewport, permissions: ['camera', 'microphone'], ...contextOptions });
   await context.addInitScript(capturePeers);
   const page = await context.newPage();
   const log = [];

@@ -2,6 +2,8 @@
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { existsSync } from 'node:fs';
+import { get as httpGet } from 'node:http';
+import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
@@ -40,6 +42,22 @@ function freeUdpPort() {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** Whether `GET url/` answers 200 (HTTPS: any certificate, it is ours). */
+function answersGet(url) {
+  return new Promise((resolve) => {
+    const get = url.startsWith('https:') ? httpsGet : httpGet;
+    const req = get(url + '/', { rejectUnauthorized: false, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve(res.statusCode === 200);
+    });
+    req.on('error', () => resolve(false));
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
+  });
+}
+
 /**
  * Runs `conclave --listen 127.0.0.1:<tcp> --udp-port <udp> --public-ip 127.0.0.1`
  * and resolves once `GET /` answers. `stop()` kills it.
@@ -74,16 +92,17 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
     exited = { code, signal };
   });
 
-  const url = `http://${listenIp}:${httpPort}`;
+  // Off loopback the server serves HTTPS (a self-signed certificate unless
+  // one is given): its ready line says which.
   const deadline = Date.now() + timeoutMs;
+  let url = null;
   for (;;) {
     if (exited) throw new Error(`server exited early (${JSON.stringify(exited)}):\n${output.join('')}`);
-    try {
-      const res = await fetch(url + '/', { signal: AbortSignal.timeout(1000) });
-      if (res.ok) break;
-    } catch {
-      // not listening yet
+    if (!url) {
+      const ready = output.join('').match(/open (https?):\/\//);
+      if (ready) url = `${ready[1]}://${listenIp}:${httpPort}`;
     }
+    if (url && (await answersGet(url))) break;
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`server did not answer GET / within ${timeoutMs} ms:\n${output.join('')}`);
