@@ -3,9 +3,11 @@
 //! [`Sfu`] owns one [`str0m::Rtc`] per participant (ICE-lite, DTLS-SRTP, RTP
 //! mode) and forwards every RTP packet a participant publishes to every other
 //! participant in the same room, without depacketizing it: payloads are moved
-//! as shared `Arc<[u8]>` and never read, so end-to-end encrypted frames pass
-//! through untouched. Only RTP header fields (sequence numbers, timestamps,
-//! the RFC 6464 audio level) are looked at.
+//! as shared `Arc<[u8]>`, so end-to-end encrypted frames pass through
+//! untouched. Only RTP header fields (sequence numbers, timestamps, the RFC
+//! 6464 audio level) and, for a subscriber still waiting for its first
+//! keyframe, the VP8 descriptor and the frame tag SFrame leaves in clear are
+//! looked at.
 //!
 //! Like str0m, the SFU owns no socket and reads no clock: the caller feeds
 //! datagrams and time in ([`Sfu::handle_datagram`], [`Sfu::handle_timeout`])
@@ -25,6 +27,7 @@ mod demux;
 mod participant;
 mod seq;
 mod speaking;
+mod vp8;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -45,6 +48,11 @@ const SPEAKING_INTERVAL: Duration = Duration::from_millis(200);
 /// At most one keyframe request per source per this interval, however many
 /// subscribers ask: a keyframe is large, and one serves them all.
 pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+/// A new subscriber that got no keyframe this long after its video opened
+/// asks again (a PLI lost on the way, a publisher that missed it)…
+const KEYFRAME_RETRY_AFTER: Duration = Duration::from_millis(600);
+/// …until this long: then the publisher's periodic keyframes will do.
+const KEYFRAME_RETRY_FOR: Duration = Duration::from_secs(5);
 
 /// Where the SFU's single UDP port is reachable.
 #[derive(Debug, Clone, Copy)]
@@ -124,6 +132,9 @@ pub struct Sfu {
     outputs: VecDeque<Output>,
     /// Participants written to since they were last polled.
     dirty: Vec<ParticipantId>,
+    /// Video subscriptions (subscriber, source, track) opened at the given
+    /// time that have not had a keyframe yet.
+    awaiting_keyframe: Vec<(ParticipantId, ParticipantId, TrackSource, Instant)>,
 }
 
 static INSTALL_CRYPTO: Once = Once::new();
@@ -141,6 +152,7 @@ impl Sfu {
             next_speaking_tick: None,
             outputs: VecDeque::new(),
             dirty: Vec::new(),
+            awaiting_keyframe: Vec::new(),
         }
     }
 
@@ -224,6 +236,7 @@ impl Sfu {
         // New subscribers need a keyframe before they can show anything.
         for (source, track) in opened {
             self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
+            self.awaiting_keyframe.push((id, source, track, now));
         }
         self.negotiate(id);
         self.dirty.push(id);
@@ -289,6 +302,7 @@ impl Sfu {
         }
         if self.next_speaking_tick.is_some_and(|t| t <= now) {
             self.next_speaking_tick = None;
+            self.retry_keyframe_requests(now);
             for (room, ids) in self.speaking.tick(now) {
                 self.outputs.push_back(Output::Speaking {
                     room: room.to_string(),
@@ -361,7 +375,7 @@ impl Sfu {
                 let Some(participant) = self.participants.get_mut(&id) else {
                     return;
                 };
-                let Some(source) = participant.published_source(packet.header.ssrc) else {
+                let Some(source) = participant.published_source(packet.header.ssrc, now) else {
                     return;
                 };
                 let room = participant.room().clone();
@@ -401,6 +415,29 @@ impl Sfu {
             }
             _ => {}
         }
+    }
+
+    /// Asks again for keyframes that new subscribers still wait for.
+    fn retry_keyframe_requests(&mut self, now: Instant) {
+        let mut waits = std::mem::take(&mut self.awaiting_keyframe);
+        waits.retain(|&(subscriber, source, track, since)| {
+            now.saturating_duration_since(since) < KEYFRAME_RETRY_FOR
+                && self
+                    .participants
+                    .get(&subscriber)
+                    .is_some_and(|p| p.awaits_keyframe(source, track))
+        });
+        for &(_, source, track, since) in &waits {
+            // A track nobody sends on (a screen not shared) has no keyframe to give.
+            let sending = self
+                .participants
+                .get(&source)
+                .is_some_and(|p| p.publishes(track, now, KEYFRAME_RETRY_AFTER));
+            if sending && now.saturating_duration_since(since) >= KEYFRAME_RETRY_AFTER {
+                self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
+            }
+        }
+        self.awaiting_keyframe = waits;
     }
 
     fn request_keyframe(

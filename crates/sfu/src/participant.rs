@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use conclave_protocol::{ParticipantId, TrackDirection, TrackMapping, TrackSource};
 use rand::distr::{Alphanumeric, SampleString};
@@ -51,6 +51,8 @@ struct Subscription {
     seq: SeqRebase,
     /// Random start of this subscription's outgoing sequence numbers.
     seq_start: u16,
+    /// Video opened towards this participant and no keyframe forwarded yet.
+    awaiting_keyframe: bool,
 }
 
 pub struct Participant {
@@ -66,6 +68,8 @@ pub struct Participant {
     pending: Option<(SdpPendingOffer, Vec<String>)>,
     next_timeout: Option<Instant>,
     last_keyframe_request: [Option<Instant>; 3],
+    /// When a packet last arrived on each of this participant's own tracks.
+    last_published: [Option<Instant>; 3],
 }
 
 impl Participant {
@@ -102,6 +106,7 @@ impl Participant {
             pending: None,
             next_timeout: None,
             last_keyframe_request: [None; 3],
+            last_published: [None; 3],
         }
     }
 
@@ -159,6 +164,7 @@ impl Participant {
                     state: SubState::ToOpen,
                     seq: SeqRebase::default(),
                     seq_start: rand::random(),
+                    awaiting_keyframe: false,
                 });
         }
     }
@@ -297,6 +303,7 @@ impl Participant {
             match sub.state {
                 SubState::Negotiating(mid) => {
                     sub.state = SubState::Open(mid);
+                    sub.awaiting_keyframe = !key.1.is_audio();
                     opened.push(key);
                 }
                 SubState::Stopping(mid) => stopped.push((key, mid)),
@@ -311,13 +318,22 @@ impl Participant {
         Ok(opened)
     }
 
-    /// Which of this participant's own tracks an incoming SSRC carries.
-    pub fn published_source(&mut self, ssrc: Ssrc) -> Option<TrackSource> {
+    /// Which of this participant's own tracks an incoming SSRC carries
+    /// (noting that the track is in use).
+    pub fn published_source(&mut self, ssrc: Ssrc, now: Instant) -> Option<TrackSource> {
         let mids = self.publish?;
         let mid = self.rtc.direct_api().stream_rx(&ssrc)?.mid();
-        TrackSource::ALL
+        let track = TrackSource::ALL
             .into_iter()
-            .find(|&t| mids[source_index(t)] == mid)
+            .find(|&t| mids[source_index(t)] == mid)?;
+        self.last_published[source_index(track)] = Some(now);
+        Some(track)
+    }
+
+    /// Whether this participant sent on its `track` within `window` of `now`.
+    pub fn publishes(&self, track: TrackSource, now: Instant, window: Duration) -> bool {
+        self.last_published[source_index(track)]
+            .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
     /// The source behind one of this participant's subscribe m-lines.
@@ -342,6 +358,9 @@ impl Participant {
         let Some(seq_no) = sub.seq.map(packet.seq_no, sub.seq_start) else {
             return false;
         };
+        if sub.awaiting_keyframe && crate::vp8::starts_keyframe(&packet.payload) {
+            sub.awaiting_keyframe = false;
+        }
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
             return false;
@@ -370,6 +389,14 @@ impl Participant {
         .nackable(!track.is_audio());
         stream.write_rtp(write);
         true
+    }
+
+    /// Whether video from `source`'s `track` is open towards this participant
+    /// and no keyframe of it has been forwarded yet.
+    pub fn awaits_keyframe(&self, source: ParticipantId, track: TrackSource) -> bool {
+        self.subscriptions
+            .get(&(source, track))
+            .is_some_and(|s| s.awaiting_keyframe && matches!(s.state, SubState::Open(_)))
     }
 
     /// Asks this participant for a keyframe on its own `track`, at most once

@@ -309,11 +309,49 @@ fn a_packet_published_by_one_reaches_the_others_with_its_payload_untouched() {
     );
 }
 
+/// A VP8 payload that starts a keyframe: descriptor with S=1, partition 0,
+/// then a frame tag whose P bit is 0 (what SFrame leaves in clear).
+const KEYFRAME: &[u8] = b"\x10\x50key";
+/// The first packet of a delta frame.
+const DELTA: &[u8] = b"\x10\x51delta";
+
+/// A PLI for a new subscriber can be lost (UDP) or missed: the SFU asks
+/// again until a keyframe has passed to that subscriber, then stops.
+#[test]
+fn a_new_subscriber_without_a_keyframe_makes_the_sfu_ask_again_until_one_passes() {
+    let mut world = three_in_a_room();
+    let mut seq = 1;
+    let mut send = |world: &mut World, payload: &[u8], ms: u64| {
+        for _ in 0..ms / 100 {
+            let now = world.now;
+            world.peer(1).send_video(now, seq, payload);
+            seq += 1;
+            world.run(Duration::from_millis(100));
+        }
+    };
+    // Only delta frames: the subscribers still wait, so the SFU keeps asking.
+    let before = world.peer(1).keyframe_requests();
+    send(&mut world, DELTA, 1500);
+    let asked = world.peer(1).keyframe_requests() - before;
+    assert!(asked >= 2, "asked again while no keyframe passed: {asked}");
+    // A keyframe passes to both subscribers: no more requests.
+    send(&mut world, KEYFRAME, 100);
+    let after_key = world.peer(1).keyframe_requests();
+    send(&mut world, DELTA, 1500);
+    assert_eq!(
+        world.peer(1).keyframe_requests(),
+        after_key,
+        "satisfied subscribers stop asking"
+    );
+}
+
 #[test]
 fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled() {
     let mut world = three_in_a_room();
     let now = world.now;
-    world.peer(1).send_video(now, 1, b"frame");
+    // A keyframe (VP8 descriptor S=1, frame tag P=0): the subscribers have
+    // what they waited for, so only their own requests count from here.
+    world.peer(1).send_video(now, 1, KEYFRAME);
     world.run(Duration::from_millis(500));
     let before = world.peer(1).keyframe_requests();
     for subscriber in [2, 3] {
