@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
-import { chatMessages, diagnostics, e2eeState, e2eeStats, inviteFragment, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
+import { chatMessages, decodedVideo, diagnostics, e2eeState, e2eeStats, inviteFragment, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
 const AGENT_BIN = process.env.CONCLAVE_AGENT_BIN ?? fileURLToPath(new URL('../../target/release/conclave-agent', import.meta.url));
@@ -123,4 +123,61 @@ describe('the Rust agent and browsers in one encrypted meeting', { skip: skipOut
       for (const p of people) await p.context.close();
     }
   });
+
+  test('media keeps decrypting while the group passes more than 16 epochs (SFrame carries 4 epoch bits)', { timeout: 120_000 }, async () => {
+    const room = uniqueRoom('epochs');
+    const people = [await newParticipant(browser, 'Ada'), await newParticipant(browser, 'Bob')];
+    let agent;
+    try {
+      await join(people[0], server.url, room, 'Ada');
+      await join(people[1], server.url, room, 'Bob');
+      for (const p of people) await waitSecured(p.page);
+      // The agent commits a self-update every 0.3 s: a new epoch each time.
+      agent = startAgent(`${server.url}/${room}${inviteFragment(room)}`, ['--key-update-every', '0.3']);
+      const start = await waitFor(async () => {
+        const s = await e2eeState(people[0].page);
+        return s.roster.length === 3 ? s.epoch : null;
+      }, { what: 'the agent in the group', timeoutMs: 30_000 });
+      const framesAt = async (p) => Object.fromEntries((await decodedVideoOf(p)).map((v) => [v.ssrc, v.framesDecoded]));
+      const before = await Promise.all(people.map(framesAt));
+      await waitFor(async () => (await e2eeState(people[0].page)).epoch >= start + 20, {
+        what: '20 epochs to pass (the agent updating its keys)',
+        timeoutMs: 40_000,
+      });
+      const states = await Promise.all(people.map((p) => e2eeState(p.page)));
+      for (const s of states) assert.ok(s.epoch >= start + 18, `both browsers follow the epochs: ${s.epoch} from ${start}`);
+      // Through every wrap of the 4-bit epoch: video between the browsers
+      // kept decoding, and the agent's frames kept decrypting.
+      await sleep(1500);
+      const after = await Promise.all(people.map(framesAt));
+      for (const [i, p] of people.entries()) {
+        const grew = Object.entries(after[i]).filter(([ssrc, n]) => n > (before[i][ssrc] ?? 0) + 30);
+        assert.ok(grew.length >= 1, `${p.label} kept decoding video across the epochs: ${JSON.stringify({ before: before[i], after: after[i] })}`);
+        const stats = await e2eeStats(p.page);
+        const agentLeaf = states[i].roster.find((r) => r.displayName === 'Agent').leafIndex;
+        assert.ok((stats.senders[String(agentLeaf)]?.frames ?? 0) > 100, `${p.label} decrypts the agent: ${JSON.stringify(stats.senders)}`);
+        assert.ok(stats.receive.decryptFailed <= stats.receive.decrypted / 50, `${p.label}: few decrypt failures: ${JSON.stringify(stats.receive)}`);
+        assert.ok(!p.log.some((l) => l.includes('re-securing the call')), `${p.label} never had to rejoin`);
+      }
+      const report = agent.reports.at(-1)?.participants?.[0];
+      for (const p of people) {
+        const r = report?.remotes?.[String(p.id)];
+        assert.ok((r?.video?.decrypted ?? 0) > 50, `the agent decrypts ${p.label}: ${JSON.stringify(r)}`);
+      }
+      assert.ok(!agent.notices.some((n) => n.includes('re-securing')), `the agent never rejoined: ${agent.notices.filter((n) => n.includes('re-secur'))}`);
+    } catch (err) {
+      err.message += `\nagent notices: ${JSON.stringify(agent?.notices.slice(-20))}\nagent stderr: ${agent?.stderr.join('').slice(-2000)}\n` + (await diagnostics(people, server));
+      throw err;
+    } finally {
+      agent?.child.kill('SIGTERM');
+      for (const p of people) await p.context.close();
+    }
+  });
 });
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Video frames decoded per inbound stream that got packets. */
+async function decodedVideoOf(p) {
+  return (await decodedVideo(p.page)).map((v) => ({ ssrc: v.ssrc, framesDecoded: v.framesDecoded }));
+}

@@ -421,6 +421,14 @@ impl Group {
         self.drain(now);
     }
 
+    /// Refresh our own keys now (a self-update commit): a new epoch.
+    pub fn update_keys(&mut self, now: Instant) -> bool {
+        let ms = self.ms(now);
+        let queued = self.session.update_keys(ms);
+        self.drain(now);
+        queued
+    }
+
     /// The next time [`Group::poll`] has something to do.
     pub fn deadline(&self) -> Option<Instant> {
         self.session

@@ -87,6 +87,11 @@ struct JoinArgs {
     /// Print notices and reports as JSON lines.
     #[arg(long)]
     json: bool,
+    /// Refresh each participant's own keys every this many seconds (an MLS
+    /// self-update commit: a new epoch each time), to exercise epoch changes
+    /// while media flows.
+    #[arg(long)]
+    key_update_every: Option<f64>,
 }
 
 /// A camera class or off (a newtype: clap treats `Option` fields as optional flags).
@@ -240,6 +245,10 @@ async fn run(args: JoinArgs, url: RoomUrl) -> ExitCode {
         config.admit_knocks = args.admit_knocks;
         config.no_media_after = Duration::from_secs_f64(args.no_media_after.max(0.5));
         config.seed = i as u64 + 1;
+        config.key_update_every = args
+            .key_update_every
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(|s| Duration::from_secs_f64(s.max(0.05)));
         if i == 0 {
             config.chat = args.chat.clone();
         }

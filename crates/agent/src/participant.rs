@@ -74,6 +74,9 @@ pub struct ParticipantConfig {
     pub connect_timeout: Duration,
     /// Varies payloads and speaking phases between participants.
     pub seed: u64,
+    /// Refresh our own keys this often (an MLS self-update commit, so a new
+    /// epoch each time): for tests of epoch changes while media flows.
+    pub key_update_every: Option<Duration>,
 }
 
 impl ParticipantConfig {
@@ -93,6 +96,7 @@ impl ParticipantConfig {
             no_media_after: Duration::from_secs(3),
             connect_timeout: Duration::from_secs(10),
             seed: 0,
+            key_update_every: None,
         }
     }
 
@@ -525,6 +529,7 @@ impl Session {
         let mut next_audio = now;
         let mut next_video = now;
         let mut next_check = now + CHECK_INTERVAL;
+        let mut next_key_update = self.config.key_update_every.map(|d| now + d);
         let mut stopping = *stop_rx.borrow();
         let mut kick = false;
 
@@ -532,6 +537,9 @@ impl Session {
             let rtc_timeout = self.drain(&mut rtc, &socket)?;
             let mut deadline = rtc_timeout.min(next_check);
             if let Some(at) = self.group.deadline() {
+                deadline = deadline.min(at);
+            }
+            if let Some(at) = next_key_update {
                 deadline = deadline.min(at);
             }
             // Nothing is sent before we have the group's keys.
@@ -596,6 +604,14 @@ impl Session {
             }
 
             let now = Instant::now();
+            if let (Some(at), Some(every)) = (next_key_update, self.config.key_update_every) {
+                if now >= at {
+                    next_key_update = Some(catch_up(at, every, now));
+                    if self.group.update_keys(now) {
+                        self.flush_group(&mut sink).await?;
+                    }
+                }
+            }
             if self.group.deadline().is_some_and(|at| now >= at) {
                 self.group.poll(now);
                 self.flush_group(&mut sink).await?;

@@ -805,6 +805,20 @@ impl Session {
         true
     }
 
+    /// Refresh our own leaf now (an MLS self-update commit, as the periodic
+    /// one does): a new epoch. False if we are not in a verified group.
+    pub fn update_keys(&mut self, now_ms: u64) -> bool {
+        if !self.is_member() {
+            return false;
+        }
+        let queued = self
+            .member
+            .as_mut()
+            .is_some_and(|m| m.request_self_update().is_ok());
+        self.after_processing(now_ms);
+        queued
+    }
+
     /// Removes and returns the knock of this signature key (hex), if any.
     fn take_knock(&mut self, signature_key_hex: &str) -> Option<KnockInfo> {
         let pos = self
