@@ -169,7 +169,7 @@ impl Hub {
             self.datagrams_dropped += 1;
             tracing::trace!(%source, ?reason, total = self.datagrams_dropped, "datagram dropped");
         }
-        self.drain_sfu();
+        // Drained once per batch of datagrams, after the receive loop.
     }
 
     fn handle_command(&mut self, command: Command) {

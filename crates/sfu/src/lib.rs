@@ -29,7 +29,7 @@ mod seq;
 mod speaking;
 mod vp8;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
@@ -130,8 +130,13 @@ pub struct Sfu {
     speaking: SpeakingDetector,
     next_speaking_tick: Option<Instant>,
     outputs: VecDeque<Output>,
-    /// Participants written to since they were last polled.
+    /// Participants written to since they were last polled (each once:
+    /// polling an `Rtc` scans all its streams, so it is done once per batch
+    /// of input, not once per packet).
     dirty: Vec<ParticipantId>,
+    dirty_set: HashSet<ParticipantId>,
+    /// The time of the latest input, for flushing on [`Sfu::poll_output`].
+    last_now: Option<Instant>,
     /// Video subscriptions (subscriber, source, track) opened at the given
     /// time that have not had a keyframe yet.
     awaiting_keyframe: Vec<(ParticipantId, ParticipantId, TrackSource, Instant)>,
@@ -152,6 +157,8 @@ impl Sfu {
             next_speaking_tick: None,
             outputs: VecDeque::new(),
             dirty: Vec::new(),
+            dirty_set: HashSet::new(),
+            last_now: None,
             awaiting_keyframe: Vec::new(),
         }
     }
@@ -188,7 +195,7 @@ impl Sfu {
         let members = self.rooms.get(&room).cloned().unwrap_or_default();
         for member in members {
             self.negotiate(member);
-            self.dirty.push(member);
+            self.mark_dirty(member);
         }
         self.flush(now);
         Ok(())
@@ -239,7 +246,7 @@ impl Sfu {
             self.awaiting_keyframe.push((id, source, track, now));
         }
         self.negotiate(id);
-        self.dirty.push(id);
+        self.mark_dirty(id);
         self.flush(now);
         Ok(())
     }
@@ -274,8 +281,11 @@ impl Sfu {
         }
         participant.handle_input(input);
         self.demux.learn(source, id);
-        self.dirty.push(id);
-        self.flush(now);
+        // The sender's Rtc is polled at once (str0m wants its events taken
+        // before the next input); the subscribers it wrote to are polled
+        // once per batch of datagrams, on the next `poll_output`.
+        self.drain(now, id);
+        self.last_now = Some(now);
         Ok(())
     }
 
@@ -297,7 +307,7 @@ impl Sfu {
             self.timeouts.pop_first();
             if let Some(p) = self.participants.get_mut(&id) {
                 p.handle_input(Input::Timeout(now));
-                self.dirty.push(id);
+                self.mark_dirty(id);
             }
         }
         if self.next_speaking_tick.is_some_and(|t| t <= now) {
@@ -316,8 +326,21 @@ impl Sfu {
         self.flush(now);
     }
 
+    /// The next output; first runs the participants that input since the
+    /// last call left with work (see [`Sfu::handle_datagram`]).
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() && !self.dirty.is_empty() {
+            if let Some(now) = self.last_now {
+                self.flush(now);
+            }
+        }
         self.outputs.pop_front()
+    }
+
+    fn mark_dirty(&mut self, id: ParticipantId) {
+        if self.dirty_set.insert(id) {
+            self.dirty.push(id);
+        }
     }
 
     fn negotiate(&mut self, id: ParticipantId) {
@@ -337,6 +360,7 @@ impl Sfu {
     /// is idle, forwarding what they produce.
     fn flush(&mut self, now: Instant) {
         while let Some(id) = self.dirty.pop() {
+            self.dirty_set.remove(&id);
             self.drain(now, id);
         }
     }
@@ -395,7 +419,9 @@ impl Sfu {
                         continue;
                     }
                     if let Some(subscriber) = self.participants.get_mut(&member) {
-                        if subscriber.forward(id, source, &packet) {
+                        // (mark_dirty, field by field: `members` borrows `rooms`)
+                        if subscriber.forward(id, source, &packet) && self.dirty_set.insert(member)
+                        {
                             self.dirty.push(member);
                         }
                     }
@@ -452,7 +478,7 @@ impl Sfu {
         }
         if let Some(p) = self.participants.get_mut(&source) {
             if p.request_keyframe(now, track, kind) {
-                self.dirty.push(source);
+                self.mark_dirty(source);
             }
         }
     }
