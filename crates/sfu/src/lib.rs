@@ -366,6 +366,11 @@ impl Sfu {
     }
 
     fn drain(&mut self, now: Instant, id: ParticipantId) {
+        if let Some(p) = self.participants.get_mut(&id) {
+            if p.take_wrote() {
+                p.handle_input(Input::Timeout(now));
+            }
+        }
         loop {
             let Some(participant) = self.participants.get_mut(&id) else {
                 return;

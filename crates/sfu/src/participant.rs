@@ -70,6 +70,8 @@ pub struct Participant {
     last_keyframe_request: [Option<Instant>; 3],
     /// When a packet last arrived on each of this participant's own tracks.
     last_published: [Option<Instant>; 3],
+    /// RTP was written since the `Rtc` last had the time fed in.
+    wrote: bool,
 }
 
 impl Participant {
@@ -107,6 +109,7 @@ impl Participant {
             next_timeout: None,
             last_keyframe_request: [None; 3],
             last_published: [None; 3],
+            wrote: false,
         }
     }
 
@@ -388,7 +391,16 @@ impl Participant {
         .ext_vals(ext_vals)
         .nackable(!track.is_audio());
         stream.write_rtp(write);
+        self.wrote = true;
         true
+    }
+
+    /// Whether RTP was written since the last call. str0m sends a written
+    /// packet only after a timeout input stamps it, so the caller feeds the
+    /// time in before polling rather than waiting for the timeout str0m
+    /// asks for (`already_happened`), which costs a second poll.
+    pub fn take_wrote(&mut self) -> bool {
+        std::mem::take(&mut self.wrote)
     }
 
     /// Whether video from `source`'s `track` is open towards this participant
