@@ -18,8 +18,8 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use common::*;
 use conclave_e2ee::Member;
-use conclave_protocol::{ClientMessage, ServerMessage, TrackDirection, TrackMapping, TrackSource};
-use media::Peer;
+use conclave_protocol::{ClientMessage, ServerMessage, TrackDirection};
+use media::{microphone, negotiate, Peer};
 use str0m::media::Mid;
 
 /// How long each phase (calm, flooded) sends media.
@@ -28,29 +28,6 @@ const PHASE: Duration = Duration::from_secs(4);
 const PACKET_EVERY: Duration = Duration::from_millis(5);
 /// Strangers flooding garbage MLS messages.
 const STRANGERS: usize = 10;
-
-async fn negotiate(client: &mut Client, peer: &mut Peer) -> Vec<TrackMapping> {
-    let ServerMessage::Offer { sdp, tracks } = client
-        .recv_until("offer", |m| matches!(m, ServerMessage::Offer { .. }))
-        .await
-    else {
-        unreachable!()
-    };
-    client
-        .send(&ClientMessage::Answer {
-            sdp: peer.answer(&sdp),
-        })
-        .await;
-    tracks
-}
-
-fn microphone(tracks: &[TrackMapping], direction: TrackDirection) -> Mid {
-    let track = tracks
-        .iter()
-        .find(|t| t.direction == direction && t.source == TrackSource::Microphone)
-        .expect("a microphone m-line");
-    Mid::from(track.mid.as_str())
-}
 
 /// What one phase measured: per-packet forwarding delays and how many were sent.
 struct Phase {

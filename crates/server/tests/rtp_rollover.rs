@@ -11,9 +11,8 @@ mod media;
 use std::time::{Duration, Instant};
 
 use common::*;
-use conclave_protocol::{ClientMessage, ServerMessage, TrackDirection, TrackMapping, TrackSource};
-use media::Peer;
-use str0m::media::Mid;
+use conclave_protocol::TrackDirection;
+use media::{microphone, negotiate, Peer};
 
 const WRAP: u64 = 1 << 16;
 /// Packets each leg carries on either side of its wrap.
@@ -22,29 +21,6 @@ const AROUND: u64 = 60;
 /// SRTP receivers still place the next packet after the previous one (a
 /// burst of loss, as far as they can tell).
 const MAX_JUMP: u64 = 8_000;
-
-async fn negotiate(client: &mut Client, peer: &mut Peer) -> Vec<TrackMapping> {
-    let ServerMessage::Offer { sdp, tracks } = client
-        .recv_until("offer", |m| matches!(m, ServerMessage::Offer { .. }))
-        .await
-    else {
-        unreachable!()
-    };
-    client
-        .send(&ClientMessage::Answer {
-            sdp: peer.answer(&sdp),
-        })
-        .await;
-    tracks
-}
-
-fn microphone(tracks: &[TrackMapping], direction: TrackDirection) -> Mid {
-    let track = tracks
-        .iter()
-        .find(|t| t.direction == direction && t.source == TrackSource::Microphone)
-        .expect("a microphone m-line");
-    Mid::from(track.mid.as_str())
-}
 
 /// A received packet: the publisher's sequence number (carried in the
 /// payload, which the SFU never reads) and the subscriber leg's extended one.

@@ -13,6 +13,34 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+use crate::common::Client;
+use conclave_protocol::{ClientMessage, ServerMessage, TrackDirection, TrackMapping, TrackSource};
+
+/// Answers the server's next offer with `peer`; returns the offer's tracks.
+pub async fn negotiate(client: &mut Client, peer: &mut Peer) -> Vec<TrackMapping> {
+    let ServerMessage::Offer { sdp, tracks } = client
+        .recv_until("offer", |m| matches!(m, ServerMessage::Offer { .. }))
+        .await
+    else {
+        unreachable!()
+    };
+    client
+        .send(&ClientMessage::Answer {
+            sdp: peer.answer(&sdp),
+        })
+        .await;
+    tracks
+}
+
+/// The microphone m-line of `tracks` in `direction`.
+pub fn microphone(tracks: &[TrackMapping], direction: TrackDirection) -> Mid {
+    let track = tracks
+        .iter()
+        .find(|t| t.direction == direction && t.source == TrackSource::Microphone)
+        .expect("a microphone m-line");
+    Mid::from(track.mid.as_str())
+}
+
 pub struct Peer {
     pub rtc: Rtc,
     socket: UdpSocket,
