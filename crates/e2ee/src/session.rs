@@ -77,6 +77,9 @@ pub const PRESENCE_TIMEOUT_MS: u64 = 100_000;
 /// If our own clock jumped by more than this between two calls we were
 /// asleep (suspended laptop, frozen tab): others' silence proves nothing.
 const ASLEEP_MS: u64 = 2 * PRESENCE_MS;
+/// Our own messages came back within this: we hear the group, so the
+/// others' silence means something (our heartbeat period and some slack).
+const HEARING_MS: u64 = PRESENCE_MS + PRESENCE_MS / 2;
 /// How long a removal notice waits for its commit.
 const REMOVAL_NOTICE_MS: u64 = 60_000;
 
@@ -1490,7 +1493,7 @@ impl Session {
             .map(|(_, t)| t + PRESENCE_TIMEOUT_MS)
             .min()
             // Past what we can judge until our next echo, which rechecks.
-            .filter(|&t| t <= self.last_echo + PRESENCE_MS + PRESENCE_MS / 2)
+            .filter(|&t| t <= self.last_echo + HEARING_MS)
     }
 
     fn send_heartbeat_if_due(&mut self, now_ms: u64) {
@@ -1518,7 +1521,7 @@ impl Session {
     /// Whether the others' silence can be trusted: the server relayed our
     /// own heartbeat back lately. If not, it is we who hear nothing.
     fn hearing(&self, now_ms: u64) -> bool {
-        now_ms.saturating_sub(self.last_echo) <= PRESENCE_MS + PRESENCE_MS / 2
+        now_ms.saturating_sub(self.last_echo) <= HEARING_MS
     }
 
     /// Queue the removal of every leaf silent for [`PRESENCE_TIMEOUT_MS`]:
