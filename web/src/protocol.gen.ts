@@ -41,7 +41,7 @@ export type ClientMessage = { "type": "join", room: string, name: string, media:
 
 export type ErrorCode = "bad_message" | "too_large" | "invalid_room" | "invalid_name" | "not_joined" | "already_joined" | "room_full" | "too_many_connections" | "bad_sdp" | "rate_limited" | "media_failed" | "knock_denied" | "bad_mls" | "internal";
 
-export type ServerMessage = { "type": "welcome", you: ParticipantInfo, participants: Array<ParticipantInfo>, e2ee: E2eeStart, } | { "type": "create_group", e2ee: E2eeStart, } | { "type": "mls", from: number | null, data: string, } | { "type": "commit_rejected", reason: string, } | { "type": "offer", sdp: string, tracks: Array<TrackMapping>, } | { "type": "participant_joined", participant: ParticipantInfo, } | { "type": "participant_left", id: number, } | { "type": "participant_updated", participant: ParticipantInfo, } | { "type": "chat", seq: number, from: number, 
+export type ServerMessage = { "type": "welcome", you: ParticipantInfo, participants: Array<ParticipantInfo>, e2ee: E2eeStart, } | { "type": "create_group", e2ee: E2eeStart, } | { "type": "mls", from: number | null, data: string, } | { "type": "commit_rejected", reason: string, } | { "type": "offer", sdp: string, tracks: Array<TrackMapping>, } | { "type": "tracks", tracks: Array<TrackMapping>, } | { "type": "participant_joined", participant: ParticipantInfo, } | { "type": "participant_left", id: number, } | { "type": "participant_updated", participant: ParticipantInfo, } | { "type": "chat", seq: number, from: number, 
 /**
  * Base64 MLS application message; the sender and text come from decrypting it.
  */

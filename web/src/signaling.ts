@@ -26,6 +26,7 @@ const MESSAGE_TYPES = new Set([
   'mls',
   'commit_rejected',
   'offer',
+  'tracks',
   'participant_joined',
   'participant_left',
   'participant_updated',

@@ -11,6 +11,7 @@ const SERVER_TYPES = [
   'mls',
   'commit_rejected',
   'offer',
+  'tracks',
   'participant_joined',
   'participant_left',
   'participant_updated',

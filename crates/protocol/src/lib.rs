@@ -217,6 +217,14 @@ pub enum ServerMessage {
         sdp: String,
         tracks: Vec<TrackMapping>,
     },
+    /// The m-lines now carry other tracks, without renegotiation: the SFU
+    /// moved a source onto (or off) one of the client's fixed receive slots.
+    /// Same meaning as an offer's `tracks` (the whole map; a subscribe
+    /// m-line not listed carries nothing); it applies after any offer sent
+    /// before it. Media from the new source starts at its next keyframe.
+    Tracks {
+        tracks: Vec<TrackMapping>,
+    },
     ParticipantJoined {
         participant: ParticipantInfo,
     },
