@@ -1,16 +1,22 @@
 // The RTCPeerConnection to the SFU. The server is always the SDP offerer;
 // this side only answers, one offer at a time, so there is never glare.
+// Between offers the server may move subscribe m-lines (fixed receive
+// slots) to other participants with a `tracks` message: the same receiver,
+// and so the same MediaStreamTrack, then carries someone else.
 
 import type { TrackMapping, TrackSource } from './protocol.gen';
+import { remapTracks, trackMap } from './tracks';
 
 export interface RemoteTrack {
   participant: number;
   source: TrackSource;
   track: MediaStreamTrack;
+  /** The m-line (receiver) it arrives on. */
+  mid: string;
 }
 
 export interface PeerHandlers {
-  /** The full set of live remote tracks after each negotiation. */
+  /** The full set of live remote tracks after each negotiation or remapping. */
   onRemoteTracks(tracks: RemoteTrack[]): void;
   /** An answer to send to the server. */
   onAnswer(sdp: string): void;
@@ -66,8 +72,24 @@ export class PeerSession {
 
   /** Queues a server offer; offers are handled strictly in arrival order. */
   handleOffer(sdp: string, tracks: TrackMapping[]): void {
+    this.enqueue(() => this.negotiate(sdp, tracks));
+  }
+
+  /**
+   * Queues a new m-line map without renegotiation (`tracks`): it applies
+   * after every offer that came before it, in arrival order.
+   */
+  handleTracks(tracks: TrackMapping[]): void {
+    this.enqueue(() => {
+      if (this.closed) return;
+      this.mapping = remapTracks(this.mapping, tracks);
+      this.reportRemoteTracks();
+    });
+  }
+
+  private enqueue(step: () => void | Promise<void>): void {
     this.queue = this.queue
-      .then(() => this.negotiate(sdp, tracks))
+      .then(step)
       .catch((err: unknown) => {
         if (!this.closed) this.handlers.onNegotiationError(err);
       });
@@ -97,7 +119,7 @@ export class PeerSession {
   private async negotiate(sdp: string, tracks: TrackMapping[]): Promise<void> {
     if (this.closed) return;
     // Set the mapping first: `track` events fire while the offer is applied.
-    this.mapping = new Map(tracks.map((t) => [t.mid, t]));
+    this.mapping = trackMap(tracks);
     await this.pc.setRemoteDescription({ type: 'offer', sdp });
 
     for (const transceiver of this.pc.getTransceivers()) {
@@ -130,11 +152,19 @@ export class PeerSession {
     this.reportRemoteTracks();
   }
 
-  /** Which participant each subscribe m-line carries, as the server says. */
-  subscriptions(): { mid: string; participant: number }[] {
-    const out: { mid: string; participant: number }[] = [];
-    for (const [mid, m] of this.mapping) {
-      if (m.direction === 'subscribe') out.push({ mid, participant: m.participant });
+  /**
+   * Every receiving m-line and the participant it carries, as the server
+   * says (null: nobody now, e.g. a free receive slot). Publish m-lines are
+   * left out.
+   */
+  receivers(): { mid: string; participant: number | null }[] {
+    const out: { mid: string; participant: number | null }[] = [];
+    for (const transceiver of this.pc.getTransceivers()) {
+      const mid = transceiver.mid;
+      if (mid === null || isStopped(transceiver)) continue;
+      const m = this.mapping.get(mid);
+      if (m?.direction === 'publish') continue;
+      out.push({ mid, participant: m ? m.participant : null });
     }
     return out;
   }
@@ -147,7 +177,7 @@ export class PeerSession {
       if (mid === null || isStopped(transceiver)) continue;
       const m = this.mapping.get(mid);
       if (!m || m.direction !== 'subscribe' || !SOURCES.includes(m.source)) continue;
-      out.push({ participant: m.participant, source: m.source, track: transceiver.receiver.track });
+      out.push({ participant: m.participant, source: m.source, track: transceiver.receiver.track, mid });
     }
     this.handlers.onRemoteTracks(out);
   }

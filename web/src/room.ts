@@ -90,7 +90,8 @@ export class Room {
   private listeners = new Set<RoomListener>();
   private signaling: Signaling | null = null;
   private peer: PeerSession | null = null;
-  private remoteTracks = new Map<number, Partial<Record<TrackSource, MediaStreamTrack>>>();
+  /** What the server says each participant's m-lines carry (shown once verified, video once flowing). */
+  private remoteTracks = new Map<number, Partial<Record<TrackSource, RemoteTrack>>>();
   private iceTimer: number | undefined;
   private ended = false;
   /** MLS: group membership, roster, chat encryption. */
@@ -155,6 +156,10 @@ export class Room {
     this.crypto = new MediaCrypto(api, (message) => console.error(`conclave: ${message}`));
     this.crypto.onStats = (s) => {
       if (s.receive.aheadSince !== null && s.receive.aheadLast !== null) this.group.onMediaAhead(s.receive.aheadSince, s.receive.aheadLast);
+    };
+    // A receiver's first frame from the member it now carries: show its video.
+    this.crypto.onFlowing = () => {
+      if (!this.ended) this.reverifyAll();
     };
     this.peer = new PeerSession({
       onAnswer: (sdp) => this.signaling?.send({ type: 'answer', sdp }),
@@ -382,16 +387,48 @@ export class Room {
   /**
    * Binds every receiver to the MLS leaf of the participant its m-line
    * carries, so the Worker decrypts on it only that member's frames: the
-   * server cannot show one member's media under another's name.
+   * server cannot show one member's media under another's name. A receiver
+   * whose m-line carries nobody (a free receive slot) is bound to nobody.
+   * Called whenever the m-line map or the roster changes: with receive
+   * slots, the server moves m-lines between participants.
    */
   private bindReceivers(): void {
     const crypto = this.crypto;
     const peer = this.peer;
     if (!crypto || !peer) return;
-    for (const { mid, participant } of peer.subscriptions()) {
+    for (const { mid, participant } of peer.receivers()) {
+      if (participant === null) {
+        crypto.bindReceiver(mid, 'none');
+        continue;
+      }
       const p = this.participants.get(participant);
       const entry = p ? this.rosterEntry(p) : null;
-      crypto.bindReceiver(mid, entry ? entry.leafIndex : null);
+      crypto.bindReceiver(mid, entry ? entry.leafIndex : 'unverified');
+    }
+  }
+
+  /**
+   * What of `id`'s tracks to play, for the member at `leaf`: audio as it
+   * comes; video only once its receiver passed a frame of that member.
+   * With receive slots one track carries several people in turn, and until
+   * the new one's first frame it still holds the previous one's picture,
+   * which must not appear under the new one's name.
+   */
+  private playable(id: number, leaf: number): Participant['tracks'] {
+    const remote = this.remoteTracks.get(id);
+    const out: Participant['tracks'] = {};
+    if (!remote) return out;
+    for (const source of ['microphone', 'camera', 'screen'] as const) {
+      const r = remote[source];
+      if (!r) continue;
+      if (source === 'microphone' || !this.crypto || this.crypto.isFlowing(r.mid, leaf)) out[source] = r.track;
+    }
+    return out;
+  }
+
+  private reverifyAll(): void {
+    for (const p of this.participants.values()) {
+      if (this.verify(p)) this.emit({ type: 'participant_changed', participant: p });
     }
   }
 
@@ -410,7 +447,7 @@ export class Room {
       [...this.group.knocks.values()].some((k) => k.participantId === p.id || (p.key !== null && k.signatureKey.toLowerCase() === p.key));
     let tracks = p.tracks;
     if (!p.isLocal) {
-      const remote = verified ? this.remoteTracks.get(p.id) ?? {} : {};
+      const remote = entry ? this.playable(p.id, entry.leafIndex) : {};
       const same = remote.microphone === p.tracks.microphone && remote.camera === p.tracks.camera && remote.screen === p.tracks.screen;
       if (!same) tracks = { ...remote };
     }
@@ -422,11 +459,12 @@ export class Room {
 
   private onGroupChanged(): void {
     if (this.ended) return;
+    // Bindings first: which video may show depends on them.
+    this.bindReceivers();
     const everyone = this.me ? [this.me, ...this.participants.values()] : [...this.participants.values()];
     for (const p of everyone) {
       if (this.verify(p)) this.emit({ type: 'participant_changed', participant: p });
     }
-    this.bindReceivers();
     this.emit({ type: 'e2ee' });
   }
 
@@ -458,6 +496,12 @@ export class Room {
       }
       case 'offer':
         this.peer?.handleOffer(msg.sdp, msg.tracks);
+        break;
+      case 'tracks':
+        // Receive slots moved to other participants (or to nobody): after
+        // any earlier offer, the peer re-reports its tracks, which rebinds
+        // the receivers and updates the tiles.
+        this.peer?.handleTracks(msg.tracks);
         break;
       case 'create_group':
         // Ignored by the session while we are in a group.
@@ -504,8 +548,8 @@ export class Room {
           p.serverName = msg.participant.name;
           p.key = msg.participant.key?.toLowerCase() ?? null;
           p.media = { ...msg.participant.media };
-          this.verify(p);
           this.bindReceivers();
+          this.verify(p);
           this.emit({ type: 'participant_changed', participant: p });
         }
         break;
@@ -579,17 +623,22 @@ export class Room {
     }
   }
 
+  /**
+   * The m-line map changed (an offer, or a `tracks` message): a track may
+   * now be someone else's. Receivers are rebound first, then every tile
+   * gets its participant's tracks: one whose track went elsewhere, or to
+   * nobody, drops it (and shows its avatar), and the new owner shows it
+   * once its first frame came through (see `playable`).
+   */
   private applyRemoteTracks(list: RemoteTrack[]): void {
-    const next = new Map<number, Partial<Record<TrackSource, MediaStreamTrack>>>();
+    const next = new Map<number, Partial<Record<TrackSource, RemoteTrack>>>();
     for (const r of list) {
       const entry = next.get(r.participant) ?? {};
-      entry[r.source] = r.track;
+      entry[r.source] = r;
       next.set(r.participant, entry);
     }
     this.remoteTracks = next;
     this.bindReceivers();
-    for (const p of this.participants.values()) {
-      if (this.verify(p)) this.emit({ type: 'participant_changed', participant: p });
-    }
+    this.reverifyAll();
   }
 }

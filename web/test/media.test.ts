@@ -53,7 +53,8 @@ test('worker stats: emptyStats is all zero and a fresh object each time', () => 
   assert.equal(a.ownLeaf, null);
   assert.deepEqual(a.transforms, { send: 0, receive: 0 });
   assert.deepEqual(a.send, { encrypted: 0, droppedNoKey: 0, failed: 0 });
-  assert.equal(a.receive.decrypted + a.receive.decryptFailed + a.receive.wrongSender + a.receive.droppedUnverified, 0);
+  assert.equal(a.receive.decrypted + a.receive.decryptFailed + a.receive.wrongSender + a.receive.droppedUnverified + a.receive.droppedUnmapped + a.receive.droppedSwitching, 0);
+  assert.deepEqual(a.receivers, {});
   assert.equal(a.receive.aheadSince, null);
   const b = emptyStats();
   a.frames['send-audio'] = 5;

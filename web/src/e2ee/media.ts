@@ -4,6 +4,9 @@
 // MLS epoch.
 
 import { emptyStats, type FromWorker, type MediaKind, type Side, type ToWorker, type TransformOptions, type WorkerStats } from './messages';
+import type { Binding } from './receivers';
+
+export type { Binding } from './receivers';
 
 export type TransformApi = 'script' | 'streams';
 
@@ -44,9 +47,14 @@ export class MediaCrypto {
   private waiting = new Map<number, (s: WorkerStats) => void>();
   private disposed = false;
   private guardTimer = 0;
+  /** The latest binding of each receiver m-line, and whether its frames flow yet. */
+  private bound = new Map<string, { to: Binding; seq: number; flowing: boolean }>();
+  private nextBindSeq = 1;
 
   /** Called with every statistics update from the Worker. */
   onStats: ((stats: WorkerStats) => void) | null = null;
+  /** Called when a receiver passed its first frame under its current binding. */
+  onFlowing: ((mid: string) => void) | null = null;
 
   constructor(
     readonly api: TransformApi,
@@ -61,6 +69,12 @@ export class MediaCrypto {
         if (msg.id !== null) {
           this.waiting.get(msg.id)?.(msg.stats);
           this.waiting.delete(msg.id);
+        }
+      } else if (msg.type === 'flowing') {
+        const b = this.bound.get(msg.mid);
+        if (b && b.seq === msg.seq && !b.flowing) {
+          b.flowing = true;
+          this.onFlowing?.(msg.mid);
         }
       } else if (msg.type === 'error') {
         onError(msg.message);
@@ -84,9 +98,26 @@ export class MediaCrypto {
     this.attach(receiver, 'receive', kind, mid);
   }
 
-  /** The receiver of m-line `mid` shows member `leaf` (null: an unverified participant, show nothing). */
-  bindReceiver(mid: string, leaf: number | null): void {
-    this.post({ type: 'bind', mid, leaf });
+  /**
+   * The receiver of m-line `mid` shows member `leaf` ('unverified': a
+   * participant not in the group, show nothing; 'none': the m-line carries
+   * nobody). Only changes reach the Worker.
+   */
+  bindReceiver(mid: string, leaf: Binding): void {
+    if (this.bound.get(mid)?.to === leaf) return;
+    const seq = this.nextBindSeq++;
+    this.bound.set(mid, { to: leaf, seq, flowing: false });
+    this.post({ type: 'bind', mid, leaf, seq });
+  }
+
+  /**
+   * Whether the receiver of `mid` is bound to `leaf` and has passed on a
+   * frame of it since: its track then shows that member, not the last
+   * picture of whoever the m-line carried before.
+   */
+  isFlowing(mid: string, leaf: number): boolean {
+    const b = this.bound.get(mid);
+    return !!b && b.to === leaf && b.flowing;
   }
 
   setKey(ownLeaf: number, epoch: number, baseKey: Uint8Array): void {

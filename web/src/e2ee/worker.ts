@@ -7,6 +7,7 @@
 
 import init, { SframeCtx } from '../e2ee-wasm/conclave_e2ee_wasm.js';
 import { emptyStats, type FromWorker, type MediaKind, type SenderStats, type Side, type ToWorker, type TransformOptions, type WorkerStats } from './messages';
+import { judge, leafOf, newBindingState, rebind, type BindingState } from './receivers';
 
 /** The bits of DedicatedWorkerGlobalScope used here (the DOM lib is in scope, not the worker lib). */
 interface WorkerScope {
@@ -93,17 +94,22 @@ function encrypt(frame: EncodedFrame, codec: number, out: TransformStreamDefault
  */
 interface Receiver {
   codec: number;
+  /** Its m-line (undefined: none, so it can never be bound). */
+  mid: string | undefined;
   out: TransformStreamDefaultController<EncodedFrame> | null;
   held: Incoming[];
   heldSince: number;
   /**
-   * The one MLS leaf whose frames this receiver accepts: the verified member
-   * its tile shows (the page binds it). null: nobody, ever (a receiver with
-   * no m-line id); undefined: not bound to a verified member yet (frames
-   * wait, as for a first key, and are never decrypted). Without this
-   * the server could show one member's video under another's name.
+   * Whose frames it accepts (`binding.leaf`): the verified member its m-line
+   * carries now (the page binds it, and rebinds it when the server moves
+   * the m-line to someone else). Without this the server could show one
+   * member's video under another's name. This is the receiver's only
+   * per-sender state: SFrame replay windows are per sender KID (in the
+   * wasm context), wherever that sender's frames arrive.
    */
-  leaf: number | null | undefined;
+  binding: BindingState;
+  /** Frames decrypted under the current binding. */
+  decrypted: number;
 }
 
 /** How long and how many frames a receiver holds for a key that is on its way. */
@@ -112,7 +118,7 @@ const HOLD_FRAMES = 120;
 const receivers = new Set<Receiver>();
 /** Receivers by m-line, for binding; and bindings that arrived before their receiver. */
 const byMid = new Map<string, Receiver>();
-const bindings = new Map<string, number | undefined>();
+const bindings = new Map<string, { leaf: number | null | undefined; seq: number }>();
 /** No key has been installed yet in this session (cleared keys do not count). */
 let awaitingFirstKey = true;
 
@@ -144,19 +150,21 @@ function receive(r: Receiver, frame: EncodedFrame): void {
       r.held.push(f);
       return;
     }
-    // The key did not come: give up on what was held, then go on as usual.
-    stats.receive.decryptFailed += r.held.length;
+    // The key or binding did not come: give up on what was held, then go
+    // on as usual.
+    if (r.binding.leaf === undefined && ctx) stats.receive.droppedUnverified += r.held.length;
+    else stats.receive.decryptFailed += r.held.length;
     r.held = [];
   }
-  if (r.leaf === null) {
-    stats.receive.droppedUnverified++;
+  if (r.binding.leaf === null) {
+    refuse(r, f, now);
     return;
   }
-  if (!ctx || keyEpoch === null || r.leaf === undefined) {
+  if (!ctx || keyEpoch === null || r.binding.leaf === undefined) {
     // A joiner's media often arrives just before its Welcome is processed,
     // and a new receiver's before the page binds it: keep the first key
     // frame for the key or binding instead of waiting for another.
-    if (f.kid !== null && (awaitingFirstKey || r.leaf === undefined)) hold(r, f, now);
+    if (f.kid !== null && (awaitingFirstKey || r.binding.leaf === undefined)) hold(r, f, now);
     else stats.receive.droppedNoKey++;
     return;
   }
@@ -170,12 +178,15 @@ function receive(r: Receiver, frame: EncodedFrame): void {
 
 /** A key was installed: decrypt what each receiver held, in order. */
 function releaseHeld(): void {
-  for (const r of receivers) {
-    if (r.held.length === 0 || !r.out || r.leaf === undefined || !ctx) continue;
-    const held = r.held;
-    r.held = [];
-    for (const f of held) decrypt(r, f);
-  }
+  for (const r of receivers) release(r);
+}
+
+/** Decrypts (or refuses) what `r` held, in order, if nothing it holds still waits. */
+function release(r: Receiver): void {
+  if (r.held.length === 0 || !r.out || r.binding.leaf === undefined || !ctx) return;
+  const held = r.held;
+  r.held = [];
+  for (const f of held) decrypt(r, f);
 }
 
 function noteAhead(now: number): void {
@@ -191,21 +202,25 @@ function decrypt(r: Receiver, f: Incoming): void {
     stats.receive.droppedNoKey++;
     return;
   }
-  if (r.leaf === null || r.leaf === undefined || f.kid === null || Math.floor(f.kid / 16) !== r.leaf) {
-    // Not the member this receiver shows: the KID is clear, but SFrame keys
-    // are per sender leaf, so a frame that claims r.leaf only decrypts if
-    // that member (or the group) sealed it — never the server.
-    if (r.leaf === null) stats.receive.droppedUnverified++;
-    else stats.receive.wrongSender++;
-    return;
-  }
+  const now = Date.now();
+  // Not the member this receiver shows: the KID is clear, but SFrame keys
+  // are per sender leaf, so a frame that claims the bound leaf only
+  // decrypts if that member (or the group) sealed it — never the server.
+  if (!refuse(r, f, now)) return;
   if (f.data.length === 0) return; // nothing to decrypt (the decoder would drop it too)
   try {
-    const now = Date.now();
     const opened = ctx.decrypt(codec, f.data, now);
     f.frame.data = opened.buffer as ArrayBuffer;
     stats.receive.decrypted++;
+    r.decrypted++;
     if (f.kid !== null) noteSender(f.kid, now);
+    if (!r.binding.flowing && r.mid !== undefined) {
+      // The page shows this m-line's video under the bound member's name
+      // only from now on: before, its track's last picture may be the
+      // previous participant's.
+      r.binding.flowing = true;
+      scope.postMessage({ type: 'flowing', mid: r.mid, seq: r.binding.seq });
+    }
     out.enqueue(f.frame);
   } catch (err) {
     stats.receive.decryptFailed++;
@@ -213,6 +228,28 @@ function decrypt(r: Receiver, f: Incoming): void {
     stats.receive.failures[reason] = (stats.receive.failures[reason] ?? 0) + 1;
     if (f.kid !== null && f.kid % 16 === (keyEpoch + 1) % 16) noteAhead(Date.now());
   }
+}
+
+/**
+ * Whether `f` is the bound member's frame; if not, it is counted (by why)
+ * and must be dropped.
+ */
+function refuse(r: Receiver, f: Incoming, now: number): boolean {
+  const verdict = judge(r.binding, f.kid === null ? null : Math.floor(f.kid / 16), now);
+  switch (verdict) {
+    case 'accept':
+      return true;
+    case 'wrong-sender':
+      stats.receive.wrongSender++;
+      break;
+    case 'switching':
+      stats.receive.droppedSwitching++;
+      break;
+    case 'unmapped':
+      stats.receive.droppedUnmapped++;
+      break;
+  }
+  return false;
 }
 
 function noteSender(kid: number, now: number): void {
@@ -237,8 +274,9 @@ function attach(readable: ReadableStream<EncodedFrame>, writable: WritableStream
   const counter = `${side}-${kind}`;
   stats.frames[counter] ??= 0;
   // A receiver without an m-line id can never be bound: it drops everything.
-  const leaf = mid === undefined ? null : bindings.get(mid);
-  const receiver: Receiver | null = side === 'receive' ? { codec, out: null, held: [], heldSince: 0, leaf } : null;
+  const bound = mid === undefined ? { leaf: null, seq: 0 } : bindings.get(mid) ?? { leaf: undefined, seq: 0 };
+  const receiver: Receiver | null =
+    side === 'receive' ? { codec, mid, out: null, held: [], heldSince: 0, binding: newBindingState(bound.leaf, bound.seq), decrypted: 0 } : null;
   if (receiver) {
     receivers.add(receiver);
     if (mid !== undefined) byMid.set(mid, receiver);
@@ -294,6 +332,29 @@ function installKey(leaf: number, epoch: number, baseKey: Uint8Array): void {
   releaseHeld();
 }
 
+/** The page bound `r` to another member, or to nobody: its m-line moved. */
+function bindReceiver(r: Receiver, leaf: number | null | undefined, seq: number): void {
+  const now = Date.now();
+  const result = rebind(r.binding, leaf, seq, now);
+  if (result.flowingNow && r.mid !== undefined) scope.postMessage({ type: 'flowing', mid: r.mid, seq });
+  if (!result.changed) return;
+  r.decrypted = 0;
+  if (result.reclassified > 0) {
+    // The new member's first frames came before the page knew of the move.
+    stats.receive.wrongSender -= result.reclassified;
+    stats.receive.droppedSwitching += result.reclassified;
+  }
+  if (leaf === null && r.held.length > 0) {
+    // Held for a binding that is gone: the m-line carries nobody now.
+    stats.receive.droppedSwitching += r.held.length;
+    r.held = [];
+  }
+  // Frames held for this binding are judged against it now (the previous
+  // member's, in flight across the move, are dropped); frames of an epoch
+  // whose key is still on its way keep waiting for it.
+  if (!r.held.some((f) => isAhead(f.kid))) release(r);
+}
+
 function clearKeys(): void {
   for (const r of receivers) r.held = [];
   stats.receive.aheadSince = stats.receive.aheadLast = null;
@@ -304,6 +365,12 @@ function clearKeys(): void {
 }
 
 function snapshot(): WorkerStats {
+  const bound: WorkerStats['receivers'] = {};
+  for (const [mid, r] of byMid) {
+    const leaf = r.binding.leaf;
+    bound[mid] = { leaf: leaf ?? null, waiting: leaf === undefined, decrypted: r.decrypted };
+  }
+  stats.receivers = bound;
   stats.keyEpoch = keyEpoch;
   stats.ownLeaf = ownLeaf;
   stats.at = Date.now();
@@ -328,16 +395,14 @@ scope.addEventListener('message', (ev) => {
       attach(msg.readable as ReadableStream<EncodedFrame>, msg.writable as WritableStream<EncodedFrame>, msg.side, msg.kind, msg.mid);
       break;
     case 'bind': {
-      // null from the page: nobody verified (yet). Frames then wait as for an
-      // unbound receiver, never decrypted, so a member the roster is about to
-      // add loses no key frame; they are dropped if the wait runs out.
-      const leaf = msg.leaf ?? undefined;
-      bindings.set(msg.mid, leaf);
+      // 'unverified' from the page: frames wait as for an unbound receiver,
+      // never decrypted, so a member the roster is about to add loses no
+      // key frame; they are dropped if the wait runs out. 'none': the
+      // m-line carries nobody now, frames are dropped.
+      const leaf = leafOf(msg.leaf);
+      bindings.set(msg.mid, { leaf, seq: msg.seq });
       const r = byMid.get(msg.mid);
-      if (r && r.leaf !== leaf) {
-        r.leaf = leaf;
-        releaseHeld();
-      }
+      if (r) bindReceiver(r, leaf, msg.seq);
       break;
     }
     case 'stats':
