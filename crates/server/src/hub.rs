@@ -324,6 +324,15 @@ impl Hub {
                     }
                     self.send_to(participant, ServerMessage::Offer { sdp, tracks })
                 }
+                Output::Tracks {
+                    participant,
+                    mut tracks,
+                } => {
+                    if self.signer.mislabels_media() {
+                        mislabel(&mut tracks);
+                    }
+                    self.send_to(participant, ServerMessage::Tracks { tracks })
+                }
                 Output::Speaking { room, ids } => {
                     for link in self.rooms.links_in(&room) {
                         let _ = link.try_send(ServerMessage::Speaking { ids: ids.clone() });

@@ -14,10 +14,13 @@
 //! and drains [`Output`]s (datagrams to send, SDP offers to signal, speaking
 //! changes) with [`Sfu::poll_output`].
 //!
-//! Negotiation: the server is always the SDP offerer. Each participant gets
-//! three publish m-lines (microphone, camera, screen; recvonly here) and three
-//! subscribe m-lines per other participant (sendonly here), so a screen share
-//! starting or a camera turning off needs no renegotiation; joins and leaves do.
+//! Negotiation: the server is always the SDP offerer, and negotiates once per
+//! participant. Each gets three publish m-lines (microphone, camera, screen;
+//! recvonly here) and a fixed set of receive slots (sendonly here; see
+//! [`slots`]): the SFU maps other participants' tracks onto the slots and
+//! tells the client with [`Output::Tracks`], so joins, leaves and a change of
+//! speaker never renegotiate, and a participant's cost does not grow with
+//! the room.
 //!
 //! Panic policy: nothing a remote peer sends may panic. Malformed datagrams are
 //! dropped with a [`DropReason`]; a participant whose `Rtc` errors is
@@ -26,6 +29,7 @@
 mod demux;
 mod participant;
 mod seq;
+pub mod slots;
 mod speaking;
 mod vp8;
 
@@ -53,6 +57,9 @@ pub const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 const KEYFRAME_RETRY_AFTER: Duration = Duration::from_millis(600);
 /// …until this long: then the publisher's periodic keyframes will do.
 const KEYFRAME_RETRY_FOR: Duration = Duration::from_secs(5);
+/// A video source counts as sending (and can take a slot in a full room, or
+/// any screen slot) if a packet arrived this recently.
+const SENDING_WINDOW: Duration = Duration::from_secs(3);
 
 /// Where the SFU's single UDP port is reachable.
 #[derive(Debug, Clone, Copy)]
@@ -74,6 +81,12 @@ pub enum Output {
     Offer {
         participant: ParticipantId,
         sdp: String,
+        tracks: Vec<TrackMapping>,
+    },
+    /// What the participant's m-lines carry changed (a slot got another
+    /// source, or none), without renegotiation: signal it.
+    Tracks {
+        participant: ParticipantId,
         tracks: Vec<TrackMapping>,
     },
     /// The set of speaking participants in a room changed.
@@ -179,29 +192,21 @@ impl Sfu {
             return Err(SfuError::AlreadyPresent);
         }
         let room: Arc<str> = Arc::from(room);
-        let members = self.rooms.entry(room.clone()).or_default();
-        let mut participant = Participant::new(now, id, room.clone(), self.config.candidate_addr);
-        for &other in members.iter() {
-            participant.subscribe(other);
-        }
-        for other in members.iter() {
-            if let Some(p) = self.participants.get_mut(other) {
-                p.subscribe(id);
-            }
-        }
-        members.push(id);
+        let participant = Participant::new(now, id, room.clone(), self.config.candidate_addr);
+        self.rooms.entry(room.clone()).or_default().push(id);
         self.demux.add(participant.ufrag().to_owned(), id);
         self.participants.insert(id, participant);
-        let members = self.rooms.get(&room).cloned().unwrap_or_default();
-        for member in members {
-            self.negotiate(member);
-            self.mark_dirty(member);
-        }
+        // The newcomer's slots are filled before its first offer, so the
+        // offer's track map already says who is on them.
+        self.reassign(now, &room, Some(id));
+        self.negotiate(id);
+        self.mark_dirty(id);
         self.flush(now);
         Ok(())
     }
 
-    /// Removes a participant; the rest of its room renegotiate without its tracks.
+    /// Removes a participant; its slots in the others' connections are
+    /// freed or given to someone else.
     pub fn remove_participant(&mut self, now: Instant, id: ParticipantId) {
         let Some(mut participant) = self.participants.remove(&id) else {
             return;
@@ -214,16 +219,13 @@ impl Sfu {
         let mut remaining = Vec::new();
         if let Some(members) = self.rooms.get_mut(&room) {
             members.retain(|&m| m != id);
-            remaining = members.clone();
+            remaining.clone_from(members);
             if members.is_empty() {
                 self.rooms.remove(&room);
             }
         }
-        for member in remaining {
-            if let Some(p) = self.participants.get_mut(&member) {
-                p.unsubscribe(id);
-            }
-            self.negotiate(member);
+        if !remaining.is_empty() {
+            self.reassign(now, &room, None);
         }
         self.flush(now);
     }
@@ -313,6 +315,10 @@ impl Sfu {
         if self.next_speaking_tick.is_some_and(|t| t <= now) {
             self.next_speaking_tick = None;
             self.retry_keyframe_requests(now);
+            let rooms: Vec<Arc<str>> = self.rooms.keys().cloned().collect();
+            for room in rooms {
+                self.reassign(now, &room, None);
+            }
             for (room, ids) in self.speaking.tick(now) {
                 self.outputs.push_back(Output::Speaking {
                     room: room.to_string(),
@@ -341,6 +347,80 @@ impl Sfu {
         if self.dirty_set.insert(id) {
             self.dirty.push(id);
         }
+    }
+
+    /// Recomputes who is on every slot of every member of `room` (see
+    /// [`slots`]) and signals the changes; `quiet` is a newcomer whose first
+    /// offer will carry its map instead.
+    fn reassign(&mut self, now: Instant, room: &Arc<str>, quiet: Option<ParticipantId>) {
+        let Some(members) = self.rooms.get(room).cloned() else {
+            return;
+        };
+        let mut changed: Vec<ParticipantId> = Vec::new();
+        for track in TrackSource::ALL {
+            let ranked = self.rank(now, &members, track);
+            let capacity = slots::slot_count(track);
+            for &member in &members {
+                let Some(p) = self.participants.get_mut(&member) else {
+                    continue;
+                };
+                // Everyone else fits: all of them, in join order, so a small
+                // meeting never switches a slot (a camera turned on later is
+                // already there). Otherwise the ranked ones that send.
+                let everyone = track != TrackSource::Screen && members.len() - 1 <= capacity;
+                let candidates: Vec<ParticipantId> = if everyone {
+                    members.iter().copied().filter(|&m| m != member).collect()
+                } else {
+                    ranked.iter().copied().filter(|&m| m != member).collect()
+                };
+                let holders = slots::assign(&p.holders(track), &candidates);
+                let (moved, started) = p.set_holders(track, &holders);
+                if moved && !changed.contains(&member) {
+                    changed.push(member);
+                }
+                for source in started {
+                    self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
+                    self.awaiting_keyframe.push((member, source, track, now));
+                }
+            }
+        }
+        for member in changed {
+            if Some(member) == quiet {
+                continue;
+            }
+            if let Some(p) = self.participants.get(&member) {
+                self.outputs.push_back(Output::Tracks {
+                    participant: member,
+                    tracks: p.track_mappings(),
+                });
+            }
+        }
+    }
+
+    /// The members of a room that could fill a slot for `track` when not
+    /// everyone fits, best first: those who spoke most recently, then in
+    /// join order; for video only those sending it.
+    fn rank(
+        &self,
+        now: Instant,
+        members: &[ParticipantId],
+        track: TrackSource,
+    ) -> Vec<ParticipantId> {
+        let mut ranked: Vec<(Option<Instant>, usize, ParticipantId)> = members
+            .iter()
+            .enumerate()
+            .filter(|&(_, &m)| {
+                track.is_audio()
+                    || self
+                        .participants
+                        .get(&m)
+                        .is_some_and(|p| p.publishes(track, now, SENDING_WINDOW))
+            })
+            .map(|(order, &m)| (self.speaking.last_loud(m), order, m))
+            .collect();
+        // Latest speaker first (None, never spoke, last), then join order.
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+        ranked.into_iter().map(|(_, _, m)| m).collect()
     }
 
     fn negotiate(&mut self, id: ParticipantId) {

@@ -1,5 +1,5 @@
 //! One participant's side of the SFU: its `Rtc`, the m-lines it publishes on,
-//! and its subscriptions to other participants' tracks.
+//! and its receive slots, each carrying one other participant's track at a time.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,7 +13,8 @@ use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, IceCreds, Input, Rtc};
 
-use crate::seq::SeqRebase;
+use crate::seq::SlotRewrite;
+use crate::slots::slot_count;
 use crate::{SfuError, KEYFRAME_REQUEST_INTERVAL};
 
 fn media_kind(source: TrackSource) -> MediaKind {
@@ -32,27 +33,24 @@ fn source_index(source: TrackSource) -> usize {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SubState {
-    /// Wanted, not yet in an offer.
-    ToOpen,
-    /// In the outstanding offer.
-    Negotiating(Mid),
-    Open(Mid),
-    /// The source left; the m-line must be stopped in the next offer.
-    ToStop(Mid),
-    /// Stopped in the outstanding offer.
-    Stopping(Mid),
-}
-
+/// One receive slot: a send m-line towards this participant that carries
+/// one source's track of its kind at a time (see `slots`).
 #[derive(Debug)]
-struct Subscription {
-    state: SubState,
-    seq: SeqRebase,
-    /// Random start of this subscription's outgoing sequence numbers.
-    seq_start: u16,
-    /// Video opened towards this participant and no keyframe forwarded yet.
+struct Slot {
+    track: TrackSource,
+    /// Set when the m-line is added to an offer.
+    mid: Option<Mid>,
+    /// The answer to the offer that added the m-line was accepted.
+    open: bool,
+    source: Option<ParticipantId>,
+    rewrite: SlotRewrite,
+    /// Video: nothing of the current source forwarded yet that starts a
+    /// keyframe (the SFU asks the source again while this lasts).
     awaiting_keyframe: bool,
+    /// Video: the slot carried another source before, so the new source's
+    /// packets are dropped until its keyframe: the receiver's decoder must
+    /// not get delta frames it has no reference for.
+    gated: bool,
 }
 
 pub struct Participant {
@@ -62,8 +60,11 @@ pub struct Participant {
     ufrag: String,
     /// Mids this participant publishes on, by `source_index`; set by the first offer.
     publish: Option<[Mid; 3]>,
-    subscriptions: HashMap<(ParticipantId, TrackSource), Subscription>,
-    by_mid: HashMap<Mid, (ParticipantId, TrackSource)>,
+    /// Its receive slots, by kind in `TrackSource::ALL` order.
+    slots: Vec<Slot>,
+    /// Which slot carries a source's track, and which slot an m-line is.
+    by_source: HashMap<(ParticipantId, TrackSource), usize>,
+    by_mid: HashMap<Mid, usize>,
     /// The outstanding offer, with its m-lines' mids in order.
     pending: Option<(SdpPendingOffer, Vec<String>)>,
     next_timeout: Option<Instant>,
@@ -103,7 +104,8 @@ impl Participant {
             rtc,
             ufrag,
             publish: None,
-            subscriptions: HashMap::new(),
+            slots: new_slots(),
+            by_source: HashMap::new(),
             by_mid: HashMap::new(),
             pending: None,
             next_timeout: None,
@@ -159,40 +161,57 @@ impl Participant {
         self.rtc.disconnect();
     }
 
-    pub fn subscribe(&mut self, source: ParticipantId) {
-        for track in TrackSource::ALL {
-            self.subscriptions
-                .entry((source, track))
-                .or_insert_with(|| Subscription {
-                    state: SubState::ToOpen,
-                    seq: SeqRebase::default(),
-                    seq_start: rand::random(),
-                    awaiting_keyframe: false,
-                });
-        }
+    /// Who each of this participant's slots for `track` carries.
+    pub fn holders(&self, track: TrackSource) -> Vec<Option<ParticipantId>> {
+        self.slots
+            .iter()
+            .filter(|s| s.track == track)
+            .map(|s| s.source)
+            .collect()
     }
 
-    pub fn unsubscribe(&mut self, source: ParticipantId) {
-        for track in TrackSource::ALL {
-            let key = (source, track);
-            let Some(sub) = self.subscriptions.get_mut(&key) else {
+    /// Puts new holders into the slots for `track` (as from [`Self::holders`]).
+    /// Returns whether anything changed, and the video sources that now
+    /// reach this participant on an open slot (each needs a keyframe).
+    pub fn set_holders(
+        &mut self,
+        track: TrackSource,
+        holders: &[Option<ParticipantId>],
+    ) -> (bool, Vec<ParticipantId>) {
+        let mut changed = false;
+        let mut started = Vec::new();
+        let indices: Vec<usize> = (0..self.slots.len())
+            .filter(|&i| self.slots[i].track == track)
+            .collect();
+        for (&i, &holder) in indices.iter().zip(holders) {
+            let slot = &mut self.slots[i];
+            if slot.source == holder {
                 continue;
-            };
-            match sub.state {
-                SubState::ToOpen => {
-                    self.subscriptions.remove(&key);
+            }
+            changed = true;
+            if let Some(old) = slot.source {
+                if self.by_source.get(&(old, track)) == Some(&i) {
+                    self.by_source.remove(&(old, track));
                 }
-                SubState::Open(mid) | SubState::Negotiating(mid) => {
-                    // A Negotiating m-line is stopped in the offer after the
-                    // outstanding one; accept_answer keeps ToStop as it is.
-                    sub.state = SubState::ToStop(mid);
+            }
+            slot.source = holder;
+            slot.rewrite.restart();
+            let video = !track.is_audio();
+            slot.gated = video && slot.rewrite.has_sent();
+            slot.awaiting_keyframe = video && holder.is_some() && slot.open;
+            if let Some(new) = holder {
+                self.by_source.insert((new, track), i);
+                if slot.awaiting_keyframe {
+                    started.push(new);
                 }
-                SubState::ToStop(_) | SubState::Stopping(_) => {}
             }
         }
+        (changed, started)
     }
 
     /// Builds the next offer if anything changed and no offer is outstanding.
+    /// The first one has every m-line this participant will ever have (its
+    /// publish m-lines and its slots), so later ones are rare.
     pub fn negotiate(&mut self) -> Option<(String, Vec<TrackMapping>)> {
         if self.pending.is_some() || !self.rtc.is_alive() {
             return None;
@@ -208,31 +227,19 @@ impl Participant {
                 add(TrackSource::Screen),
             ]);
         }
-        let mut keys: Vec<_> = self.subscriptions.keys().copied().collect();
-        // Stable m-line order: by participant, then microphone, camera, screen.
-        keys.sort_by_key(|&(p, s)| (p, source_index(s)));
-        for key in keys {
-            let Some(sub) = self.subscriptions.get_mut(&key) else {
-                continue;
-            };
-            match sub.state {
-                SubState::ToOpen => {
-                    let (source, track) = key;
-                    let mid = api.add_media(
-                        media_kind(track),
-                        Direction::SendOnly,
-                        Some(format!("p{source}")),
-                        Some(format!("p{source}-{}", source_index(track))),
-                        None,
-                    );
-                    sub.state = SubState::Negotiating(mid);
-                    self.by_mid.insert(mid, key);
-                }
-                SubState::ToStop(mid) => {
-                    api.stop_media(mid);
-                    sub.state = SubState::Stopping(mid);
-                }
-                _ => {}
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            if slot.mid.is_none() {
+                // Each slot its own stream: what plays together is the
+                // client's decision, from the track map.
+                let mid = api.add_media(
+                    media_kind(slot.track),
+                    Direction::SendOnly,
+                    Some(format!("slot{i}")),
+                    Some(format!("slot{i}")),
+                    None,
+                );
+                slot.mid = Some(mid);
+                self.by_mid.insert(mid, i);
             }
         }
         if !api.has_changes() {
@@ -247,7 +254,9 @@ impl Participant {
         Some((sdp, self.track_mappings()))
     }
 
-    fn track_mappings(&self) -> Vec<TrackMapping> {
+    /// What every m-line carries now: the publish m-lines, then each slot
+    /// that has a source.
+    pub fn track_mappings(&self) -> Vec<TrackMapping> {
         let mut tracks = Vec::new();
         if let Some(mids) = self.publish {
             for track in TrackSource::ALL {
@@ -259,21 +268,16 @@ impl Participant {
                 });
             }
         }
-        let mut subs: Vec<_> = self
-            .subscriptions
-            .iter()
-            .filter_map(|(&(participant, source), sub)| match sub.state {
-                SubState::Negotiating(mid) | SubState::Open(mid) => Some(TrackMapping {
+        for slot in &self.slots {
+            if let (Some(mid), Some(participant)) = (slot.mid, slot.source) {
+                tracks.push(TrackMapping {
                     mid: mid.to_string(),
                     direction: TrackDirection::Subscribe,
                     participant,
-                    source,
-                }),
-                _ => None,
-            })
-            .collect();
-        subs.sort_by_key(|t| (t.participant, source_index(t.source)));
-        tracks.extend(subs);
+                    source: slot.track,
+                });
+            }
+        }
         tracks
     }
 
@@ -301,23 +305,16 @@ impl Participant {
             .accept_answer(pending, answer)
             .map_err(|e| SfuError::BadSdp(e.to_string()))?;
         let mut opened = Vec::new();
-        let mut stopped = Vec::new();
-        for (&key, sub) in &mut self.subscriptions {
-            match sub.state {
-                SubState::Negotiating(mid) => {
-                    sub.state = SubState::Open(mid);
-                    sub.awaiting_keyframe = !key.1.is_audio();
-                    opened.push(key);
-                }
-                SubState::Stopping(mid) => stopped.push((key, mid)),
-                _ => {}
+        for slot in &mut self.slots {
+            if slot.open || slot.mid.is_none() {
+                continue;
+            }
+            slot.open = true;
+            if let (Some(source), false) = (slot.source, slot.track.is_audio()) {
+                slot.awaiting_keyframe = true;
+                opened.push((source, slot.track));
             }
         }
-        for (key, mid) in stopped {
-            self.subscriptions.remove(&key);
-            self.by_mid.remove(&mid);
-        }
-        opened.retain(|&(_, track)| !track.is_audio());
         Ok(opened)
     }
 
@@ -341,7 +338,8 @@ impl Participant {
 
     /// The source behind one of this participant's subscribe m-lines.
     pub fn subscription_source(&self, mid: Mid) -> Option<(ParticipantId, TrackSource)> {
-        self.by_mid.get(&mid).copied()
+        let slot = &self.slots[*self.by_mid.get(&mid)?];
+        Some((slot.source?, slot.track))
     }
 
     /// Writes a packet from `source`'s `track` to this participant, if subscribed.
@@ -352,17 +350,26 @@ impl Participant {
         track: TrackSource,
         packet: &RtpPacket,
     ) -> bool {
-        let Some(sub) = self.subscriptions.get_mut(&(source, track)) else {
+        let Some(&i) = self.by_source.get(&(source, track)) else {
             return false;
         };
-        let SubState::Open(mid) = sub.state else {
+        let slot = &mut self.slots[i];
+        let (Some(mid), true) = (slot.mid, slot.open) else {
             return false;
         };
-        let Some(seq_no) = sub.seq.map(packet.seq_no, sub.seq_start) else {
+        let keyframe = !track.is_audio() && crate::vp8::starts_keyframe(&packet.payload);
+        if slot.gated && !keyframe {
+            return false;
+        }
+        let Some((seq_no, rtp_time)) =
+            slot.rewrite
+                .map(packet.seq_no, packet.header.timestamp, packet.timestamp)
+        else {
             return false;
         };
-        if sub.awaiting_keyframe && crate::vp8::starts_keyframe(&packet.payload) {
-            sub.awaiting_keyframe = false;
+        slot.gated = false;
+        if keyframe {
+            slot.awaiting_keyframe = false;
         }
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx_by_mid(mid, None) else {
@@ -383,7 +390,7 @@ impl Participant {
         let write = RtpWrite::new(
             packet.header.payload_type,
             seq_no,
-            packet.header.timestamp,
+            rtp_time,
             packet.timestamp,
             packet.payload.clone(),
         )
@@ -406,9 +413,9 @@ impl Participant {
     /// Whether video from `source`'s `track` is open towards this participant
     /// and no keyframe of it has been forwarded yet.
     pub fn awaits_keyframe(&self, source: ParticipantId, track: TrackSource) -> bool {
-        self.subscriptions
+        self.by_source
             .get(&(source, track))
-            .is_some_and(|s| s.awaiting_keyframe && matches!(s.state, SubState::Open(_)))
+            .is_some_and(|&i| self.slots[i].awaiting_keyframe && self.slots[i].open)
     }
 
     /// Asks this participant for a keyframe on its own `track`, at most once
@@ -434,6 +441,25 @@ impl Participant {
         *last = Some(now);
         true
     }
+}
+
+fn new_slots() -> Vec<Slot> {
+    let mut slots = Vec::new();
+    for track in TrackSource::ALL {
+        let clock_rate = if track.is_audio() { 48_000 } else { 90_000 };
+        for _ in 0..slot_count(track) {
+            slots.push(Slot {
+                track,
+                mid: None,
+                open: false,
+                source: None,
+                rewrite: SlotRewrite::new(rand::random(), clock_rate),
+                awaiting_keyframe: false,
+                gated: false,
+            });
+        }
+    }
+    slots
 }
 
 /// The `a=mid` values of an SDP, in m-line order.

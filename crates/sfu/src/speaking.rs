@@ -39,6 +39,11 @@ impl SpeakingDetector {
         }
     }
 
+    /// When `id` last spoke (was louder than the speaking level).
+    pub fn last_loud(&self, id: ParticipantId) -> Option<Instant> {
+        self.levels.get(&id).and_then(|l| l.last_loud)
+    }
+
     pub fn forget(&mut self, id: ParticipantId) {
         if let Some(level) = self.levels.remove(&id) {
             if let Some(ids) = self.reported.get_mut(&level.room) {

@@ -29,8 +29,11 @@ struct World {
     now: Instant,
     sfu: Sfu,
     peers: HashMap<ParticipantId, Peer>,
-    /// Offers the SFU made that the peer has not answered yet.
-    offers: Vec<(ParticipantId, String, Vec<TrackMapping>)>,
+    /// Offers (with their SDP) and track-map changes (without) the SFU
+    /// signalled, in order, not yet applied by the peer.
+    offers: Vec<(ParticipantId, Option<String>, Vec<TrackMapping>)>,
+    /// How many offers each participant got.
+    offer_count: HashMap<ParticipantId, usize>,
     /// Loss injection: the first datagram matching this (source, destination,
     /// SSRC, RTP sequence number) is dropped once. The SSRC keeps RTX and
     /// padding packets, which number their own sequence, from matching.
@@ -46,6 +49,7 @@ impl World {
             }),
             peers: HashMap::new(),
             offers: Vec::new(),
+            offer_count: HashMap::new(),
             drop_once: None,
         }
     }
@@ -116,12 +120,24 @@ impl World {
                         participant,
                         sdp,
                         tracks,
-                    } => self.offers.push((participant, sdp, tracks)),
+                    } => {
+                        *self.offer_count.entry(participant).or_default() += 1;
+                        self.offers.push((participant, Some(sdp), tracks));
+                    }
+                    Output::Tracks {
+                        participant,
+                        tracks,
+                    } => self.offers.push((participant, None, tracks)),
                     Output::Speaking { .. } | Output::Disconnected { .. } => {}
                 }
             }
             for (id, sdp, tracks) in std::mem::take(&mut self.offers) {
                 let peer = self.peers.get_mut(&id).expect("offer for a known peer");
+                let Some(sdp) = sdp else {
+                    peer.tracks = tracks;
+                    moved = true;
+                    continue;
+                };
                 let offer = SdpOffer::from_sdp_string(&sdp).expect("valid offer");
                 let answer = peer.rtc.sdp_api().accept_offer(offer).expect("accepted");
                 peer.tracks = tracks;
@@ -216,6 +232,47 @@ impl Peer {
         );
     }
 
+    /// Sends one packet on our own `source` m-line, with an audio level for audio.
+    fn send_on(&mut self, source: TrackSource, now: Instant, seq: u64, payload: &[u8], level: i8) {
+        let mid = self.mid(TrackDirection::Publish, self.own_id(), source);
+        let codec = if source.is_audio() {
+            Codec::Opus
+        } else {
+            Codec::Vp8
+        };
+        let pt = self
+            .rtc
+            .codec_config()
+            .find(|p| p.spec().codec == codec)
+            .expect("codec negotiated")
+            .pt();
+        let mut api = self.rtc.direct_api();
+        let stream = api.stream_tx_by_mid(mid, None).expect("publish stream");
+        let ext_vals = ExtensionValues {
+            audio_level: source.is_audio().then_some(level),
+            voice_activity: source.is_audio().then_some(level > -50),
+            ..Default::default()
+        };
+        stream.write_rtp(
+            RtpWrite::new(pt, seq.into(), (seq * 960) as u32, now, payload.to_vec())
+                .marker(true)
+                .nackable(!source.is_audio())
+                .ext_vals(ext_vals),
+        );
+    }
+
+    /// Who the slots for `source` carry.
+    fn slot_holders(&self, source: TrackSource) -> Vec<ParticipantId> {
+        let mut ids: Vec<_> = self
+            .tracks
+            .iter()
+            .filter(|t| t.direction == TrackDirection::Subscribe && t.source == source)
+            .map(|t| t.participant)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
     fn camera_ssrc(&mut self) -> u32 {
         let mid = self.mid(TrackDirection::Publish, self.own_id(), TrackSource::Camera);
         *self
@@ -275,21 +332,32 @@ fn three_in_a_room() -> World {
 }
 
 #[test]
-fn every_participant_is_offered_the_others_tracks() {
+fn every_participant_gets_the_others_microphone_and_camera_on_its_slots() {
     let mut world = three_in_a_room();
     for id in 1..=3 {
         let peer = world.peer(id);
-        let subscribed: Vec<_> = peer
-            .tracks
-            .iter()
-            .filter(|t| t.direction == TrackDirection::Subscribe)
-            .collect();
-        assert_eq!(
-            subscribed.len(),
-            6,
-            "peer {id} receives 3 tracks from each of 2 others"
+        let others: Vec<_> = (1..=3).filter(|&p| p != id).collect();
+        assert_eq!(peer.slot_holders(TrackSource::Microphone), others);
+        assert_eq!(peer.slot_holders(TrackSource::Camera), others);
+        assert!(
+            peer.slot_holders(TrackSource::Screen).is_empty(),
+            "nobody shares a screen"
         );
-        assert!(subscribed.iter().all(|t| t.participant != id));
+    }
+}
+
+#[test]
+fn joins_and_leaves_change_the_track_map_but_never_renegotiate() {
+    let mut world = three_in_a_room();
+    world.join(4, "room");
+    world.run(Duration::from_secs(1));
+    world.sfu.remove_participant(world.now, 2);
+    world.peers.remove(&2);
+    world.run(Duration::from_millis(200));
+    for id in [1, 3, 4] {
+        assert_eq!(world.offer_count[&id], 1, "peer {id} got one offer, ever");
+        let others: Vec<_> = [1, 3, 4].into_iter().filter(|&p| p != id).collect();
+        assert_eq!(world.peer(id).slot_holders(TrackSource::Camera), others);
     }
 }
 
@@ -374,7 +442,7 @@ fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled() {
 }
 
 #[test]
-fn when_one_leaves_the_others_renegotiate_without_its_tracks() {
+fn when_one_leaves_its_slots_are_freed_and_the_rest_flows() {
     let mut world = three_in_a_room();
     world.sfu.remove_participant(world.now, 3);
     world.peers.remove(&3);
@@ -390,7 +458,7 @@ fn when_one_leaves_the_others_renegotiate_without_its_tracks() {
                 .iter()
                 .filter(|t| t.direction == TrackDirection::Subscribe)
                 .count(),
-            3
+            2
         );
     }
     let now = world.now;
@@ -400,6 +468,116 @@ fn when_one_leaves_the_others_renegotiate_without_its_tracks() {
         .peer(2)
         .received_payloads()
         .contains(&b"after".to_vec()));
+}
+
+/// Eleven in a room: each sees ten others but has nine camera slots. The
+/// latest speaker gets one; its video starts at a keyframe, numbered on
+/// from the slot's previous source.
+#[test]
+fn in_a_full_room_the_latest_speaker_takes_a_camera_slot_from_a_keyframe_on() {
+    let mut world = World::new();
+    for id in 1..=11 {
+        world.join(id, "big");
+    }
+    world.run(Duration::from_secs(2));
+    // Everyone sends camera video, so everyone could fill a slot.
+    let mut seq = 1;
+    for _ in 0..5 {
+        let now = world.now;
+        for id in 1..=11 {
+            world
+                .peer(id)
+                .send_on(TrackSource::Camera, now, seq, DELTA, 0);
+        }
+        seq += 1;
+        world.run(Duration::from_millis(100));
+    }
+    let seen = world.peer(1).slot_holders(TrackSource::Camera);
+    assert_eq!(seen, (2..=10).collect::<Vec<_>>(), "join order first");
+    let offers_before = world.offer_count[&1];
+
+    // 11 speaks: it takes the slot of someone who never spoke.
+    for n in 0..5 {
+        let now = world.now;
+        world
+            .peer(11)
+            .send_on(TrackSource::Microphone, now, 100 + n, b"hello", -10);
+        world.run(Duration::from_millis(60));
+    }
+    world.run(Duration::from_millis(300));
+    let seen = world.peer(1).slot_holders(TrackSource::Camera);
+    assert!(seen.contains(&11), "the speaker is on a slot: {seen:?}");
+    assert_eq!(seen.len(), 9);
+    assert_eq!(world.offer_count[&1], offers_before, "no renegotiation");
+
+    // Its delta frames are held back; its keyframe and what follows pass.
+    world.peer(1).events.clear();
+    let now = world.now;
+    world
+        .peer(11)
+        .send_on(TrackSource::Camera, now, seq, b"\x10\x51from 11, delta", 0);
+    world.run(Duration::from_millis(100));
+    assert!(
+        !world
+            .peer(1)
+            .received_payloads()
+            .contains(&b"\x10\x51from 11, delta".to_vec()),
+        "a delta frame before the keyframe was forwarded"
+    );
+    let now = world.now;
+    world.peer(11).send_on(
+        TrackSource::Camera,
+        now,
+        seq + 1,
+        b"\x10\x50from 11, key",
+        0,
+    );
+    world.run(Duration::from_millis(100));
+    let now = world.now;
+    world.peer(11).send_on(
+        TrackSource::Camera,
+        now,
+        seq + 2,
+        b"\x10\x51from 11, next",
+        0,
+    );
+    world.run(Duration::from_millis(100));
+    let got: Vec<_> = world
+        .peer(1)
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::RtpPacket(p) if p.payload.ends_with(b"key") || p.payload.ends_with(b"next") => {
+                Some(*p.seq_no)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(got.len(), 2, "keyframe and the next frame arrive");
+    assert_eq!(got[1], got[0] + 1, "one continuous stream");
+}
+
+/// A screen slot goes to whoever sends screen video, and is freed when
+/// they stop.
+#[test]
+fn a_screen_share_gets_a_slot_while_it_lasts() {
+    let mut world = three_in_a_room();
+    for n in 0..4 {
+        let now = world.now;
+        world
+            .peer(2)
+            .send_on(TrackSource::Screen, now, n + 1, KEYFRAME, 0);
+        world.run(Duration::from_millis(100));
+    }
+    assert_eq!(world.peer(1).slot_holders(TrackSource::Screen), vec![2]);
+    assert_eq!(world.peer(3).slot_holders(TrackSource::Screen), vec![2]);
+    assert!(world.peer(2).slot_holders(TrackSource::Screen).is_empty());
+    world.run(Duration::from_secs(4));
+    assert!(
+        world.peer(1).slot_holders(TrackSource::Screen).is_empty(),
+        "freed once the share stopped"
+    );
+    assert_eq!(world.offer_count[&1], 1);
 }
 
 #[test]
