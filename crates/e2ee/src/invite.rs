@@ -30,6 +30,11 @@ pub const JOIN_REQUEST_MAGIC: &[u8; 4] = b"CJR1";
 pub const ADD_AUTH_MAGIC: &[u8; 4] = b"CAA1";
 /// Proof length.
 pub const PROOF_LEN: usize = 32;
+/// MLS extension type (private-use range, RFC 9420 §17.3) of the group
+/// context extension that carries [`InviteKey::commitment`]: the creator
+/// binds the invite key into the group, so a member admitted by knock can
+/// tell the real key from a wrong one a member shares.
+pub const INVITE_COMMITMENT_EXTENSION: u16 = 0xF1C0;
 
 /// Key derived from the invite secret for one room.
 #[derive(Clone)]
@@ -107,6 +112,33 @@ impl InviteKey {
         m.update(group_id);
         m.update(&epoch.to_be_bytes());
         m.update(authenticator);
+        Ok(m)
+    }
+
+    /// `HMAC(invite key, "conclave invite commitment v1" || group id)`:
+    /// what the creator puts into the group context
+    /// ([`INVITE_COMMITMENT_EXTENSION`]). It reveals no more about the key
+    /// than a join proof does (both are MACs under it).
+    pub fn commitment(&self, group_id: &[u8]) -> Result<[u8; PROOF_LEN]> {
+        Ok(self
+            .commitment_mac(group_id)?
+            .finalize()
+            .into_bytes()
+            .into())
+    }
+
+    /// Constant-time check that `commitment` is this key's for `group_id`.
+    pub fn verify_commitment(&self, group_id: &[u8], commitment: &[u8]) -> bool {
+        self.commitment_mac(group_id)
+            .is_ok_and(|m| m.verify_slice(commitment).is_ok())
+    }
+
+    fn commitment_mac(&self, group_id: &[u8]) -> Result<Hmac<Sha256>> {
+        let mut m =
+            <Hmac<Sha256> as KeyInit>::new_from_slice(&self.0).map_err(|_| Error::Crypto)?;
+        m.update(b"conclave invite commitment v1");
+        m.update(&(group_id.len() as u32).to_be_bytes());
+        m.update(group_id);
         Ok(m)
     }
 

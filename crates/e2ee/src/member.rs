@@ -22,7 +22,9 @@ use openmls_basic_credential::SignatureKeyPair;
 use openmls_rust_crypto::OpenMlsRustCrypto;
 
 use crate::error::{mls, Error, Result};
-use crate::invite::{AddAuthorization, AddAuthorizations, InviteKey, JoinRequest};
+use crate::invite::{
+    AddAuthorization, AddAuthorizations, InviteKey, JoinRequest, INVITE_COMMITMENT_EXTENSION,
+};
 use crate::security_code::security_code;
 use crate::sframe::{Codec, FrameInfo, SframeContext, KEY_LEN, MLS_EXPORTER_LABEL};
 
@@ -236,6 +238,15 @@ fn ser<T: tls_codec::Serialize>(v: &T) -> Result<Vec<u8>> {
     v.tls_serialize_detached().map_err(mls)
 }
 
+/// Our leaves' capabilities: the defaults plus the invite commitment
+/// extension, which MLS requires every member to support because it sits
+/// in the group context.
+fn capabilities() -> Capabilities {
+    Capabilities::builder()
+        .extensions(vec![ExtensionType::Unknown(INVITE_COMMITMENT_EXTENSION)])
+        .build()
+}
+
 impl Member {
     /// A new participant with a fresh per-session Ed25519 signature key.
     ///
@@ -311,13 +322,35 @@ impl Member {
     }
 
     /// Adopt an invite key shared inside the group (we were admitted by
-    /// knock); never replaces one we already hold.
+    /// knock). Only a key that matches the group's invite commitment
+    /// ([`Member::invite_key_matches_group`]) is taken, and never in place
+    /// of one we already hold: any member can share a key, and a wrong one
+    /// would make us refuse genuine joiners and accept the sharer's.
     pub fn adopt_invite_key(&mut self, key: InviteKey) -> bool {
-        if self.invite_key.is_some() {
+        if self.invite_key.is_some() || !self.group_commits_to(&key) {
             return false;
         }
         self.invite_key = Some(key);
         true
+    }
+
+    /// Whether the group's context carries the commitment to the invite key
+    /// we hold ([`InviteKey::commitment`]). The creator puts it there and
+    /// no commit may change it (see [`Member::process_incoming`]), and every
+    /// joiner that holds the secret checks it before it trusts the group,
+    /// so it is the key all secret holders in this group agreed on.
+    pub fn invite_key_matches_group(&self) -> bool {
+        self.invite_key
+            .as_ref()
+            .is_some_and(|k| self.group_commits_to(k))
+    }
+
+    fn group_commits_to(&self, key: &InviteKey) -> bool {
+        self.group.as_ref().is_some_and(|g| {
+            g.extensions()
+                .unknown(INVITE_COMMITMENT_EXTENSION)
+                .is_some_and(|c| key.verify_commitment(g.group_id().as_slice(), &c.0))
+        })
     }
 
     /// This epoch's group proof ([`InviteKey::group_proof`]), if we hold the key.
@@ -338,6 +371,7 @@ impl Member {
     pub fn key_package(&mut self) -> Result<Vec<u8>> {
         let bundle = KeyPackage::builder()
             .key_package_lifetime(Lifetime::new(KEY_PACKAGE_LIFETIME_SECS))
+            .leaf_node_capabilities(capabilities())
             .build(
                 CIPHERSUITE,
                 &self.provider,
@@ -408,13 +442,20 @@ impl Member {
                     .map_err(|e| Error::Malformed(format!("external sender: {e}")))?,
             );
         }
-        let exts = if senders.is_empty() {
-            Extensions::empty()
-        } else {
-            Extensions::from_vec(vec![Extension::ExternalSenders(senders)]).map_err(mls)?
-        };
+        let mut exts = Vec::new();
+        if !senders.is_empty() {
+            exts.push(Extension::ExternalSenders(senders));
+        }
+        if let Some(k) = &self.invite_key {
+            exts.push(Extension::Unknown(
+                INVITE_COMMITMENT_EXTENSION,
+                UnknownExtension(k.commitment(&self.room_id)?.to_vec()),
+            ));
+        }
+        let exts = Extensions::from_vec(exts).map_err(mls)?;
         let config = MlsGroupCreateConfig::builder()
             .ciphersuite(CIPHERSUITE)
+            .capabilities(capabilities())
             .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
             .use_ratchet_tree_extension(true)
             .max_past_epochs(MAX_PAST_EPOCHS)
@@ -1025,6 +1066,16 @@ impl Member {
                     Sender::Member(l) => l.u32(),
                     _ => return Err(Error::CommitRefused("commit from non-member".into())),
                 };
+                // The group context's extensions (the server as external
+                // sender, the invite commitment) are fixed at creation: a
+                // member could otherwise swap the commitment for one of a
+                // key of its own and have it adopted by knock-admitted members.
+                let g = self.group()?;
+                if staged.group_context().extensions() != g.extensions() {
+                    return Err(Error::CommitRefused(
+                        "commit changes the group context extensions".into(),
+                    ));
+                }
                 let auths = AddAuthorizations::from_bytes(&aad)?;
                 let mut admitted = Vec::new();
                 let mut used = Vec::new();
@@ -1169,6 +1220,45 @@ impl Member {
         let bundle = g
             .commit_builder()
             .propose_adds([kp])
+            .load_psks(provider.storage())
+            .map_err(mls)?
+            .build(provider.rand(), provider.crypto(), &self.signer, |_| true)
+            .map_err(mls)?
+            .stage_commit(provider)
+            .map_err(mls)?;
+        let (commit, _, _) = bundle.into_contents();
+        ser(&commit)
+    }
+
+    /// What a malicious member could send: a commit that replaces the
+    /// group's invite commitment with `commitment` (honest members never
+    /// change the group context).
+    pub(crate) fn commit_invite_commitment(&mut self, commitment: &[u8]) -> Result<Vec<u8>> {
+        let provider = &self.provider;
+        let g = self.group.as_mut().ok_or(Error::NotInGroup)?;
+        let mut exts: Vec<Extension> = g
+            .extensions()
+            .iter()
+            .filter(|e| e.extension_type() != ExtensionType::Unknown(INVITE_COMMITMENT_EXTENSION))
+            .cloned()
+            .collect();
+        exts.push(Extension::Unknown(
+            INVITE_COMMITMENT_EXTENSION,
+            UnknownExtension(commitment.to_vec()),
+        ));
+        // openmls changes the group context only to extensions every
+        // member is required to support.
+        exts.push(Extension::RequiredCapabilities(
+            RequiredCapabilitiesExtension::new(
+                &[ExtensionType::Unknown(INVITE_COMMITMENT_EXTENSION)],
+                &[],
+                &[],
+            ),
+        ));
+        let bundle = g
+            .commit_builder()
+            .propose_group_context_extensions(Extensions::from_vec(exts).map_err(mls)?)
+            .map_err(mls)?
             .load_psks(provider.storage())
             .map_err(mls)?
             .build(provider.rand(), provider.crypto(), &self.signer, |_| true)

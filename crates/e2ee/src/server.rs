@@ -297,6 +297,14 @@ impl RoomDelivery {
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(Error::InvalidInput("not a commit"));
         };
+        // Members refuse a commit that changes the group context's
+        // extensions (the invite commitment is fixed at creation), so it
+        // must not reach them either.
+        if staged.group_context().extensions() != self.group.group_context().extensions() {
+            return Err(Error::CommitRefused(
+                "commit changes the group context extensions".into(),
+            ));
+        }
         // Every Add must carry an authorization of the right form (an invite
         // proof or an admission mark). The server cannot check a proof (it
         // has no secret), but a commit without one would be refused by every
@@ -410,6 +418,44 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::Member;
+
+    /// A member's commit that swaps the group's invite commitment for one
+    /// of its own key (knock-admitted members would then adopt that key)
+    /// is refused by the delivery service and by every member.
+    #[test]
+    fn nobody_accepts_a_commit_that_changes_the_invite_commitment() {
+        let ds = DeliveryServiceSigner::generate("ds").unwrap();
+        let sender = ds.external_sender().unwrap();
+        let secret = [5; 32];
+        let mut rogue = Member::new("Rogue", b"room", Some(&secret)).unwrap();
+        rogue
+            .create_group(std::slice::from_ref(&sender), 0)
+            .unwrap();
+        let mut delivery =
+            RoomDelivery::from_group_info(&rogue.group_info().unwrap(), b"room", &sender).unwrap();
+        let mut friend = Member::new("Friend", b"room", Some(&secret)).unwrap();
+        rogue
+            .handle_join_request(&friend.join_request().unwrap())
+            .unwrap();
+        let out = rogue.commit_pending().unwrap().unwrap();
+        delivery.handle_commit(&out.commit).unwrap();
+        rogue.confirm_commit(0).unwrap();
+        friend.process_incoming(&out.welcome.unwrap(), 0).unwrap();
+        assert!(friend.invite_key_matches_group());
+
+        let own = crate::invite::InviteKey::from_bytes([6; 32]);
+        let commit = rogue
+            .commit_invite_commitment(&own.commitment(b"room").unwrap())
+            .unwrap();
+        let refused = Err(Error::CommitRefused(
+            "commit changes the group context extensions".into(),
+        ));
+        assert_eq!(delivery.handle_commit(&commit).map(|_| ()), refused);
+        assert_eq!(delivery.epoch(), 1, "nothing applied");
+        assert_eq!(friend.process_incoming(&commit, 0).map(|_| ()), refused);
+        assert_eq!(friend.epoch().unwrap(), 1);
+        assert!(friend.invite_key_matches_group());
+    }
 
     /// Attack 4: a member's commit that adds someone without an invite proof
     /// or admission mark never reaches the others (it would freeze the room).

@@ -903,6 +903,33 @@ impl Session {
         true
     }
 
+    /// **For tests only** (attack tests play a malicious member): send
+    /// `payload(member)` as a control message, exactly as the session sends
+    /// its heartbeats and group proofs. An honest client never calls it; it
+    /// gives the caller nothing it does not already hold. False if we are
+    /// not in a verified group or cannot send now.
+    #[doc(hidden)]
+    pub fn send_control_for_tests(
+        &mut self,
+        payload: impl FnOnce(&Member) -> Vec<u8>,
+        now_ms: u64,
+    ) -> bool {
+        if !self.is_member() || self.commit_sent.is_some() {
+            return false;
+        }
+        let Some(member) = self.member.as_mut() else {
+            return false;
+        };
+        let payload = payload(member);
+        let Ok(data) = member.encrypt_control(&payload) else {
+            return false;
+        };
+        self.out.push(Outgoing::Chat { data });
+        self.own_sent.push_back(None);
+        self.last_sent = now_ms;
+        true
+    }
+
     // ---- media --------------------------------------------------------
 
     /// SFrame-encrypt one outgoing frame (native clients); false while we
@@ -1322,10 +1349,21 @@ impl Session {
             return;
         };
         // A member admitted by knock learns the key here (the message is
-        // readable only by the group's members).
+        // readable only by the group's members). But any member can send
+        // one, with a proof that matches its own key: we take a key only if
+        // it matches the commitment in the group context, which the creator
+        // set, no commit can change, and every joiner holding the secret
+        // checked. So a malicious member cannot plant a key of its own.
         if let (Some(k), Some(member)) = (shared_key, self.member.as_mut()) {
-            if member.adopt_invite_key(InviteKey::from_bytes(k)) {
-                self.info("received the meeting's invite key from the group");
+            if member.invite_key().is_none() {
+                if member.adopt_invite_key(InviteKey::from_bytes(k)) {
+                    self.info("received the meeting's invite key from the group");
+                } else {
+                    self.warn(format!(
+                        "{} shared an invite key that is not the one this group was created with; ignored",
+                        sender.display_name
+                    ));
+                }
             }
         }
         let Some(key) = self.member.as_ref().and_then(|m| m.invite_key().cloned()) else {
@@ -1353,6 +1391,19 @@ impl Session {
             self.proof_at = None;
         }
         if self.state == SessionState::Verifying {
+            // Knock-admitted members trust the group's invite commitment
+            // (above), so we, who can check it, accept only a group whose
+            // commitment is to our key.
+            if !self
+                .member
+                .as_ref()
+                .is_some_and(Member::invite_key_matches_group)
+            {
+                self.warn(
+                    "the group proved the invite secret but was not created with it; not trusted",
+                );
+                return;
+            }
             self.state = SessionState::Member;
             self.verify_since = None;
             self.info("the group proved that it knows the invite secret");

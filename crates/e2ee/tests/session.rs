@@ -755,3 +755,142 @@ fn a_member_that_hears_nothing_does_not_remove_the_others() {
     assert_eq!(net.clients[a].s.epoch(), Some(epoch));
     assert_eq!(net.clients[a].s.rejoins, 0);
 }
+
+/// What a malicious member sends: `payload` as a control message, relayed
+/// by the (honest) server to everyone before anything else (call `pump`).
+fn member_sends(net: &mut Net, from: usize, payload: impl FnOnce(&Member) -> Vec<u8>) {
+    let now = net.now;
+    assert!(net.clients[from].s.send_control_for_tests(payload, now));
+    for o in net.clients[from].s.take_outgoing() {
+        net.route(from, o);
+    }
+    for c in &mut net.clients {
+        let ev = c.s.take_events();
+        c.events.extend(ev);
+    }
+}
+
+fn warned(net: &Net, i: usize, part: &str) -> bool {
+    net.clients[i]
+        .events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Warning(t) if t.contains(part)))
+}
+
+/// A malicious member shares a wrong invite key with a member admitted by
+/// knock, ahead of the honest key holder, with a group proof that matches
+/// its wrong key. The knock-admitted member takes only the key the group
+/// was created with (its commitment is in the group context), so once the
+/// attacker and the others are gone it still admits and proves the group
+/// to a joiner with the real link.
+#[test]
+fn a_knock_admitted_member_does_not_adopt_a_wrong_key_a_member_shares() {
+    use conclave_e2ee::invite::InviteKey;
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let m = net.enter("Mallory", Some(SECRET));
+    let k = net.enter("Ken", None);
+    let knock = net.clients[a].s.knocks()[0].clone();
+    let now = net.now;
+    assert!(net.clients[a].s.admit(&knock.signature_key, now));
+    // Alice's commit goes out; her group proof sharing the real key is
+    // queued right behind it, but Mallory's wrong key reaches Ken first.
+    let out = net.clients[a].s.take_outgoing();
+    assert!(
+        matches!(out.as_slice(), [Outgoing::Commit { .. }]),
+        "{out:?}"
+    );
+    for o in out {
+        net.route(a, o);
+    }
+    assert_eq!(net.clients[k].s.state(), SessionState::Member);
+    assert!(!net.clients[k].s.has_secret());
+    let wrong = InviteKey::from_bytes([0x66; 32]);
+    member_sends(&mut net, m, |member| {
+        let epoch = member.epoch().unwrap();
+        let authenticator = member.epoch_authenticator().unwrap();
+        let proof = wrong.group_proof(ROOM, epoch, &authenticator).unwrap();
+        let mut p = b"CGP1".to_vec();
+        p.extend_from_slice(&epoch.to_be_bytes());
+        p.extend_from_slice(&proof);
+        p.push(1);
+        p.extend_from_slice(&wrong.to_bytes());
+        p
+    });
+    assert!(warned(&net, k, "Mallory shared an invite key that is not"));
+    assert!(
+        !net.clients[k].s.has_secret(),
+        "the wrong key was not taken"
+    );
+    // Alice's proof with the real key follows, and Ken takes that one.
+    net.pump();
+    assert!(net.clients[k].s.has_secret());
+
+    // Everyone but Ken leaves; a joiner with the real link comes. Ken
+    // verifies its proof, adds it, and proves the group to it.
+    net.disconnect(m);
+    net.advance(2_000);
+    net.disconnect(a);
+    net.advance(2_000);
+    assert_eq!(names(&net, k), ["Ken"]);
+    let j = net.enter("Jo", Some(SECRET));
+    net.advance(2_000);
+    assert_eq!(net.clients[j].s.state(), SessionState::Member);
+    assert_eq!(names(&net, j), ["Jo", "Ken"]);
+    assert_eq!(net.code(j), net.code(k));
+    assert!(
+        net.clients[k].s.knocks().is_empty(),
+        "Jo was no knock to Ken"
+    );
+}
+
+/// The other half: the commitment a knock-admitted member trusts is one
+/// every joiner with the secret checked. A malicious creator that holds the
+/// link but commits the group to a key of its own (to plant that key in
+/// knock-admitted members later) cannot make a joiner with the link trust
+/// the group, even with a correct group proof.
+#[test]
+fn a_group_created_with_another_invite_key_is_not_trusted() {
+    use conclave_e2ee::invite::InviteKey;
+    let ds = DeliveryServiceSigner::generate("ds").unwrap();
+    let sender = ds.external_sender().unwrap();
+    let mut mallory = Member::new("Mallory", ROOM, Some(b"mallory-made-this-key-0000")).unwrap();
+    mallory
+        .create_group(std::slice::from_ref(&sender), 0)
+        .unwrap();
+    let mut victim = Session::new("Victim", ROOM, Some(SECRET), SessionConfig::default());
+    victim.start(false, &sender, 0);
+    let Some(Outgoing::JoinRequest { data }) = victim.take_outgoing().pop() else {
+        panic!("the victim asks to join")
+    };
+    let Event::Knock { knock_id, .. } = mallory.handle_join_request(&data).unwrap() else {
+        panic!("Mallory's group holds another key")
+    };
+    mallory.admit(knock_id).unwrap();
+    let out = mallory.commit_pending().unwrap().unwrap();
+    mallory.confirm_commit(0).unwrap();
+    victim.on_mls(Some(1), &out.welcome.unwrap(), 10);
+    assert_eq!(victim.state(), SessionState::Verifying);
+    // Mallory knows the real secret too and proves it.
+    let real = InviteKey::derive(SECRET, ROOM).unwrap();
+    let epoch = mallory.epoch().unwrap();
+    let proof = real
+        .group_proof(ROOM, epoch, &mallory.epoch_authenticator().unwrap())
+        .unwrap();
+    let mut payload = b"CGP1".to_vec();
+    payload.extend_from_slice(&epoch.to_be_bytes());
+    payload.extend_from_slice(&proof);
+    payload.push(0);
+    let msg = mallory.encrypt_control(&payload).unwrap();
+    victim.take_events();
+    assert!(victim.on_chat(&msg, false, 20).is_none());
+    assert_eq!(victim.state(), SessionState::Verifying);
+    assert!(victim.security_code().is_none());
+    let events = victim.take_events();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, SessionEvent::Warning(t) if t.contains("was not created with it"))
+        ),
+        "{events:?}"
+    );
+}
