@@ -13,6 +13,8 @@
 //!   (`conclave-e2ee`), the delivery-service protocol around it, encrypted
 //!   chat and the SFrame keys;
 //! - `signaling` parses room links and server messages defensively;
+//! - `slots` is the m-line map (the SFU's receive slots move between
+//!   participants) and whose frames a slot may carry;
 //! - `participant` runs one participant as a tokio task;
 //! - `stats` counts what arrives;
 //! - `report` renders statistics for humans and as JSON.
@@ -25,6 +27,7 @@ pub mod packetize;
 pub mod participant;
 pub mod report;
 pub mod signaling;
+pub mod slots;
 pub mod stats;
 
 pub use media::VideoClass;

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use conclave_e2ee::Codec as FrameCodec;
 use conclave_protocol::{
     ClientMessage, ErrorCode, MediaState, ParticipantId, ParticipantInfo, ServerMessage,
-    TrackDirection, TrackMapping, TrackSource,
+    TrackDirection, TrackSource,
 };
 use futures_util::{SinkExt, StreamExt};
 use str0m::format::Codec;
@@ -42,6 +42,7 @@ use crate::group::{is_missing_key, Group};
 use crate::media::{AudioSource, EncodedFrame, VideoClass, VideoSource};
 use crate::packetize::{packetize_vp8, Vp8Reassembler};
 use crate::signaling::{parse_server_message, Incoming, InviteSecret, RoomUrl};
+use crate::slots::{self, SlotGuard, TrackMap, Verdict};
 use crate::stats::ParticipantStats;
 
 /// How one participant behaves.
@@ -356,12 +357,19 @@ struct Session {
     started: Instant,
     me: Option<ParticipantId>,
     people: HashMap<ParticipantId, ParticipantInfo>,
-    tracks: HashMap<Mid, TrackMapping>,
-    ssrc_cache: HashMap<Ssrc, Option<(ParticipantId, TrackSource)>>,
-    /// When we first answered an offer with a subscription to this participant.
+    /// What each m-line carries, from the latest offer or `tracks` message.
+    tracks: TrackMap,
+    /// Which slot and participant an incoming SSRC belongs to; cleared
+    /// whenever the map changes (a slot's SSRC then carries someone else).
+    ssrc_cache: HashMap<Ssrc, Option<Route>>,
+    /// Participants some subscribe m-line carries now, since when.
     subscribed_since: HashMap<ParticipantId, Instant>,
     silent: HashSet<ParticipantId>,
-    reassemblers: HashMap<Ssrc, Vp8Reassembler>,
+    /// Video reassembly per SSRC, with the slot it was for: reset when the
+    /// slot moves to someone else, so no frame mixes two senders' packets.
+    reassemblers: HashMap<Ssrc, (Mid, Vp8Reassembler)>,
+    /// Per receive slot, what judging its frames' senders needs.
+    slots: HashMap<Mid, SlotGuard>,
     audio: Option<(AudioSource, Option<Outgoing>)>,
     video: Option<(VideoSource, Option<Outgoing>)>,
     picture_id: u16,
@@ -377,10 +385,17 @@ struct Session {
     plain: Vec<u8>,
 }
 
-/// A received frame waiting for its epoch's key.
-struct Held {
+/// Where an incoming SSRC's packets go: its slot, and who the slot carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Route {
+    mid: Mid,
     from: ParticipantId,
     source: TrackSource,
+}
+
+/// A received frame waiting for its epoch's key.
+struct Held {
+    route: Route,
     codec: FrameCodec,
     data: Vec<u8>,
     at: Instant,
@@ -430,6 +445,7 @@ impl Session {
             subscribed_since: HashMap::new(),
             silent: HashSet::new(),
             reassemblers: HashMap::new(),
+            slots: HashMap::new(),
             audio,
             video,
             connected_at: None,
@@ -735,21 +751,27 @@ impl Session {
 
     fn on_rtp(&mut self, rtc: &mut Rtc, packet: RtpPacket) {
         let ssrc = packet.header.ssrc;
-        let key = match self.ssrc_cache.get(&ssrc) {
-            Some(k) => *k,
+        let route = match self.ssrc_cache.get(&ssrc) {
+            Some(r) => *r,
             None => {
                 let mid = rtc.direct_api().stream_rx(&ssrc).map(|s| s.mid());
-                let key = mid
-                    .and_then(|m| self.tracks.get(&m))
-                    .filter(|t| t.direction == TrackDirection::Subscribe)
-                    .map(|t| (t.participant, t.source));
-                self.ssrc_cache.insert(ssrc, key);
-                key
+                let route = mid.and_then(|mid| {
+                    slots::carried(&self.tracks, &mid).map(|(from, source)| Route {
+                        mid,
+                        from,
+                        source,
+                    })
+                });
+                self.ssrc_cache.insert(ssrc, route);
+                route
             }
         };
-        let Some((from, source)) = key else {
+        // A slot that carries nobody: whatever still arrives on it (the
+        // last packets of whoever it carried) belongs to no one.
+        let Some(route) = route else {
             return;
         };
+        let Route { mid, from, source } = route;
         let clock = if source.is_audio() { 48_000 } else { 90_000 };
         let arrival = packet
             .timestamp
@@ -757,7 +779,16 @@ impl Session {
             .as_secs_f64();
         let seq = *packet.seq_no;
         let frame = if !self.config.count_only && !source.is_audio() {
-            self.reassemblers.entry(ssrc).or_default().push(
+            let (slot, reassembler) = self
+                .reassemblers
+                .entry(ssrc)
+                .or_insert_with(|| (mid, Vp8Reassembler::default()));
+            if *slot != mid {
+                // The SSRC now belongs to another m-line (a new offer).
+                *slot = mid;
+                *reassembler = Vp8Reassembler::default();
+            }
+            reassembler.push(
                 seq,
                 packet.header.timestamp,
                 packet.header.marker,
@@ -804,36 +835,36 @@ impl Session {
         if !self.config.count_only {
             if source.is_audio() {
                 self.open(
-                    from,
-                    source,
+                    route,
                     FrameCodec::Opus,
                     &packet.payload,
                     Instant::now(),
                     None,
                 );
             } else if let Some(frame) = frame {
-                self.open(from, source, FrameCodec::Vp8, &frame, Instant::now(), None);
+                self.open(route, FrameCodec::Vp8, &frame, Instant::now(), None);
             }
         }
     }
 
     /// Decrypts and authenticates one received frame; holds it if its key
-    /// has not arrived yet.
+    /// has not arrived yet. `route`: the slot it arrived on and who the
+    /// slot carried then.
     /// `retry`: `None` on arrival, `Some(suspect)` for a held frame.
     fn open(
         &mut self,
-        from: ParticipantId,
-        source: TrackSource,
+        route: Route,
         codec: FrameCodec,
         data: &[u8],
         now: Instant,
         retry: Option<bool>,
     ) {
+        let Route { from, source, .. } = route;
         let now_ms = self.now_ms();
         let e = match self.group.decrypt(codec, data, &mut self.plain, now_ms) {
             Ok(info) => {
                 self.group.frame_decrypted();
-                self.opened(from, source, codec, info);
+                self.opened(route, codec, info);
                 return;
             }
             Err(e) => e,
@@ -883,8 +914,7 @@ impl Session {
             }
         }
         self.held.push_back(Held {
-            from,
-            source,
+            route,
             codec,
             data: data.to_vec(),
             at: now,
@@ -901,39 +931,64 @@ impl Session {
     /// A held frame that never opened: lacking a key, or a real failure.
     fn give_up(&self, h: &Held) {
         if h.suspect {
-            self.count_failure(h.from, h.source);
+            self.count_failure(h.route.from, h.route.source);
         } else {
-            self.count_no_key(h.from, h.source);
+            self.count_no_key(h.route.from, h.route.source);
         }
     }
 
-    /// A frame decrypted: check what it contains and who sent it.
-    fn opened(
-        &mut self,
-        from: ParticipantId,
-        source: TrackSource,
-        codec: FrameCodec,
-        info: conclave_e2ee::FrameInfo,
-    ) {
+    /// The MLS leaf of the member the server says `id` is: the key it
+    /// announced for them, found in our roster (None: no key, or not a
+    /// member).
+    fn leaf_of(&self, id: ParticipantId) -> Option<u32> {
+        self.people
+            .get(&id)
+            .and_then(|p| p.key.as_deref())
+            .and_then(|k| self.group.leaf_of_key(k))
+    }
+
+    /// A frame decrypted: check who sent it and what it contains.
+    fn opened(&mut self, route: Route, codec: FrameCodec, info: conclave_e2ee::FrameInfo) {
+        let Route { mid, from, source } = route;
+        // SFrame does not tell members apart (any member could use any
+        // KID): as the browser does, a slot's frames count only if their
+        // KID's leaf is that of the participant the slot carried when they
+        // arrived (the key the server announced for them, in our roster).
+        let expected = self.leaf_of(from);
+        let now = Instant::now();
+        let slot = self.slots.entry(mid).or_default();
+        let verdict =
+            if self.group.epoch() == Some(info.epoch) || expected == Some(info.sender_leaf) {
+                slot.judge(expected, info.sender_leaf, from, now)
+            } else if slot.recently_moved(now) {
+                Verdict::Switching
+            } else {
+                // Our roster is the current epoch's: an older epoch's frame
+                // under another leaf (its sender since rejoined with a new one,
+                // or left) cannot be pinned on anyone. Dropped all the same.
+                Verdict::Unattributed
+            };
+        let mut stats = lock(&self.stats);
+        match verdict {
+            Verdict::Accept => {}
+            Verdict::WrongSender => {
+                stats.remotes.entry(from).or_default().wrong_sender += 1;
+                return;
+            }
+            Verdict::Switching => {
+                stats.dropped_switching += 1;
+                return;
+            }
+            Verdict::Unattributed => {
+                stats.dropped_unattributed += 1;
+                return;
+            }
+        }
         let looks_right = match codec {
             FrameCodec::Vp8 => crate::media::parse_vp8_frame(&self.plain).is_some(),
             _ => !self.plain.is_empty(),
         };
-        // SFrame does not tell members apart (any member could use any
-        // KID): check the KID's leaf against the key the server announced
-        // for this participant, when both are known for the frame's epoch.
-        let expected_leaf = self
-            .people
-            .get(&from)
-            .and_then(|p| p.key.as_deref())
-            .and_then(|k| self.group.leaf_of_key(k))
-            .filter(|_| self.group.epoch() == Some(info.epoch));
-        let mut stats = lock(&self.stats);
-        let remote = stats.remotes.entry(from).or_default();
-        if expected_leaf.is_some_and(|leaf| leaf != info.sender_leaf) {
-            remote.wrong_sender += 1;
-        }
-        let track = remote.track_mut(source);
+        let track = stats.remotes.entry(from).or_default().track_mut(source);
         if looks_right {
             track.decrypted += 1;
         } else {
@@ -957,7 +1012,7 @@ impl Session {
             if now.saturating_duration_since(h.at) > HOLD_FOR {
                 self.give_up(&h);
             } else {
-                self.open(h.from, h.source, h.codec, &h.data, h.at, Some(h.suspect));
+                self.open(h.route, h.codec, &h.data, h.at, Some(h.suspect));
             }
         }
     }
@@ -1046,7 +1101,8 @@ impl Session {
                         return Ok(());
                     }
                 };
-                self.apply_tracks(rtc, tracks);
+                self.apply_tracks(slots::offer_map(tracks), Instant::now());
+                self.publish_on(rtc);
                 send(
                     sink,
                     &ClientMessage::Answer {
@@ -1055,6 +1111,12 @@ impl Session {
                 )
                 .await?;
                 self.first_answer_at.get_or_insert_with(Instant::now);
+            }
+            ServerMessage::Tracks { tracks } => {
+                // Receive slots moved, without renegotiation. Messages are
+                // handled in order, so this applies after any earlier offer.
+                let map = slots::remap(&self.tracks, tracks);
+                self.apply_tracks(map, Instant::now());
             }
             ServerMessage::ParticipantJoined { participant } => {
                 self.people.insert(participant.id, participant.clone());
@@ -1096,20 +1158,55 @@ impl Session {
         Ok(())
     }
 
-    /// Takes the m-line map of a freshly accepted offer: where to send our
-    /// sources, and who every subscribe m-line belongs to.
-    fn apply_tracks(&mut self, rtc: &mut Rtc, tracks: Vec<TrackMapping>) {
-        let now = Instant::now();
-        self.tracks = tracks
-            .into_iter()
-            .map(|t| (Mid::from(t.mid.as_str()), t))
-            .collect();
+    /// Takes a new m-line map (an offer's, or a `tracks` message's): who
+    /// every subscribe m-line carries from now on. A slot that moved to
+    /// someone else keeps its SSRC, so what was learnt per SSRC goes, and
+    /// its half-reassembled frame with it; frames in flight across the
+    /// move are told apart from a wrong sender's (`SlotGuard`).
+    fn apply_tracks(&mut self, map: TrackMap, now: Instant) {
+        let before = std::mem::replace(&mut self.tracks, map);
         self.ssrc_cache.clear();
-        for t in self.tracks.values() {
-            if t.direction == TrackDirection::Subscribe {
-                self.subscribed_since.entry(t.participant).or_insert(now);
+        let moved = slots::moved(&before, &self.tracks);
+        let moved_mids: HashSet<Mid> = moved.iter().map(|(mid, _)| *mid).collect();
+        self.reassemblers
+            .retain(|_, (mid, _)| !moved_mids.contains(mid));
+        for (mid, was) in moved {
+            if let Some((to, source)) = slots::carried(&self.tracks, &mid) {
+                // Another slot's numbering from now on.
+                let mut stats = lock(&self.stats);
+                if let Some(remote) = stats.remotes.get_mut(&to) {
+                    remote.track_mut(source).restart();
+                }
             }
+            let to_leaf = slots::carried(&self.tracks, &mid).and_then(|(p, _)| self.leaf_of(p));
+            let Some((charged, count)) =
+                self.slots
+                    .entry(mid)
+                    .or_default()
+                    .moved(was.is_some(), to_leaf, now)
+            else {
+                continue;
+            };
+            // The new participant's first frames, ahead of this message.
+            let mut stats = lock(&self.stats);
+            if let Some(remote) = stats.remotes.get_mut(&charged) {
+                remote.wrong_sender = remote.wrong_sender.saturating_sub(count);
+            }
+            stats.dropped_switching += count;
         }
+        // Media is expected from whoever a slot carries, from when it
+        // started to; someone no slot carries sends us nothing.
+        let carried = slots::subscribed(&self.tracks);
+        self.subscribed_since.retain(|id, _| carried.contains(id));
+        self.silent.retain(|id| carried.contains(id));
+        for id in carried {
+            self.subscribed_since.entry(id).or_insert(now);
+        }
+    }
+
+    /// Where to send our sources: the publish m-lines of the offer just
+    /// accepted (set once; they do not move).
+    fn publish_on(&mut self, rtc: &mut Rtc) {
         let publish = |source: TrackSource| {
             self.tracks
                 .iter()
@@ -1237,11 +1334,15 @@ impl Session {
                 if !person.media.microphone && !person.media.camera && !person.media.screen {
                     continue;
                 }
+                // A participant a slot carries again after a while gets
+                // the same grace as a new one.
                 let last = stats
                     .remotes
                     .get(&id)
                     .and_then(|r| r.last_packet)
-                    .unwrap_or((*since).max(connected));
+                    .unwrap_or(connected)
+                    .max(*since)
+                    .max(connected);
                 let silent_for = now.saturating_duration_since(last);
                 if silent_for >= self.config.no_media_after {
                     quiet.push((id, person.name.clone(), silent_for));
@@ -1365,3 +1466,111 @@ async fn bind_media_socket(authority: &str) -> Result<UdpSocket, AgentError> {
 }
 
 const RECV_BUFFER: usize = 4 << 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use conclave_protocol::TrackMapping;
+
+    fn session() -> Session {
+        let url = RoomUrl::parse("http://127.0.0.1:9/slots").expect("a room link");
+        let stats = Arc::new(Mutex::new(ParticipantStats::default()));
+        let (notices, _) = mpsc::unbounded_channel();
+        Session::new(ParticipantConfig::new(url, "Ada"), stats, notices)
+    }
+
+    fn sub(mid: &str, participant: ParticipantId, source: TrackSource) -> TrackMapping {
+        TrackMapping {
+            mid: mid.into(),
+            direction: TrackDirection::Subscribe,
+            participant,
+            source,
+        }
+    }
+
+    fn publish(mid: &str, source: TrackSource) -> TrackMapping {
+        TrackMapping {
+            mid: mid.into(),
+            direction: TrackDirection::Publish,
+            participant: 1,
+            source,
+        }
+    }
+
+    #[test]
+    fn a_tracks_message_moves_slots_and_forgets_what_was_learnt_per_ssrc() {
+        let mut s = session();
+        let t0 = Instant::now();
+        s.apply_tracks(
+            slots::offer_map(vec![
+                publish("0", TrackSource::Microphone),
+                publish("1", TrackSource::Camera),
+                publish("2", TrackSource::Screen),
+                sub("3", 7, TrackSource::Camera),
+                sub("4", 8, TrackSource::Camera),
+                sub("5", 8, TrackSource::Microphone),
+            ]),
+            t0,
+        );
+        assert_eq!(s.subscribed_since.get(&7), Some(&t0));
+        assert_eq!(s.subscribed_since.get(&8), Some(&t0));
+        let (m3, m4) = (Mid::from("3"), Mid::from("4"));
+        let route = |mid, from| Route {
+            mid,
+            from,
+            source: TrackSource::Camera,
+        };
+        s.ssrc_cache.insert(Ssrc::from(33), Some(route(m3, 7)));
+        s.ssrc_cache.insert(Ssrc::from(44), Some(route(m4, 8)));
+        s.reassemblers
+            .insert(Ssrc::from(33), (m3, Vp8Reassembler::default()));
+        s.reassemblers
+            .insert(Ssrc::from(44), (m4, Vp8Reassembler::default()));
+        s.silent.insert(7);
+
+        // Slot 3 goes from 7 to 9; 8 keeps slot 4 and loses its microphone
+        // slot; 7 is carried by no slot now.
+        let t1 = t0 + Duration::from_secs(5);
+        let map = slots::remap(
+            &s.tracks,
+            vec![
+                sub("3", 9, TrackSource::Camera),
+                sub("4", 8, TrackSource::Camera),
+            ],
+        );
+        s.apply_tracks(map, t1);
+        assert!(
+            s.ssrc_cache.is_empty(),
+            "an SSRC may carry someone else now"
+        );
+        assert!(
+            !s.reassemblers.contains_key(&Ssrc::from(33)),
+            "no frame mixes 7's packets with 9's"
+        );
+        assert!(
+            s.reassemblers.contains_key(&Ssrc::from(44)),
+            "8's slot did not move"
+        );
+        assert_eq!(s.subscribed_since.get(&8), Some(&t0));
+        assert_eq!(s.subscribed_since.get(&9), Some(&t1));
+        assert!(
+            !s.subscribed_since.contains_key(&7),
+            "no media expected from 7"
+        );
+        assert!(!s.silent.contains(&7));
+        assert!(s.slots.get(&m3).is_some_and(|g| g.recently_moved(t1)));
+        assert!(!s.slots.get(&m4).is_some_and(|g| g.recently_moved(t1)));
+        // The publish m-lines stay as offered.
+        assert_eq!(
+            s.tracks.get(&Mid::from("1")).map(|t| t.direction),
+            Some(TrackDirection::Publish)
+        );
+
+        // 7 back on a slot later: watched again, from then on.
+        let t2 = t1 + Duration::from_secs(5);
+        let map = slots::remap(&s.tracks, vec![sub("3", 7, TrackSource::Camera)]);
+        s.apply_tracks(map, t2);
+        assert_eq!(s.subscribed_since.get(&7), Some(&t2));
+        assert!(!s.subscribed_since.contains_key(&8));
+    }
+}

@@ -61,6 +61,12 @@ fn group(p: &ParticipantStats) -> String {
     if wrong > 0 {
         let _ = write!(s, ", {wrong} under another member's key");
     }
+    if p.dropped_switching > 0 {
+        let _ = write!(s, ", {} across slot moves", p.dropped_switching);
+    }
+    if p.dropped_unattributed > 0 {
+        let _ = write!(s, ", {} unattributed", p.dropped_unattributed);
+    }
     s
 }
 

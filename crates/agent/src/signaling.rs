@@ -166,13 +166,14 @@ pub enum Incoming {
 }
 
 /// Known `type` values, to tell "unknown type" from "known type, bad fields".
-const KNOWN_TYPES: [&str; 12] = [
+const KNOWN_TYPES: [&str; 13] = [
     "welcome",
     "create_group",
     "mls",
     "commit_rejected",
     "keepalive",
     "offer",
+    "tracks",
     "participant_joined",
     "participant_left",
     "participant_updated",
@@ -275,5 +276,14 @@ mod tests {
             parse_server_message(r#"{"type":"speaking","ids":[1]}"#),
             Incoming::Message(ServerMessage::Speaking { .. })
         ));
+        assert!(matches!(
+            parse_server_message(
+                r#"{"type":"tracks","tracks":[{"mid":"4","direction":"subscribe","participant":2,"source":"camera"}]}"#
+            ),
+            Incoming::Message(ServerMessage::Tracks { tracks }) if tracks.len() == 1
+        ));
+        assert!(
+            matches!(parse_server_message(r#"{"type":"tracks","tracks":[{"mid":4}]}"#), Incoming::Bad(m) if m.contains("tracks"))
+        );
     }
 }

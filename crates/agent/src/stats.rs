@@ -38,6 +38,9 @@ pub struct TrackStats {
     seq: Option<SeqTrack>,
     #[serde(skip)]
     transit: Option<f64>,
+    /// Loss counted on the receive slots this track was on before.
+    #[serde(skip)]
+    lost_before: u64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +76,7 @@ impl TrackStats {
         s.first = s.first.min(seq);
         s.highest = s.highest.max(seq);
         let expected = s.highest - s.first + 1;
-        self.lost = expected.saturating_sub(s.received);
+        self.lost = self.lost_before + expected.saturating_sub(s.received);
         // Jitter, RFC 3550 §6.4.1, computed in milliseconds.
         let transit = arrival * 1000.0 - f64::from(rtp_time) * 1000.0 / f64::from(clock);
         if let Some(prev) = self.transit {
@@ -85,6 +88,16 @@ impl TrackStats {
             self.jitter_ms += (d - self.jitter_ms) / 16.0;
         }
         self.transit = Some(transit);
+    }
+
+    /// The track arrives on another receive slot from now on: other
+    /// sequence numbers and timestamps (the SFU numbers each slot as one
+    /// stream), so loss and jitter start over from its next packet, keeping
+    /// the loss counted so far.
+    pub fn restart(&mut self) {
+        self.lost_before = self.lost;
+        self.seq = None;
+        self.transit = None;
     }
 
     pub fn add(&mut self, other: &TrackStats) {
@@ -118,8 +131,9 @@ pub struct RemoteStats {
     pub audio: TrackStats,
     pub video: TrackStats,
     pub screen: TrackStats,
-    /// Frames that decrypted under another member's SFrame key than the one
-    /// the server announced for this participant.
+    /// Frames on this participant's m-lines that decrypted under another
+    /// member's SFrame key than the one the server announced for them
+    /// (dropped, not counted as decrypted).
     pub wrong_sender: u64,
     #[serde(skip)]
     pub last_packet: Option<Instant>,
@@ -163,6 +177,13 @@ pub struct ParticipantStats {
     pub speaking: Vec<ParticipantId>,
     /// Datagrams the OS refused (socket buffer full).
     pub send_drops: u64,
+    /// Frames dropped because they crossed a move of their receive slot to
+    /// another participant (the previous one's last, the next one's first).
+    pub dropped_switching: u64,
+    /// Frames dropped because they cannot be tied to the participant their
+    /// slot carries: no announced key in our roster, or an older epoch's
+    /// frame under another leaf than theirs now.
+    pub dropped_unattributed: u64,
 }
 
 impl ParticipantStats {
@@ -221,5 +242,30 @@ mod tests {
             t.jitter_ms
         );
         assert!((t.loss_percent() - 37.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_track_that_moves_to_another_slot_keeps_its_loss_and_starts_over() {
+        let mut t = TrackStats::default();
+        for (i, seq) in [10u64, 11, 13].into_iter().enumerate() {
+            t.record(seq, 960 * i as u32, 48_000, i as f64 * 0.02, 80, false);
+        }
+        assert_eq!(t.lost, 1);
+        t.restart();
+        // Far away in sequence numbers and timestamps: neither loss nor jitter.
+        for (i, seq) in [30_000u64, 30_001, 30_002].into_iter().enumerate() {
+            let i = i + 10;
+            t.record(
+                seq,
+                2_000_000_000 + 960 * i as u32,
+                48_000,
+                i as f64 * 0.02,
+                80,
+                false,
+            );
+        }
+        assert_eq!(t.lost, 1);
+        assert_eq!(t.packets, 6);
+        assert!(t.jitter_ms < 1.0, "{}", t.jitter_ms);
     }
 }
