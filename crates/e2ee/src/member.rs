@@ -1119,7 +1119,11 @@ impl Member {
                 self.store_auth.clear();
                 self.remember_used(used);
                 if self_removed {
-                    self.group = None;
+                    // Out of the stored state too: a Welcome back into this
+                    // group (we rejoin) is refused while it is there.
+                    if let Some(mut g) = self.group.take() {
+                        let _ = g.delete(self.provider.storage());
+                    }
                     self.reset_local_state();
                     events.push(Event::Removed { committer });
                 } else {

@@ -171,6 +171,11 @@ impl Net {
     /// The server notices a lost connection and proposes the removal.
     fn disconnect(&mut self, i: usize) {
         self.clients[i].connected = false;
+        self.propose_removal(i);
+    }
+
+    /// The server proposes the removal of client `i` (still connected or not).
+    fn propose_removal(&mut self, i: usize) {
         let key = self.clients[i]
             .s
             .roster()
@@ -460,6 +465,26 @@ fn a_meeting_run_by_a_knock_admitted_member_still_proves_itself() {
     net.advance(2_000);
     assert_eq!(net.clients[j].s.state(), SessionState::Member);
     assert_eq!(net.code(j), net.code(k));
+}
+
+/// A member whose leaf a commit removes while it is still connected (the
+/// server proposed it, or the others stopped hearing it) asks back in,
+/// visibly, and gets back in: its old group state does not block the Welcome.
+#[test]
+fn a_member_removed_while_still_connected_gets_back_in() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    net.propose_removal(b);
+    net.advance(2_000);
+    assert!(net.clients[b]
+        .events
+        .iter()
+        .any(|e| matches!(e, SessionEvent::Resecuring { .. })));
+    assert_eq!(net.clients[b].s.rejoins, 1);
+    assert_eq!(net.clients[b].s.state(), SessionState::Member);
+    assert_eq!(names(&net, a), ["Alice", "Bob"]);
+    assert_eq!(net.code(a), net.code(b));
 }
 
 /// Attack 3: look-alike knocks are flagged; invisible characters are refused.
@@ -894,3 +919,4 @@ fn a_group_created_with_another_invite_key_is_not_trusted() {
         "{events:?}"
     );
 }
+
