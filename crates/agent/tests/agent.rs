@@ -402,6 +402,10 @@ async fn a_server_sending_garbage_is_reported_message_by_message_and_ends_cleanl
             r#"{"type":"welcome","you":{"id":1},"participants":[]}"#,
             welcome.as_str(),
             r#"{"type":"offer","sdp":"v=0\r\ngarbage\r\n","tracks":[]}"#,
+            // Slots moved before any offer was accepted: a map for m-lines
+            // that do not exist (taken, harmless), then one that is no map.
+            r#"{"type":"tracks","tracks":[{"mid":"9","direction":"subscribe","participant":2,"source":"camera"}]}"#,
+            r#"{"type":"tracks","tracks":"all of them"}"#,
             r#"{"type":"chat","seq":"zero"}"#,
             r#"{"type":"mls","from":2,"data":"%%% not base64"}"#,
             r#"{"type":"mls","from":2,"data":"AAAAAAAA"}"#,
@@ -434,6 +438,7 @@ async fn a_server_sending_garbage_is_reported_message_by_message_and_ends_cleanl
         "unknown message type",
         "unreadable \"welcome\"",
         "unreadable SDP",
+        "unreadable \"tracks\"",
         "unreadable \"chat\"",
         "not base64",
         "ignored an MLS message",
