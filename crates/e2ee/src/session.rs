@@ -1666,8 +1666,12 @@ impl Session {
             ));
             return;
         };
-        self.removal_notices
-            .retain(|n| now_ms.saturating_sub(n.at) < REMOVAL_NOTICE_MS);
+        // One notice per sender and target (the latest): a member repeating
+        // itself cannot grow this list.
+        self.removal_notices.retain(|n| {
+            now_ms.saturating_sub(n.at) < REMOVAL_NOTICE_MS
+                && !(n.by_leaf == sender.leaf_index && n.target_leaf == leaf)
+        });
         self.removal_notices.push(RemovalNotice {
             by_leaf: sender.leaf_index,
             by_name: sender.display_name.clone(),

@@ -920,3 +920,112 @@ fn a_group_created_with_another_invite_key_is_not_trusted() {
     );
 }
 
+/// A member's removal notices (`CRM1 || leaf || key`) and other control
+/// messages that are malformed or forged never panic, never remove or
+/// blame anyone, and the meeting goes on: a removed member stops only on a
+/// notice from the member whose commit removed it.
+#[test]
+fn malformed_or_forged_control_messages_from_a_member_are_ignored() {
+    let mut net = Net::new();
+    let a = net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let c = net.enter("Carol", Some(SECRET));
+    let m = net.enter("Mallory", Some(SECRET));
+    net.advance(2_000);
+    let everyone = ["Alice", "Bob", "Carol", "Mallory"];
+    let epoch = net.clients[a].s.epoch().unwrap();
+    let roster = net.clients[a].s.roster().to_vec();
+    let (bob, carol) = (&roster[b], &roster[c]);
+    assert_eq!(
+        (bob.display_name.as_str(), carol.display_name.as_str()),
+        ("Bob", "Carol")
+    );
+    let notice = |leaf: u32, key: &[u8]| {
+        let mut p = b"CRM1".to_vec();
+        p.extend_from_slice(&leaf.to_be_bytes());
+        p.extend_from_slice(key);
+        p
+    };
+    let mut bob_key_and_more = bob.signature_key.clone();
+    bob_key_and_more.push(0);
+    let bad_notices = [
+        b"CRM1".to_vec(),                                 // no leaf
+        b"CRM1\0\0".to_vec(),                             // half a leaf
+        notice(bob.leaf_index, &[]),                      // no key
+        notice(bob.leaf_index, &bob.signature_key[..31]), // half a key
+        notice(bob.leaf_index, &bob_key_and_more),        // a key and more
+        notice(bob.leaf_index, &carol.signature_key),     // someone else's key
+        notice(99, &bob.signature_key),                   // no such leaf
+        notice(u32::MAX, &bob.signature_key),
+        notice(bob.leaf_index, &vec![0x42; 100_000]), // huge
+    ];
+    let mut proof = b"CGP1".to_vec();
+    proof.extend_from_slice(&epoch.to_be_bytes());
+    proof.extend_from_slice(&[7; 32]);
+    let other_garbage = [
+        Vec::new(),
+        b"CHB1 and more".to_vec(),
+        b"XXXX".to_vec(),
+        b"CGP1".to_vec(),
+        [proof.as_slice(), &[2]].concat(),
+        [proof.as_slice(), &[1], &[9; 31]].concat(),
+    ];
+    for payload in bad_notices.iter().chain(&other_garbage) {
+        let payload = payload.clone();
+        member_sends(&mut net, m, move |_| payload);
+        net.pump();
+    }
+    net.advance(2_000);
+    for i in [a, b, c, m] {
+        assert_eq!(names(&net, i), everyone, "client {i}");
+        assert_eq!(net.clients[i].s.epoch(), Some(epoch), "client {i}");
+        assert!(!net.clients[i].events.iter().any(|e| matches!(
+            e,
+            SessionEvent::MemberRemoved { .. } | SessionEvent::RemovedFromMeeting { .. }
+        )));
+    }
+    for i in [a, b, c] {
+        let warnings = net.clients[i]
+            .events
+            .iter()
+            .filter(|e| matches!(e, SessionEvent::Warning(t) if t.contains("Mallory sent a removal notice")))
+            .count();
+        assert_eq!(warnings, bad_notices.len(), "client {i}");
+    }
+
+    // A well-formed notice that Mallory is removing Bob, but she never
+    // commits it; the server then proposes Bob's removal and Alice commits
+    // it. Nobody blames Mallory, and Bob rejoins instead of stopping.
+    member_sends(&mut net, m, |_| notice(bob.leaf_index, &bob.signature_key));
+    net.pump();
+    net.propose_removal(b);
+    net.advance(3_000);
+    assert_eq!(net.clients[b].s.state(), SessionState::Member);
+    assert_eq!(net.clients[b].s.rejoins, 1);
+    assert_eq!(names(&net, a), ["Alice", "Bob", "Carol", "Mallory"]);
+    assert_eq!(net.code(a), net.code(b));
+    for i in [a, b, c, m] {
+        assert!(!net.clients[i].events.iter().any(|e| matches!(
+            e,
+            SessionEvent::MemberRemoved { .. } | SessionEvent::RemovedFromMeeting { .. }
+        )));
+    }
+
+    // The meeting works: chat reaches everyone, and a real removal is
+    // announced as before.
+    let now = net.now;
+    assert!(net.clients[b].s.send_chat("still here", 5, now));
+    net.pump();
+    for i in [a, c, m] {
+        assert!(net.clients[i]
+            .chats
+            .contains(&("Bob".into(), "still here".into())));
+    }
+    let mallory = signature_key_hex(&net, m);
+    assert!(net.clients[a].s.remove_member(&mallory, now));
+    net.advance(2_000);
+    assert_eq!(names(&net, c), ["Alice", "Bob", "Carol"]);
+    assert!(net.clients[m]
+        .events
+        .contains(&SessionEvent::RemovedFromMeeting { by: "Alice".into() }));
+}
