@@ -594,6 +594,32 @@ fn chat_time_and_counter_come_from_inside_the_encryption() {
     );
 }
 
+/// Attack 7, our own messages: the server echoes them back (we cannot
+/// decrypt our own MLS messages, so the echo is matched to what we sent, in
+/// order). A duplicated or reordered echo still shows each of our messages
+/// once, in the order we sent them.
+#[test]
+fn duplicated_or_reordered_echoes_of_our_own_chat_show_each_message_once() {
+    let mut net = Net::new();
+    net.enter("Alice", Some(SECRET));
+    let b = net.enter("Bob", Some(SECRET));
+    let now = net.now;
+    let bob = &mut net.clients[b].s;
+    assert!(bob.send_chat("one", 1, now));
+    assert!(bob.send_chat("two", 2, now));
+    let sent = bob.take_outgoing();
+    assert_eq!(sent.len(), 2);
+    let Outgoing::Chat { data } = &sent[1] else {
+        panic!("{sent:?}")
+    };
+    // The second echo first, then twice more (one duplicate too many).
+    let shown: Vec<String> = (0..3)
+        .filter_map(|_| bob.on_chat(data, true, now))
+        .map(|m| m.text)
+        .collect();
+    assert_eq!(shown, ["one", "two"]);
+}
+
 /// SFrame carries 4 epoch bits: more than 16 membership changes in a few
 /// seconds (within the old-key retention) must not confuse keys.
 #[test]
