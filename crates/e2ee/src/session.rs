@@ -21,7 +21,9 @@
 //!   order (rank 0 at once, rank r after r × [`COMMIT_STAGGER_MS`]).
 //! * **Share the invite key with members admitted by knock**, inside the
 //!   group, so they can verify joiners, prove the group, and rejoin without
-//!   a new human decision.
+//!   a new human decision. They take only the key the group's invite
+//!   commitment names ([`Member::invite_key_matches_group`]), never one a
+//!   member makes up.
 //! * **Never rejoin silently.** Every rejoin is announced with
 //!   [`SessionEvent::Resecuring`]: the security code must be compared again.
 //! * **Chat** is queued while a commit is in flight and shown only once the
