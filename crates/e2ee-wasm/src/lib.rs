@@ -680,17 +680,20 @@ impl MlsSession {
         self.inner.on_commit_rejected(reason, ms(now_ms));
     }
 
-    /// A server `chat`: JSON `{name, text, leaf, sentAt, counter}` to show,
-    /// or undefined.
+    /// A server `chat`: JSON `{name, text, leaf, key, sentAt, counter}` to
+    /// show, or undefined. `key` (hex, or null for our own echo or if
+    /// unknown) is the sender's signature key in the message's epoch: with
+    /// `leaf`, the sender session `counter` counts in.
     #[wasm_bindgen(js_name = onChat)]
     pub fn on_chat(&mut self, data: &[u8], own: bool, now_ms: f64) -> Option<String> {
         let now = ms(now_ms);
         self.inner.on_chat(data, own, now).map(|m| {
             format!(
-                "{{\"name\":{},\"text\":{},\"leaf\":{},\"sentAt\":{},\"counter\":{}}}",
+                "{{\"name\":{},\"text\":{},\"leaf\":{},\"key\":{},\"sentAt\":{},\"counter\":{}}}",
                 json_str(&m.name),
                 json_str(&m.text),
                 opt_num(m.leaf),
+                opt_str(m.sender_key.as_deref().map(hex).as_deref()),
                 shown_time(m.sent_at_ms, now),
                 opt_num(m.counter)
             )

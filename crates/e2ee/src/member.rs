@@ -14,7 +14,7 @@
 //! is called); if another commit for the same epoch arrives first, ours is
 //! discarded and its Adds are retried with the next commit.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::*;
@@ -133,7 +133,8 @@ pub enum Event {
     },
     /// A chat message.
     Chat {
-        /// Sender.
+        /// Sender, as in the message's epoch (its `signature_key` is empty
+        /// if that epoch's roster is no longer known).
         sender: RosterEntry,
         /// Text.
         text: String,
@@ -231,6 +232,10 @@ pub struct Member {
     knocks: HashMap<u64, Knock>,
     next_knock_id: u64,
     chat_counter: u32,
+    /// Rosters of the last few epochs (newest last, at most
+    /// `MAX_PAST_EPOCHS`), whose application messages openmls still opens:
+    /// a late message names its sender as it was in its own epoch.
+    past_rosters: VecDeque<(u64, Vec<RosterEntry>)>,
     sframe: SframeContext,
 }
 
@@ -288,6 +293,7 @@ impl Member {
             knocks: HashMap::new(),
             next_knock_id: 1,
             chat_counter: 0,
+            past_rosters: VecDeque::new(),
             sframe: SframeContext::new(None),
         })
     }
@@ -418,8 +424,31 @@ impl Member {
         self.want_self_update = false;
         self.store_auth.clear();
         self.knocks.clear();
+        self.past_rosters.clear();
         self.sframe.clear();
         self.sframe.set_own_leaf(None);
+    }
+
+    /// Keeps the roster of an epoch we are leaving (see `past_rosters`).
+    fn remember_roster(&mut self, epoch: u64, roster: Vec<RosterEntry>) {
+        self.past_rosters.push_back((epoch, roster));
+        while self.past_rosters.len() > MAX_PAST_EPOCHS {
+            self.past_rosters.pop_front();
+        }
+    }
+
+    /// The roster of `epoch`: the current one, or one we kept; empty if
+    /// neither.
+    fn roster_of_epoch(&self, epoch: u64) -> Result<Vec<RosterEntry>> {
+        if epoch == self.epoch()? {
+            return self.roster();
+        }
+        Ok(self
+            .past_rosters
+            .iter()
+            .find(|(e, _)| *e == epoch)
+            .map(|(_, r)| r.clone())
+            .unwrap_or_default())
     }
 
     /// Create the meeting's group (first participant).
@@ -878,10 +907,12 @@ impl Member {
             .take()
             .ok_or(Error::InvalidInput("no pending commit"))?;
         let old = self.roster()?;
+        let old_epoch = self.epoch()?;
         let provider = &self.provider;
         let g = self.group.as_mut().ok_or(Error::NotInGroup)?;
         let me = g.own_leaf_index().u32();
         g.merge_pending_commit(provider).map_err(mls)?;
+        self.remember_roster(old_epoch, old.clone());
         self.store_auth.clear();
         self.remember_used(pc.adds.iter().map(|a| a.kp_ref.clone()).collect());
         let admitted: Vec<RosterEntry> = pc
@@ -1011,9 +1042,12 @@ impl Member {
                 let Sender::Member(leaf) = sender else {
                     return Err(Error::InvalidInput("application message from non-member"));
                 };
-                // The sender may have left since (late message from a past
-                // epoch): fall back to the name in the message's credential.
-                let entry = match self.roster()?.into_iter().find(|r| {
+                // The sender as it was in the message's epoch: a late message
+                // from a past epoch is not credited to whoever holds that
+                // leaf now (a member who rejoined is a new session, with a
+                // new signature key and chat counter). If that roster is
+                // gone, the name in the message's credential, with no key.
+                let entry = match self.roster_of_epoch(message)?.into_iter().find(|r| {
                     r.leaf_index == leaf.u32()
                         && r.display_name.as_bytes() == cred.serialized_content()
                 }) {
@@ -1113,9 +1147,11 @@ impl Member {
                 }
                 let self_removed = staged.self_removed();
                 let old = self.roster()?;
+                let old_epoch = self.epoch()?;
                 let provider = &self.provider;
                 let g = self.group.as_mut().ok_or(Error::NotInGroup)?;
                 g.merge_staged_commit(provider, *staged).map_err(mls)?;
+                self.remember_roster(old_epoch, old.clone());
                 self.store_auth.clear();
                 self.remember_used(used);
                 if self_removed {

@@ -247,6 +247,11 @@ pub struct ChatMessage {
     pub text: String,
     /// Sender's leaf.
     pub leaf: Option<u32>,
+    /// Sender's per-session signature key, as in the message's epoch:
+    /// with `leaf`, the sender session that `counter` counts in (a member
+    /// who rejoins gets a new key and starts counting again). `None` for
+    /// our own echo, or if unknown.
+    pub sender_key: Option<Vec<u8>>,
     /// When the sender says it sent it (ms since the Unix epoch; 0: not
     /// given). From inside the encryption, not the server's word.
     pub sent_at_ms: u64,
@@ -727,6 +732,7 @@ impl Session {
                 name: self.own_name(),
                 text,
                 leaf: self.own_leaf,
+                sender_key: None,
                 sent_at_ms,
                 counter: None,
             });
@@ -757,6 +763,8 @@ impl Session {
                         name: sender.display_name,
                         text,
                         leaf: Some(sender.leaf_index),
+                        sender_key: (!sender.signature_key.is_empty())
+                            .then_some(sender.signature_key),
                         sent_at_ms,
                         counter: Some(counter),
                     })

@@ -498,6 +498,44 @@ fn a_late_chat_from_a_member_who_left_still_names_the_sender() {
 }
 
 #[test]
+fn a_late_chat_from_before_a_rejoin_names_the_old_session_not_the_new_one() {
+    // Carol's chat is held back; she rejoins as a new session (new key,
+    // counter from 0 again) into the same leaf; then the old chat arrives.
+    let mut m = Meeting::new("Alice");
+    m.join("Bob", 0);
+    m.join("Carol", 0);
+    let old_key = m.members[2].signature_key().to_vec();
+    let late = m.members[2].encrypt_chat("before").unwrap();
+    let leaf = m.members[2].own_leaf().unwrap();
+    let mut carol2 = Member::new("Carol", ROOM, Some(SECRET)).unwrap();
+    m.members[0].remove(leaf).unwrap();
+    m.members[0]
+        .process_incoming(&carol2.join_request().unwrap(), 0)
+        .unwrap();
+    let out = m.members[0].commit_pending().unwrap().unwrap();
+    m.fan_out(&out.commit, &[2]);
+    carol2.process_incoming(&out.welcome.unwrap(), 0).unwrap();
+    assert_eq!(
+        carol2.own_leaf().unwrap(),
+        leaf,
+        "the test needs the same leaf"
+    );
+    let new_key = carol2.signature_key().to_vec();
+    assert_ne!(new_key, old_key);
+    let fresh = carol2.encrypt_chat("after").unwrap();
+    let chat = |ev: &[Event]| match &ev[0] {
+        Event::Chat {
+            sender, counter, ..
+        } => (sender.leaf_index, sender.signature_key.clone(), *counter),
+        e => panic!("{e:?}"),
+    };
+    let ev = m.members[1].process_incoming(&fresh, 0).unwrap();
+    assert_eq!(chat(&ev), (leaf, new_key, 0));
+    let ev = m.members[1].process_incoming(&late, 0).unwrap();
+    assert_eq!(chat(&ev), (leaf, old_key, 0));
+}
+
+#[test]
 fn a_self_update_commit_moves_everyone_to_a_new_epoch_with_fresh_keys() {
     let mut m = Meeting::new("Alice");
     m.join("Bob", 0);
