@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 #   wasm: e2ee-wasm-test/*.test.mjs
 #   e2e:  e2e/tests/*.test.mjs
 MIN_RUST_TESTS=154
-MIN_WEB_TESTS=45
+MIN_WEB_TESTS=66
 MIN_WASM_TESTS=5
 MIN_E2E_TESTS=32
 
