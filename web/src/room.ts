@@ -3,6 +3,7 @@
 // (one WebSocket + one RTCPeerConnection); rejoining creates a new Room with
 // the same local media.
 
+import type { ChatOrder } from './chat-order';
 import { chatSentAt, sendableChatText } from './chat-text';
 import { GroupSession, loadE2ee, type RosterEntry } from './e2ee/group';
 import { detectTransformApi, MediaCrypto } from './e2ee/media';
@@ -47,6 +48,11 @@ export interface ChatEntry {
   text: string;
   sentAt: number;
   isLocal: boolean;
+  /**
+   * Sender session and counter from inside the encryption: where the chat
+   * panel puts it among that session's messages (null: arrival place only).
+   */
+  order: ChatOrder | null;
 }
 
 export type RoomState =
@@ -568,6 +574,7 @@ export class Room {
             // none was given; our own clock if neither is a date we can show.
             sentAt: chatSentAt(opened.sentAt, msg.sent_at, Date.now()),
             isLocal: this.me?.id === msg.from,
+            order: opened.order,
           },
         });
         break;

@@ -7,6 +7,7 @@
 
 import init, { MlsSession } from '../e2ee-wasm/conclave_e2ee_wasm.js';
 import type { ClientMessage, E2eeStart } from '../protocol.gen';
+import { chatOrder, type ChatOrder } from '../chat-order';
 import { fromBase64, fromHex } from './bytes';
 import { putSecretInUrl, secretFromUrl } from './secret';
 
@@ -45,6 +46,29 @@ export interface Knock {
   lookalike: boolean;
   /** The server's participant id of the knocker, if known. */
   participantId: number | null;
+}
+
+/** A chat message the session opened (or our own echo). */
+export interface ReceivedChat {
+  name: string;
+  text: string;
+  /** The sender's time from inside the encryption (0: none we can show). */
+  sentAt: number;
+  /** Its place in its sender session's sequence; null for our own echo. */
+  order: ChatOrder | null;
+}
+
+/** The wasm `onChat` JSON (see crates/e2ee-wasm). */
+interface OpenedChat {
+  name: string;
+  text: string;
+  /** Sender's leaf. */
+  leaf: number | null;
+  /** Sender's signature key (hex) in the message's epoch; null for our echo or if unknown. */
+  key: string | null;
+  sentAt: number;
+  /** Sender's counter in its session; null for our echo. */
+  counter: number | null;
 }
 
 export interface EpochKey {
@@ -183,8 +207,12 @@ export class GroupSession {
     return ok;
   }
 
-  /** A server `chat`: decrypts it (or matches our own echo). Null when there is nothing to show. */
-  receiveChat(from: number, data: string, ownId: number | null): { name: string; text: string; sentAt: number } | null {
+  /**
+   * A server `chat`: decrypts it (or matches our own echo). Null when there
+   * is nothing to show. `sentAt` and `order` (sender session and counter)
+   * come from inside the encryption; `order` is null for our own echo.
+   */
+  receiveChat(from: number, data: string, ownId: number | null): ReceivedChat | null {
     const own = from === ownId;
     const bytes = own ? new Uint8Array(0) : decode(data);
     if (!bytes) return null;
@@ -193,8 +221,8 @@ export class GroupSession {
       shown = s.onChat(bytes, own, Date.now());
     });
     if (shown === undefined) return null;
-    const m = JSON.parse(shown) as { name: string; text: string; sentAt: number };
-    return { name: m.name, text: m.text, sentAt: m.sentAt };
+    const m = JSON.parse(shown) as OpenedChat;
+    return { name: m.name, text: m.text, sentAt: m.sentAt, order: chatOrder(m.leaf, m.key, m.counter) };
   }
 
   /** Lets a knocking person in: their Add is committed right away. */

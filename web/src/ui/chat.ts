@@ -1,6 +1,8 @@
-// The chat panel: messages in the order they arrived, each with the time
-// its sender put inside the encryption, and a composer.
+// The chat panel: messages in the order they arrived, except that within
+// one sender session they follow the sender's counter (chat-order.ts); each
+// with the time its sender put inside the encryption; and a composer.
 
+import { chatInsertIndex } from '../chat-order';
 import { chatCounterText } from '../chat-text';
 import type { ChatEntry } from '../room';
 import { MAX_CHAT_CHARS } from '../protocol.gen';
@@ -74,27 +76,47 @@ export class ChatPanel {
   }
 
   /**
-   * Adds a message in the order it arrived. The server's `seq` is not used
+   * Shows a message: at the end (arrival order), or, if a later message of
+   * the same sender session is already shown (the server held this one
+   * back), just before it, marked "arrived late" so that neither a sighted
+   * reader nor the log's live region takes it for the newest message.
+   * Returns `'late'` for such an insertion. The server's `seq` is not used
    * to order or deduplicate: a server reusing one must not hide a message
    * (MLS itself refuses a replayed one).
    */
-  add(entry: ChatEntry): boolean {
-    const index = this.entries.length;
-    this.entries.push(entry);
+  add(entry: ChatEntry): 'new' | 'late' {
+    const index = chatInsertIndex(this.entries.map((e) => e.order), entry.order);
+    const late = index < this.entries.length;
+    this.entries.splice(index, 0, entry);
     const atBottom = this.list.scrollHeight - this.list.scrollTop - this.list.clientHeight < 40;
     const item = h(
       'li',
-      { class: entry.isLocal ? 'chat-message mine' : 'chat-message', 'data-testid': 'chat-message', 'data-seq': entry.seq, 'data-from': entry.from },
+      {
+        class: entry.isLocal ? 'chat-message mine' : 'chat-message',
+        'data-testid': 'chat-message',
+        'data-seq': entry.seq,
+        'data-from': entry.from,
+        'data-counter': entry.order?.counter,
+        'data-late': late ? 'true' : null,
+      },
       h('div', { class: 'chat-meta' },
         h('span', { class: 'chat-sender', 'data-testid': 'chat-sender', 'data-name': entry.name }, entry.isLocal ? `${entry.name} (You)` : entry.name),
         h('time', { datetime: new Date(entry.sentAt).toISOString() }, formatTime(entry.sentAt)),
+        late
+          ? h('span', { class: 'chat-late', title: `Delivered after a later message from ${entry.name}; shown where ${entry.name} sent it` }, 'arrived late')
+          : null,
       ),
       h('p', { class: 'chat-text', 'data-testid': 'chat-text' }, entry.text),
     );
-    this.list.insertBefore(item, this.list.children[index] ?? null);
+    const before = this.list.children[index] ?? null;
+    // Inserted above what the reader is looking at: keep their view still.
+    const above = before !== null && before.getBoundingClientRect().top < this.list.getBoundingClientRect().top;
+    const heightBefore = this.list.scrollHeight;
+    this.list.insertBefore(item, before);
     this.empty.hidden = true;
     if (atBottom || entry.isLocal) this.list.scrollTop = this.list.scrollHeight;
-    return true;
+    else if (above) this.list.scrollTop += this.list.scrollHeight - heightBefore;
+    return late ? 'late' : 'new';
   }
 
   private submit(): void {

@@ -236,16 +236,24 @@ export class MeetingView {
         this.refreshPeople();
         if (ev.participant.isLocal) this.updateToolbar();
         break;
-      case 'chat':
-        if (this.chat.add(ev.entry) && !ev.entry.isLocal) {
+      case 'chat': {
+        const placed = this.chat.add(ev.entry);
+        if (!ev.entry.isLocal) {
           if (this.panel !== 'chat') {
             this.unread += 1;
             this.updateUnread();
           }
           const text = ev.entry.text.length > 200 ? `${ev.entry.text.slice(0, 200)}…` : ev.entry.text;
-          announce(`${ev.entry.name} says: ${text}`);
+          // A held-back message is new to the reader, but not the newest:
+          // say so, and that it is shown before the sender's later ones.
+          announce(
+            placed === 'late'
+              ? `${ev.entry.name} says (arrived late, shown before their later messages): ${text}`
+              : `${ev.entry.name} says: ${text}`,
+          );
         }
         break;
+      }
       case 'server_error':
         this.showToast(serverErrorText(ev.code, ev.message));
         break;
