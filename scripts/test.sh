@@ -22,7 +22,7 @@ cd "$(dirname "$0")/.."
 MIN_RUST_TESTS=154
 MIN_WEB_TESTS=66
 MIN_WASM_TESTS=5
-MIN_E2E_TESTS=32
+MIN_E2E_TESTS=33
 
 ci=0
 case "${CI:-}" in true | 1 | yes) ci=1 ;; esac

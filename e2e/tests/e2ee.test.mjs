@@ -366,6 +366,72 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     });
   });
 
+  test('a server that reorders or duplicates one sender\'s chat changes neither its order nor what is shown', { timeout: 90_000 }, async () => {
+    const room = uniqueRoom('e2eechatorder');
+    const ada = await person('Ada');
+    const bob = await person('Bob');
+    // Test-side fault on Bob's page only (the relay misbehaving): when armed
+    // with a participant id, that sender's next chat is held back until its
+    // following one; then the app gets the following one, the held one, and
+    // the following one again.
+    await bob.context.addInitScript(() => {
+      const add = WebSocket.prototype.addEventListener;
+      WebSocket.prototype.addEventListener = function (type, listener, options) {
+        if (type !== 'message') return add.call(this, type, listener, options);
+        let held = null;
+        return add.call(this, type, (ev) => {
+          const msg = typeof ev.data === 'string' && ev.data.includes('"type":"chat"') ? JSON.parse(ev.data) : null;
+          if (msg?.type === 'chat' && window.__holdChatFrom != null && msg.from === window.__holdChatFrom) {
+            if (!held) {
+              held = ev;
+              window.__heldChats = 1;
+              return;
+            }
+            window.__holdChatFrom = null;
+            listener.call(this, ev);
+            listener.call(this, held);
+            listener.call(this, ev);
+            window.__reorderedChats = 1;
+            return;
+          }
+          listener.call(this, ev);
+        }, options);
+      };
+    });
+    const shown = (p) =>
+      p.page.locator('[data-testid="chat-message"]').evaluateAll((els) =>
+        els.map((e) => `${e.querySelector('[data-testid="chat-text"]')?.textContent}${e.getAttribute('data-late') === 'true' ? ' (late)' : ''}`),
+      );
+    const say = async (p, text) => {
+      await p.page.getByTestId('chat-input').fill(text);
+      await p.page.getByTestId('chat-input').press('Enter');
+      await waitFor(async () => (await chatMessages(p.page)).some((m) => m.text === text), { what: `${p.label} to see her own "${text}"` });
+    };
+    await withDiagnostics([ada, bob], server, async () => {
+      await join(ada, server.url, room, 'Ada');
+      await join(bob, server.url, room, 'Bob');
+      await waitSecured(ada.page);
+      await waitSecured(bob.page);
+      for (const p of [ada, bob]) await p.page.getByTestId('toggle-chat').click();
+      await bob.page.evaluate((adaId) => {
+        window.__holdChatFrom = adaId;
+      }, ada.id);
+      await say(ada, 'one');
+      await waitFor(() => bob.page.evaluate(() => window.__heldChats === 1), { what: 'Ada\'s first message to be held at Bob' });
+      await say(bob, 'in between');
+      await say(ada, 'two');
+      await waitFor(() => bob.page.evaluate(() => window.__reorderedChats === 1), { what: 'Ada\'s messages to reach Bob reordered' });
+      await waitFor(async () => (await chatMessages(bob.page)).length >= 3, { what: 'Bob to show three messages' });
+      await sleep(500); // the duplicate has been handled too
+      // Ada's "one" is shown before her "two", marked late; Bob's own message
+      // keeps its arrival place; the duplicate shows nothing.
+      assert.deepEqual(await shown(bob), ['in between', 'one (late)', 'two']);
+      assert.deepEqual(await shown(ada), ['one', 'in between', 'two']);
+      const said = await bob.page.locator('#announcer').textContent();
+      assert.ok(said?.includes('Ada says (arrived late, shown before their later messages): one'), `announced: ${said}`);
+    });
+  });
+
   test('a member that misses a commit notices and rejoins by itself', { timeout: 120_000 }, async () => {
     const room = uniqueRoom('e2eemiss');
     const ada = await person('Ada');
