@@ -33,6 +33,7 @@ pub mod slots;
 mod speaking;
 mod vp8;
 
+use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Once};
@@ -60,6 +61,29 @@ const KEYFRAME_RETRY_FOR: Duration = Duration::from_secs(5);
 /// A video source counts as sending (and can take a slot in a full room, or
 /// any screen slot) if a packet arrived this recently.
 const SENDING_WINDOW: Duration = Duration::from_secs(3);
+
+/// How recently someone spoke, for slot ranking: lower is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SpeakingTier {
+    /// Within `SPEAKING_RECENT`.
+    Now,
+    Before,
+    Never,
+}
+
+/// Speaking this recently counts as speaking now, for slot ranking: long
+/// enough to span the pauses of normal speech.
+const SPEAKING_RECENT: Duration = Duration::from_secs(2);
+
+impl SpeakingTier {
+    fn of(last_loud: Option<Instant>, now: Instant) -> Self {
+        match last_loud {
+            Some(t) if now.saturating_duration_since(t) < SPEAKING_RECENT => SpeakingTier::Now,
+            Some(_) => SpeakingTier::Before,
+            None => SpeakingTier::Never,
+        }
+    }
+}
 
 /// Where the SFU's single UDP port is reachable.
 #[derive(Debug, Clone, Copy)]
@@ -368,12 +392,21 @@ impl Sfu {
                 // meeting never switches a slot (a camera turned on later is
                 // already there). Otherwise the ranked ones that send.
                 let everyone = track != TrackSource::Screen && members.len() - 1 <= capacity;
+                let current = p.holders(track);
                 let candidates: Vec<ParticipantId> = if everyone {
                     members.iter().copied().filter(|&m| m != member).collect()
                 } else {
-                    ranked.iter().copied().filter(|&m| m != member).collect()
+                    // Best first: a higher tier wins; within a tier whoever
+                    // holds a slot keeps it (so a room where everyone talks
+                    // does not reshuffle every tick), then the latest
+                    // speaker, then join order.
+                    let mut others: Vec<_> = ranked.iter().filter(|r| r.3 != member).collect();
+                    others.sort_by_key(|&&(tier, last, order, m)| {
+                        (tier, !current.contains(&Some(m)), Reverse(last), order)
+                    });
+                    others.into_iter().map(|r| r.3).collect()
                 };
-                let holders = slots::assign(&p.holders(track), &candidates);
+                let holders = slots::assign(&current, &candidates);
                 let (moved, started) = p.set_holders(track, &holders);
                 if moved && !changed.contains(&member) {
                     changed.push(member);
@@ -398,15 +431,15 @@ impl Sfu {
     }
 
     /// The members of a room that could fill a slot for `track` when not
-    /// everyone fits, best first: those who spoke most recently, then in
-    /// join order; for video only those sending it.
+    /// everyone fits, with what ranks them: how recently they spoke (see
+    /// [`SpeakingTier`]) and their join order; for video only those sending it.
     fn rank(
         &self,
         now: Instant,
         members: &[ParticipantId],
         track: TrackSource,
-    ) -> Vec<ParticipantId> {
-        let mut ranked: Vec<(Option<Instant>, usize, ParticipantId)> = members
+    ) -> Vec<(SpeakingTier, Option<Instant>, usize, ParticipantId)> {
+        members
             .iter()
             .enumerate()
             .filter(|&(_, &m)| {
@@ -416,11 +449,11 @@ impl Sfu {
                         .get(&m)
                         .is_some_and(|p| p.publishes(track, now, SENDING_WINDOW))
             })
-            .map(|(order, &m)| (self.speaking.last_loud(m), order, m))
-            .collect();
-        // Latest speaker first (None, never spoke, last), then join order.
-        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-        ranked.into_iter().map(|(_, _, m)| m).collect()
+            .map(|(order, &m)| {
+                let last = self.speaking.last_loud(m);
+                (SpeakingTier::of(last, now), last, order, m)
+            })
+            .collect()
     }
 
     fn negotiate(&mut self, id: ParticipantId) {

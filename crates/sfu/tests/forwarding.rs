@@ -32,8 +32,9 @@ struct World {
     /// Offers (with their SDP) and track-map changes (without) the SFU
     /// signalled, in order, not yet applied by the peer.
     offers: Vec<(ParticipantId, Option<String>, Vec<TrackMapping>)>,
-    /// How many offers each participant got.
+    /// How many offers, and how many track maps, each participant got.
     offer_count: HashMap<ParticipantId, usize>,
+    map_count: HashMap<ParticipantId, usize>,
     /// Loss injection: the first datagram matching this (source, destination,
     /// SSRC, RTP sequence number) is dropped once. The SSRC keeps RTX and
     /// padding packets, which number their own sequence, from matching.
@@ -50,6 +51,7 @@ impl World {
             peers: HashMap::new(),
             offers: Vec::new(),
             offer_count: HashMap::new(),
+            map_count: HashMap::new(),
             drop_once: None,
         }
     }
@@ -127,7 +129,10 @@ impl World {
                     Output::Tracks {
                         participant,
                         tracks,
-                    } => self.offers.push((participant, None, tracks)),
+                    } => {
+                        *self.map_count.entry(participant).or_default() += 1;
+                        self.offers.push((participant, None, tracks));
+                    }
                     Output::Speaking { .. } | Output::Disconnected { .. } => {}
                 }
             }
@@ -555,6 +560,48 @@ fn in_a_full_room_the_latest_speaker_takes_a_camera_slot_from_a_keyframe_on() {
         .collect();
     assert_eq!(got.len(), 2, "keyframe and the next frame arrive");
     assert_eq!(got[1], got[0] + 1, "one continuous stream");
+}
+
+/// Eleven in a room, all talking at once: the slots stay with whoever has
+/// them instead of following each packet's level.
+#[test]
+fn in_a_full_room_where_everyone_talks_the_slots_stay_put() {
+    let mut world = World::new();
+    for id in 1..=11 {
+        world.join(id, "loud");
+    }
+    world.run(Duration::from_secs(2));
+    let mut talk = |world: &mut World, ms: u64, seq: &mut u64| {
+        for _ in 0..ms / 44 {
+            // Each round in another order, so who spoke last keeps changing.
+            for i in 0..11u32 {
+                let id = 1 + (i + *seq as u32 * 4) % 11;
+                let now = world.now;
+                world
+                    .peer(id)
+                    .send_on(TrackSource::Microphone, now, *seq, b"voice", -20);
+                world
+                    .peer(id)
+                    .send_on(TrackSource::Camera, now, *seq, DELTA, 0);
+                world.run(Duration::from_millis(4));
+            }
+            *seq += 1;
+        }
+    };
+    let mut seq = 1;
+    talk(&mut world, 1000, &mut seq);
+    let holders = |world: &mut World| {
+        [TrackSource::Microphone, TrackSource::Camera].map(|t| world.peer(1).slot_holders(t))
+    };
+    let before = holders(&mut world);
+    let maps = world.map_count.get(&1).copied().unwrap_or(0);
+    talk(&mut world, 2000, &mut seq);
+    assert_eq!(holders(&mut world), before);
+    assert_eq!(
+        world.map_count.get(&1).copied().unwrap_or(0),
+        maps,
+        "the map changed while everyone kept talking"
+    );
 }
 
 /// A screen slot goes to whoever sends screen video, and is freed when
