@@ -51,7 +51,7 @@ struct JoinArgs {
     #[arg(long, default_value = "360p", value_parser = parse_video)]
     video: Video,
     /// Microphone: on or off.
-    #[arg(long, default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     audio: bool,
     /// Publish nothing; only receive.
     #[arg(long)]
