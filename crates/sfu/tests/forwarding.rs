@@ -571,7 +571,7 @@ fn in_a_full_room_where_everyone_talks_the_slots_stay_put() {
         world.join(id, "loud");
     }
     world.run(Duration::from_secs(2));
-    let mut talk = |world: &mut World, ms: u64, seq: &mut u64| {
+    let talk = |world: &mut World, ms: u64, seq: &mut u64| {
         for _ in 0..ms / 44 {
             // Each round in another order, so who spoke last keeps changing.
             for i in 0..11u32 {
