@@ -1,13 +1,16 @@
 //! `conclave`: end-to-end encrypted video meetings from one binary.
 //!
-//! Thin glue: resolve the configuration, bind the UDP port for the SFU hub,
-//! and serve HTTP(S) + WebSocket signaling + the embedded web client.
+//! Thin glue: resolve the configuration, start the hub (the control task and
+//! the media thread with the SFU's UDP port), and serve HTTP(S) + WebSocket
+//! signaling + the embedded web client.
 
 mod client_check;
 mod config;
 mod connections;
+mod control;
 mod delivery;
 mod hub;
+mod media;
 mod rooms;
 mod signaling;
 mod tls;
@@ -17,7 +20,6 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use config::{Cli, Config};
-use hub::Hub;
 
 #[tokio::main]
 async fn main() {
@@ -45,15 +47,13 @@ async fn run(cli: Cli) -> Result<(), String> {
     let signer = signer
         .with_ghost_adds(config.test_ghost_adds)
         .with_mislabelled_media(config.test_mislabel_media);
-    let (hub, handle, udp_bound) = Hub::bind(
+    let (handle, udp_bound) = hub::start(
         config.udp_bind,
         config.udp_public,
         signer,
         config.max_participants,
     )
-    .await
     .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;
-    tokio::spawn(hub.run());
     let app = web::router(web::AppState {
         hub: handle,
         connections: connections::ConnectionLimit::new(config.max_connections_per_address),
