@@ -1,31 +1,38 @@
-//! The control task: rooms, client links, MLS delivery, and what goes to whom.
+//! The control task: rooms, client links, and what goes to whom.
 //!
-//! It owns who is in which room ([`Rooms`]), every client's link and each
-//! room's MLS delivery state, turns signaling [`Command`]s into
-//! announcements and MLS steps, passes the media task who joined and left
-//! and their answers, and delivers to clients what media reports. Nothing
-//! here touches a datagram, and it never awaits a client (a client whose
-//! queue is full is disconnected).
+//! It owns who is in which room ([`Rooms`]) and every client's link, turns
+//! signaling [`Command`]s into announcements, queues MLS work to each room's
+//! delivery task, passes the media task who joined and left and their
+//! answers, and delivers to clients what media and delivery report. It does
+//! only bookkeeping: nothing here validates MLS or touches a datagram. It
+//! never awaits a client (a client whose queue is full is disconnected) and
+//! never waits for a room's delivery task.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use conclave_protocol::{ErrorCode, ParticipantId, ServerMessage, TrackMapping};
 use tokio::sync::mpsc;
 
-use crate::delivery::{Out, RoomMls, Signer};
+use crate::delivery::{Out, Signer};
+use crate::delivery_task::{DeliveryTask, Step};
 use crate::hub::{ClientSender, Command};
 use crate::media::{FromMedia, ToMedia};
 use crate::rooms::Rooms;
 
 pub struct Control {
     rooms: Rooms<ClientSender>,
-    /// Each room's MLS delivery state (the server holds no group secret).
-    mls: HashMap<String, RoomMls>,
-    signer: Signer,
+    /// One delivery task per occupied room; a room that empties drops its
+    /// task, so a room opened again starts with a new group.
+    delivery: HashMap<String, DeliveryTask>,
+    signer: Arc<Signer>,
     commands: mpsc::Receiver<Command>,
     from_media: mpsc::UnboundedReceiver<FromMedia>,
     to_media: mpsc::Sender<ToMedia>,
+    /// What delivery tasks ask for, in each room's order.
+    actions: mpsc::UnboundedReceiver<Vec<Out>>,
+    actions_tx: mpsc::UnboundedSender<Vec<Out>>,
     /// Decided while handling one input, sent to media after it (in order).
     media_queue: Vec<ToMedia>,
 }
@@ -38,13 +45,16 @@ impl Control {
         from_media: mpsc::UnboundedReceiver<FromMedia>,
         to_media: mpsc::Sender<ToMedia>,
     ) -> Control {
+        let (actions_tx, actions) = mpsc::unbounded_channel();
         Control {
             rooms: Rooms::with_limit(max_participants),
-            mls: HashMap::new(),
-            signer,
+            delivery: HashMap::new(),
+            signer: Arc::new(signer),
             commands,
             from_media,
             to_media,
+            actions,
+            actions_tx,
             media_queue: Vec::new(),
         }
     }
@@ -57,6 +67,7 @@ impl Control {
                     self.handle_command(command);
                 }
                 Some(event) = self.from_media.recv() => self.handle_media(event),
+                Some(out) = self.actions.recv() => self.apply(out),
             }
             // A full media queue makes control wait (and signaling behind
             // it), never media.
@@ -77,17 +88,22 @@ impl Control {
                 media,
                 link,
             } => {
-                let start = self.mls.get(&room).map_or_else(
-                    || RoomMls::default().start_for_next(&self.signer),
-                    |m| m.start_for_next(&self.signer),
-                );
+                // A room without a delivery task is empty: its first joiner
+                // creates the group (the task agrees, see `RoomMls::joined`).
+                let creates = !self.delivery.contains_key(&room);
+                let start = self.signer.start(creates);
                 match self
                     .rooms
                     .join(id, &room, &name, media, link.clone(), start)
                 {
                     Ok(deliveries) => {
                         deliver(deliveries);
-                        self.mls.entry(room.clone()).or_default().joined(id);
+                        let (signer, actions) = (&self.signer, &self.actions_tx);
+                        let task = self.delivery.entry(room.clone()).or_insert_with(|| {
+                            DeliveryTask::spawn(room.clone(), signer.clone(), actions.clone())
+                        });
+                        // Membership steps are never refused.
+                        let _ = task.queue(Step::Joined { id, creates });
                         // After the welcome, so the offer follows it.
                         self.media_queue.push(ToMedia::Join { id, room });
                         tracing::info!(participant = id, "joined a room");
@@ -104,49 +120,42 @@ impl Control {
             }
             Command::Media { id, media } => deliver(self.rooms.set_media(id, media)),
             Command::Chat { id, data } => {
-                let now = unix_millis();
-                self.with_mls(id, |m, _, _| m.chat(id, &data, now));
+                let sent_at = unix_millis();
+                self.queue_mls(id, Step::Chat { id, data, sent_at });
             }
             Command::GroupCreated { id, group_info } => {
-                self.with_mls(id, |m, room, signer| {
-                    m.group_created(id, room, &group_info, signer)
-                });
+                self.queue_mls(id, Step::GroupCreated { id, group_info });
             }
             Command::JoinRequest { id, data } => {
-                self.with_mls(id, |m, _, signer| m.join_request(id, &data, signer));
+                self.queue_mls(id, Step::JoinRequest { id, data });
             }
             Command::Commit {
                 id,
                 commit,
                 welcome,
-            } => {
-                self.with_mls(id, |m, _, signer| {
-                    m.commit(id, &commit, welcome.as_deref(), signer)
-                });
-            }
+            } => self.queue_mls(
+                id,
+                Step::Commit {
+                    id,
+                    commit,
+                    welcome,
+                },
+            ),
             Command::DenyKnock { id, target } => {
-                self.with_mls(id, |m, _, _| m.deny_knock(id, target));
+                self.queue_mls(id, Step::DenyKnock { id, target });
             }
             Command::Leave { id } => self.remove(id),
         }
     }
 
-    /// Runs one MLS delivery step for `id`'s room and carries out its
-    /// actions; a refusal goes back to `id` only.
-    fn with_mls(
-        &mut self,
-        id: ParticipantId,
-        step: impl FnOnce(&mut RoomMls, &str, &Signer) -> Result<Vec<Out>, ServerMessage>,
-    ) {
-        let Some(room) = self.rooms.room_of(id).map(str::to_owned) else {
+    /// Queues `id`'s MLS message to its room's delivery task; a full queue
+    /// is refused to `id` only.
+    fn queue_mls(&mut self, id: ParticipantId, step: Step) {
+        let Some(task) = self.rooms.room_of(id).and_then(|r| self.delivery.get(r)) else {
             return;
         };
-        let Some(m) = self.mls.get_mut(&room) else {
-            return;
-        };
-        match step(m, &room, &self.signer) {
-            Ok(out) => self.apply(out),
-            Err(error) => self.send_to(id, error),
+        if let Err(error) = task.queue(step) {
+            self.send_to(id, error);
         }
     }
 
@@ -201,12 +210,11 @@ impl Control {
             deliver(deliveries);
             tracing::info!(participant = id, "left");
         }
-        if let Some(m) = self.mls.get_mut(&room) {
-            let out = m.left(id, &self.signer);
-            if m.is_empty() {
-                self.mls.remove(&room);
-            }
-            self.apply(out);
+        if let Some(task) = self.delivery.get(&room) {
+            let _ = task.queue(Step::Left { id });
+        }
+        if !self.rooms.occupied(&room) {
+            self.delivery.remove(&room);
         }
     }
 

@@ -7,7 +7,8 @@
 //! add, relays encrypted chat, and proposes (as the group's external sender)
 //! the removal of leaves whose participant is gone.
 //!
-//! Pure logic with no IO: every call returns [`Out`] actions for the hub.
+//! Pure logic with no IO: every call returns [`Out`] actions, which the
+//! room's delivery task (`delivery_task`) hands to the control task.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -79,7 +80,8 @@ impl Signer {
         self
     }
 
-    fn start(&self, create: bool) -> E2eeStart {
+    /// How a participant starts: by creating the room's group, or by asking to join it.
+    pub fn start(&self, create: bool) -> E2eeStart {
         E2eeStart {
             create,
             external_sender: B64.encode(&self.external_sender),
@@ -87,7 +89,7 @@ impl Signer {
     }
 }
 
-/// What the hub should do.
+/// What the control task should do.
 #[derive(Debug, PartialEq)]
 pub enum Out {
     /// Send a message to one participant.
@@ -134,22 +136,17 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 impl RoomMls {
-    /// Whether the room has no participant left (the hub then drops it).
-    pub fn is_empty(&self) -> bool {
-        self.present.is_empty()
-    }
-
-    /// How a participant who is about to enter starts (no state changes).
-    pub fn start_for_next(&self, signer: &Signer) -> E2eeStart {
-        signer.start(self.group.is_none() && self.creator.is_none())
-    }
-
-    /// A participant entered (after `start_for_next` told it how to start).
-    pub fn joined(&mut self, id: ParticipantId) {
+    /// A participant entered; returns whether it is to create the group.
+    /// That is so exactly when the room was empty (`left` hands creation on
+    /// while anyone is present), which lets the control task welcome a
+    /// joiner without waiting for this task.
+    pub fn joined(&mut self, id: ParticipantId) -> bool {
         self.present.insert(id);
         if self.group.is_none() && self.creator.is_none() {
             self.creator = Some(id);
+            return true;
         }
+        false
     }
 
     fn is_member(&self, id: ParticipantId) -> bool {
@@ -490,5 +487,48 @@ impl RoomMls {
             .iter()
             .flat_map(|p| self.mls_to_members(None, &B64.encode(p)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The control task tells a joiner to create the group exactly when the
+    /// room was empty; `joined` must agree at every step.
+    #[test]
+    fn a_joiner_creates_the_group_exactly_when_the_room_was_empty() {
+        let signer = Signer::generate().expect("signer");
+        let mut room = RoomMls::default();
+        let join = |room: &mut RoomMls, id| {
+            let was_empty = room.present.is_empty();
+            assert_eq!(room.joined(id), was_empty, "participant {id}");
+        };
+        join(&mut room, 1);
+        join(&mut room, 2);
+        // The creator leaves before creating: creation passes on.
+        let out = room.left(1, &signer);
+        assert!(matches!(
+            out.as_slice(),
+            [Out::To(2, ServerMessage::CreateGroup { .. })]
+        ));
+        let mut creator = conclave_e2ee::Member::new("Bob", b"r", None).expect("member");
+        creator
+            .create_group(std::slice::from_ref(&signer.external_sender), 0)
+            .expect("group");
+        let info = B64.encode(creator.group_info().expect("group info"));
+        room.group_created(2, "r", &info, &signer)
+            .expect("group accepted");
+        join(&mut room, 3);
+        // The only member leaves: the group is gone, and 3 is asked to create one.
+        let out = room.left(2, &signer);
+        assert!(matches!(
+            out.as_slice(),
+            [Out::To(3, ServerMessage::CreateGroup { .. })]
+        ));
+        join(&mut room, 4);
+        room.left(3, &signer);
+        room.left(4, &signer);
+        join(&mut room, 5);
     }
 }

@@ -2,8 +2,11 @@
 //! signaling reaches it.
 //!
 //! Two parts, so that neither signaling nor MLS work can queue ahead of media:
-//! - the **control** task (`control`) owns the rooms, every client's link
-//!   and each room's MLS delivery state, and decides what goes to whom;
+//! - the **control** task (`control`) owns the rooms and every client's
+//!   link and decides what goes to whom; each room's MLS delivery service
+//!   runs on a task of its own (`delivery_task`), its checks on tokio's
+//!   blocking pool, so a room's MLS flood holds up neither media nor other
+//!   rooms' MLS work;
 //! - the **media** task (`media`) owns the SFU and the UDP socket, on its own
 //!   thread, so the packet path takes no lock and waits for no other work.
 //!

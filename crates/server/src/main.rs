@@ -9,6 +9,7 @@ mod config;
 mod connections;
 mod control;
 mod delivery;
+mod delivery_task;
 mod hub;
 mod media;
 mod rooms;

@@ -1,7 +1,7 @@
 //! Who is in which room, under which name, and the room's chat order.
 //!
-//! Pure bookkeeping with no IO: the hub asks it what to announce and to
-//! whom, and delivers. `T` is whatever the hub uses to reach a client.
+//! Pure bookkeeping with no IO: the control task asks it what to announce
+//! and to whom, and delivers. `T` is whatever control uses to reach a client.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -64,6 +64,11 @@ impl<T> Rooms<T> {
     /// The room `id` is in.
     pub fn room_of(&self, id: ParticipantId) -> Option<&str> {
         self.room_of.get(&id).map(String::as_str)
+    }
+
+    /// Whether anyone is in `room`.
+    pub fn occupied(&self, room: &str) -> bool {
+        self.rooms.contains_key(room)
     }
 
     /// Admits `id`; on success returns the `welcome` (with `e2ee`) for the
@@ -282,9 +287,11 @@ mod tests {
         assert_eq!(link, "a");
         assert_eq!(out.len(), 1);
         assert!(rooms.leave(1).is_none());
+        assert!(rooms.occupied("r"));
         let (_, out) = rooms.leave(2).expect("was there");
         assert!(out.is_empty());
         assert!(rooms.link(2).is_none());
+        assert!(!rooms.occupied("r"));
     }
 
     #[test]
