@@ -3,7 +3,7 @@
 //! It owns who is in which room ([`Rooms`]) and every client's link, turns
 //! signaling [`Command`]s into announcements, queues MLS work to each room's
 //! delivery task, passes the media task who joined and left and their
-//! answers, and delivers to clients what media and delivery report. It does
+//! answers (no more than the offers call for), and delivers to clients what media and delivery report. It does
 //! only bookkeeping: nothing here validates MLS or touches a datagram. It
 //! never awaits a client (a client whose queue is full is disconnected) and
 //! never waits for a room's delivery task.
@@ -21,6 +21,11 @@ use crate::hub::{ClientSender, Command};
 use crate::media::{FromMedia, ToMedia};
 use crate::rooms::Rooms;
 
+/// SDP answers each offer lets through to media: its own, and a duplicate
+/// or one that crossed it. Media parses every answer it gets, so a client
+/// must not be able to send it more than that.
+const ANSWERS_PER_OFFER: u8 = 3;
+
 pub struct Control {
     rooms: Rooms<ClientSender>,
     /// One delivery task per occupied room; a room that empties drops its
@@ -35,6 +40,8 @@ pub struct Control {
     actions_tx: mpsc::UnboundedSender<Vec<Out>>,
     /// Decided while handling one input, sent to media after it (in order).
     media_queue: Vec<ToMedia>,
+    /// Answers each participant may still send media (see `ANSWERS_PER_OFFER`).
+    answers_left: HashMap<ParticipantId, u8>,
 }
 
 impl Control {
@@ -56,6 +63,7 @@ impl Control {
             actions,
             actions_tx,
             media_queue: Vec::new(),
+            answers_left: HashMap::new(),
         }
     }
 
@@ -113,11 +121,16 @@ impl Control {
                     }
                 }
             }
-            Command::Answer { id, sdp } => {
-                if self.rooms.room_of(id).is_some() {
+            Command::Answer { id, sdp } => match self.answers_left.get_mut(&id) {
+                Some(left) if *left > 0 => {
+                    *left -= 1;
                     self.media_queue.push(ToMedia::Answer { id, sdp });
                 }
-            }
+                _ => self.send_to(
+                    id,
+                    ServerMessage::error(ErrorCode::BadSdp, "no offer is waiting for an answer"),
+                ),
+            },
             Command::Media { id, media } => deliver(self.rooms.set_media(id, media)),
             Command::Chat { id, data } => {
                 let sent_at = unix_millis();
@@ -169,6 +182,9 @@ impl Control {
                 if self.signer.mislabels_media() {
                     mislabel(&mut tracks);
                 }
+                if self.rooms.link(participant).is_some() {
+                    self.answers_left.insert(participant, ANSWERS_PER_OFFER);
+                }
                 self.send_to(participant, ServerMessage::Offer { sdp, tracks });
             }
             FromMedia::Tracks {
@@ -206,6 +222,7 @@ impl Control {
             return;
         };
         self.media_queue.push(ToMedia::Leave { id });
+        self.answers_left.remove(&id);
         if let Some((_, deliveries)) = self.rooms.leave(id) {
             deliver(deliveries);
             tracing::info!(participant = id, "left");

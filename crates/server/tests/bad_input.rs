@@ -81,6 +81,40 @@ async fn malformed_messages_get_error_replies_and_the_connection_stays_usable() 
     assert_eq!(error_code(&reply), Some(ErrorCode::BadSdp));
 }
 
+/// The media thread parses every SDP answer it gets, so answers beyond what
+/// the offers call for are refused before they reach it.
+#[tokio::test]
+async fn sdp_answers_beyond_what_the_offers_call_for_never_reach_media() {
+    let server = Server::start();
+    let (mut ada, _) = Client::join(&server, "answers", "Ada").await;
+    ada.recv_until("offer", |m| matches!(m, ServerMessage::Offer { .. }))
+        .await;
+    let mut reasons = Vec::new();
+    for _ in 0..6 {
+        ada.send(&ClientMessage::Answer {
+            sdp: "v=0 garbage".into(),
+        })
+        .await;
+        match ada.recv_until("error", |m| error_code(m).is_some()).await {
+            ServerMessage::Error { code, message } => {
+                assert_eq!(code, ErrorCode::BadSdp);
+                reasons.push(message);
+            }
+            other => unreachable!("{other:?}"),
+        }
+    }
+    // The offer let three through (media refused them as garbage); no more.
+    let (parsed, stopped) = reasons.split_at(3);
+    assert!(
+        parsed.iter().all(|r| r.contains("not accepted")),
+        "{reasons:?}"
+    );
+    assert!(
+        stopped.iter().all(|r| r.contains("no offer is waiting")),
+        "{reasons:?}"
+    );
+}
+
 #[tokio::test]
 async fn oversized_messages_are_refused_without_disturbing_the_room() {
     let server = Server::start();
