@@ -1,9 +1,12 @@
 //! Attack 8: a flood of MLS messages in one room (join requests, GroupInfos,
 //! commits — valid ones from a member and garbage from strangers) must not
 //! stall another room's media. Measures the forwarding delay of a quiet
-//! room's audio packets without and with the flood and prints both; asserts
-//! only what must hold on any machine (the media keeps flowing, the flood
-//! really ran), since timing belongs to benchmarks.
+//! room's audio packets without and with the flood and prints both
+//! (`docs/performance.md`, "The data path"). Asserts what holds on a busy
+//! machine too: the media keeps flowing, the flood really ran, and the
+//! typical (median) packet is not held up by it. The tail is not asserted:
+//! the flood saturates a small machine's cores (this process makes most of
+//! it), so the p99 measures the OS scheduler as much as the server.
 
 #![allow(clippy::unwrap_used)]
 
@@ -28,6 +31,12 @@ const PHASE: Duration = Duration::from_secs(4);
 const PACKET_EVERY: Duration = Duration::from_millis(5);
 /// Strangers flooding garbage MLS messages.
 const STRANGERS: usize = 10;
+/// How much the flood may add to the median forwarding delay. Media has a
+/// thread of its own, so the typical packet waits for neither signaling nor
+/// MLS: the flood added at most 0.15 ms in three dozen runs on a 2-core VM,
+/// busy or not. (When one hub task did everything it added 0.1–5 ms, over
+/// 1 ms in a quarter of the runs: this catches gross regressions, not all.)
+const MEDIAN_SLACK_MS: f64 = 1.0;
 
 /// What one phase measured: per-packet forwarding delays and how many were sent.
 struct Phase {
@@ -313,6 +322,12 @@ async fn an_mls_flood_in_one_room_leaves_another_rooms_media_flowing() {
             phase.summary()
         );
     }
+    assert!(
+        flooded.percentile(0.5) <= calm.percentile(0.5) + MEDIAN_SLACK_MS,
+        "the flood delayed the typical packet: calm {}; flooded {}",
+        calm.summary(),
+        flooded.summary()
+    );
     assert!(server_still_serves(&server).await);
 }
 
