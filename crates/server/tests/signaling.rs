@@ -81,7 +81,10 @@ async fn a_second_joiner_is_mapped_onto_the_first_ones_slots_without_an_offer() 
     );
     let ServerMessage::Tracks { tracks: ada_tracks } = ada
         .recv_until("tracks", |m| {
-            matches!(m, ServerMessage::Tracks { .. } | ServerMessage::Offer { .. })
+            matches!(
+                m,
+                ServerMessage::Tracks { .. } | ServerMessage::Offer { .. }
+            )
         })
         .await
     else {
