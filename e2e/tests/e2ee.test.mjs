@@ -384,14 +384,16 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
           if (msg?.type === 'chat' && window.__holdChatFrom != null && msg.from === window.__holdChatFrom) {
             if (!held) {
               held = ev;
-              window.__heldChats = 1;
+              window.__heldChats = (window.__heldChats ?? 0) + 1;
               return;
             }
             window.__holdChatFrom = null;
+            const late = held;
+            held = null;
             listener.call(this, ev);
-            listener.call(this, held);
+            listener.call(this, late);
             listener.call(this, ev);
-            window.__reorderedChats = 1;
+            window.__reorderedChats = (window.__reorderedChats ?? 0) + 1;
             return;
           }
           listener.call(this, ev);
@@ -427,8 +429,22 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
       // keeps its arrival place; the duplicate shows nothing.
       assert.deepEqual(await shown(bob), ['in between', 'one (late)', 'two']);
       assert.deepEqual(await shown(ada), ['one', 'in between', 'two']);
+      // With the chat open, its log reads each new item (the "arrived late"
+      // label is part of it) and nothing is announced a second time.
       const said = await bob.page.locator('#announcer').textContent();
-      assert.ok(said?.includes('Ada says (arrived late, shown before their later messages): one'), `announced: ${said}`);
+      assert.ok(!said?.includes('Ada says'), `announced twice: ${said}`);
+      // With the chat closed, the announcement says it too.
+      await bob.page.getByTestId('toggle-chat').click();
+      await bob.page.evaluate((adaId) => {
+        window.__holdChatFrom = adaId;
+      }, ada.id);
+      await say(ada, 'three');
+      await waitFor(() => bob.page.evaluate(() => window.__heldChats === 2), { what: 'Ada\'s third message to be held at Bob' });
+      await say(ada, 'four');
+      await waitFor(
+        async () => ((await bob.page.locator('#announcer').textContent()) ?? '').includes('Ada says (arrived late, shown before their later messages): three'),
+        { what: 'the late message announced as late with the chat closed' },
+      );
     });
   });
 

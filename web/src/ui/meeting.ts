@@ -244,13 +244,17 @@ export class MeetingView {
             this.updateUnread();
           }
           const text = ev.entry.text.length > 200 ? `${ev.entry.text.slice(0, 200)}…` : ev.entry.text;
+          // With the chat open its log (role="log") reads the new item,
+          // "arrived late" label included; announcing too would say it twice.
           // A held-back message is new to the reader, but not the newest:
           // say so, and that it is shown before the sender's later ones.
-          announce(
-            placed === 'late'
-              ? `${ev.entry.name} says (arrived late, shown before their later messages): ${text}`
-              : `${ev.entry.name} says: ${text}`,
-          );
+          if (this.panel !== 'chat') {
+            announce(
+              placed === 'late'
+                ? `${ev.entry.name} says (arrived late, shown before their later messages): ${text}`
+                : `${ev.entry.name} says: ${text}`,
+            );
+          }
         }
         break;
       }
