@@ -357,7 +357,11 @@ impl Participant {
         let (Some(mid), true) = (slot.mid, slot.open) else {
             return false;
         };
-        let keyframe = !track.is_audio() && crate::vp8::starts_keyframe(&packet.payload);
+        // The payload is looked at only while the slot waits for a keyframe
+        // (gated or awaiting), not for every packet of every subscriber.
+        let keyframe = (slot.gated || slot.awaiting_keyframe)
+            && !track.is_audio()
+            && crate::vp8::starts_keyframe(&packet.payload);
         if slot.gated && !keyframe {
             return false;
         }
