@@ -1470,31 +1470,13 @@ const RECV_BUFFER: usize = 4 << 20;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use conclave_protocol::TrackMapping;
+    use crate::slots::test_maps::{publish, sub};
 
     fn session() -> Session {
         let url = RoomUrl::parse("http://127.0.0.1:9/slots").expect("a room link");
         let stats = Arc::new(Mutex::new(ParticipantStats::default()));
         let (notices, _) = mpsc::unbounded_channel();
         Session::new(ParticipantConfig::new(url, "Ada"), stats, notices)
-    }
-
-    fn sub(mid: &str, participant: ParticipantId, source: TrackSource) -> TrackMapping {
-        TrackMapping {
-            mid: mid.into(),
-            direction: TrackDirection::Subscribe,
-            participant,
-            source,
-        }
-    }
-
-    fn publish(mid: &str, source: TrackSource) -> TrackMapping {
-        TrackMapping {
-            mid: mid.into(),
-            direction: TrackDirection::Publish,
-            participant: 1,
-            source,
-        }
     }
 
     #[test]

@@ -173,11 +173,12 @@ impl SlotGuard {
     }
 }
 
+/// Track-map entries for tests (here and in `participant`).
 #[cfg(test)]
-mod tests {
-    use super::*;
+pub(crate) mod test_maps {
+    use conclave_protocol::{ParticipantId, TrackDirection, TrackMapping, TrackSource};
 
-    fn sub(mid: &str, participant: ParticipantId, source: TrackSource) -> TrackMapping {
+    pub fn sub(mid: &str, participant: ParticipantId, source: TrackSource) -> TrackMapping {
         TrackMapping {
             mid: mid.into(),
             direction: TrackDirection::Subscribe,
@@ -186,7 +187,7 @@ mod tests {
         }
     }
 
-    fn publish(mid: &str, source: TrackSource) -> TrackMapping {
+    pub fn publish(mid: &str, source: TrackSource) -> TrackMapping {
         TrackMapping {
             mid: mid.into(),
             direction: TrackDirection::Publish,
@@ -194,6 +195,12 @@ mod tests {
             source,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_maps::{publish, sub};
+    use super::*;
 
     fn m(mid: &str) -> Mid {
         Mid::from(mid)
