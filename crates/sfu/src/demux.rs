@@ -39,6 +39,14 @@ impl Demux {
     }
 }
 
+/// The participant a local ufrag was made for (`c<id>x<random>`, see
+/// `Participant::new`). Only a routing hint: the owner's `Rtc` still checks
+/// the whole ufrag and the message integrity.
+pub fn participant_of_ufrag(ufrag: &str) -> Option<ParticipantId> {
+    let (id, _) = ufrag.strip_prefix('c')?.split_once('x')?;
+    id.parse().ok()
+}
+
 const STUN_MAGIC_COOKIE: [u8; 4] = [0x21, 0x12, 0xa4, 0x42];
 const STUN_USERNAME: u16 = 0x0006;
 
@@ -102,6 +110,23 @@ mod tests {
         let mut lying = msg.clone();
         lying[2] = 0xff;
         assert_eq!(stun_local_ufrag(&lying), None);
+    }
+
+    #[test]
+    fn the_participant_is_read_from_a_ufrag_and_nothing_else_parses() {
+        assert_eq!(participant_of_ufrag("c42xAbCdEfGh"), Some(42));
+        for other in [
+            "",
+            "c",
+            "cx",
+            "c42",
+            "42xab",
+            "cabxq",
+            "c-1xq",
+            "c99999999999999999999xq",
+        ] {
+            assert_eq!(participant_of_ufrag(other), None, "{other}");
+        }
     }
 
     #[test]

@@ -40,9 +40,13 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use conclave_protocol::{ParticipantId, TrackMapping, TrackSource};
-use str0m::media::KeyframeRequestKind;
 use str0m::net::{DatagramRecv, Protocol, Receive};
+use str0m::rtp::RtpPacket;
 use str0m::{Event, IceConnectionState, Input};
+
+pub use demux::{participant_of_ufrag, stun_local_ufrag};
+/// How a keyframe is asked for (PLI or FIR), as relayed between shards.
+pub use str0m::media::KeyframeRequestKind;
 
 use demux::Demux;
 use participant::Participant;
@@ -120,6 +124,43 @@ pub enum Output {
     },
     /// The participant's media connection failed or timed out.
     Disconnected { participant: ParticipantId },
+    /// A packet a local member published that members on other shards
+    /// subscribe to: give it to each shard whose bit is set in `shards`
+    /// ([`Sfu::handle_relayed`]).
+    Relay {
+        shards: u64,
+        packet: Arc<RelayedPacket>,
+    },
+    /// A keyframe request for a source another shard owns: give it to that
+    /// shard ([`Sfu::handle_keyframe_request`]).
+    KeyframeRequest {
+        shard: usize,
+        source: ParticipantId,
+        track: TrackSource,
+        kind: KeyframeRequestKind,
+    },
+}
+
+/// A published RTP packet (authenticated and decrypted from its sender's
+/// SRTP; the payload is still the sender's SFrame ciphertext) on its way to
+/// another shard's subscribers.
+#[derive(Debug)]
+pub struct RelayedPacket {
+    source: ParticipantId,
+    track: TrackSource,
+    packet: RtpPacket,
+}
+
+/// Shards one SFU state machine can relay to (bits of [`Output::Relay`]).
+pub const MAX_SHARDS: usize = 64;
+
+/// A member of a room whose `Rtc` another shard owns: this shard forwards
+/// its packets (relayed to it) to local subscribers and ranks it for slots.
+#[derive(Debug)]
+struct Remote {
+    shard: usize,
+    room: Arc<str>,
+    last_published: [Option<Instant>; 3],
 }
 
 /// Why a datagram was not processed. Never fatal: the caller counts and moves on.
@@ -159,7 +200,12 @@ impl std::error::Error for SfuError {}
 
 pub struct Sfu {
     config: SfuConfig,
+    /// Members whose `Rtc` this SFU owns.
     participants: HashMap<ParticipantId, Participant>,
+    /// Members another shard owns (see [`Sfu::add_remote`]).
+    remote: HashMap<ParticipantId, Remote>,
+    /// Every room's members, local and remote, in join order (the same on
+    /// every shard: control tells each shard of joins in one order).
     rooms: HashMap<Arc<str>, Vec<ParticipantId>>,
     demux: Demux,
     /// When each participant's `Rtc` next wants a timeout, ordered.
@@ -187,6 +233,7 @@ impl Sfu {
         Sfu {
             config,
             participants: HashMap::new(),
+            remote: HashMap::new(),
             rooms: HashMap::new(),
             demux: Demux::default(),
             timeouts: BTreeSet::new(),
@@ -229,17 +276,52 @@ impl Sfu {
         Ok(())
     }
 
-    /// Removes a participant; its slots in the others' connections are
-    /// freed or given to someone else.
+    /// Adds a member of `room` whose `Rtc` shard `shard` owns: its packets
+    /// come relayed from there, and local members get slots for its tracks.
+    /// With several shards, each is told of every join (local on one, remote
+    /// on the rest), in the same order.
+    pub fn add_remote(
+        &mut self,
+        now: Instant,
+        id: ParticipantId,
+        room: &str,
+        shard: usize,
+    ) -> Result<(), SfuError> {
+        if self.participants.contains_key(&id) || self.remote.contains_key(&id) {
+            return Err(SfuError::AlreadyPresent);
+        }
+        if shard >= MAX_SHARDS {
+            return Err(SfuError::UnknownParticipant);
+        }
+        let room: Arc<str> = Arc::from(room);
+        self.rooms.entry(room.clone()).or_default().push(id);
+        self.remote.insert(
+            id,
+            Remote {
+                shard,
+                room: room.clone(),
+                last_published: [None; 3],
+            },
+        );
+        self.reassign(now, &room, None);
+        self.flush(now);
+        Ok(())
+    }
+
+    /// Removes a participant, local or remote; its slots in the others'
+    /// connections are freed or given to someone else.
     pub fn remove_participant(&mut self, now: Instant, id: ParticipantId) {
-        let Some(mut participant) = self.participants.remove(&id) else {
+        let room = if let Some(mut participant) = self.participants.remove(&id) {
+            participant.disconnect();
+            self.demux.remove(id, participant.ufrag());
+            self.timeouts.retain(|&(_, p)| p != id);
+            participant.room().clone()
+        } else if let Some(remote) = self.remote.remove(&id) {
+            remote.room
+        } else {
             return;
         };
-        participant.disconnect();
-        self.demux.remove(id, participant.ufrag());
-        self.timeouts.retain(|&(_, p)| p != id);
         self.speaking.forget(id);
-        let room = participant.room().clone();
         let mut remaining = Vec::new();
         if let Some(members) = self.rooms.get_mut(&room) {
             members.retain(|&m| m != id);
@@ -344,13 +426,23 @@ impl Sfu {
                 self.reassign(now, &room, None);
             }
             for (room, ids) in self.speaking.tick(now) {
-                self.outputs.push_back(Output::Speaking {
-                    room: room.to_string(),
-                    ids,
-                });
+                // Every shard with members in a room sees its packets and
+                // tracks who speaks; one reports it: the shard that owns the
+                // room's first member.
+                let reports = self
+                    .rooms
+                    .get(&room)
+                    .and_then(|m| m.first())
+                    .is_some_and(|first| self.participants.contains_key(first));
+                if reports {
+                    self.outputs.push_back(Output::Speaking {
+                        room: room.to_string(),
+                        ids,
+                    });
+                }
             }
         }
-        if self.next_speaking_tick.is_none() && !self.participants.is_empty() {
+        if self.next_speaking_tick.is_none() && !self.rooms.is_empty() {
             self.next_speaking_tick = Some(now + SPEAKING_INTERVAL);
         }
         self.flush(now);
@@ -442,13 +534,7 @@ impl Sfu {
         members
             .iter()
             .enumerate()
-            .filter(|&(_, &m)| {
-                track.is_audio()
-                    || self
-                        .participants
-                        .get(&m)
-                        .is_some_and(|p| p.publishes(track, now, SENDING_WINDOW))
-            })
+            .filter(|&(_, &m)| track.is_audio() || self.publishes(m, track, now, SENDING_WINDOW))
             .map(|(order, &m)| {
                 let last = self.speaking.last_loud(m);
                 (SpeakingTier::of(last, now), last, order, m)
@@ -521,28 +607,16 @@ impl Sfu {
                     return;
                 };
                 let room = participant.room().clone();
-                if source.is_audio() {
-                    if let Some(level) = packet.header.ext_vals.audio_level {
-                        self.speaking.observe(&room, id, level, now);
-                        if self.next_speaking_tick.is_none() {
-                            self.next_speaking_tick = Some(now + SPEAKING_INTERVAL);
-                        }
-                    }
-                }
-                let Some(members) = self.rooms.get(&room) else {
-                    return;
-                };
-                for &member in members {
-                    if member == id {
-                        continue;
-                    }
-                    if let Some(subscriber) = self.participants.get_mut(&member) {
-                        // (mark_dirty, field by field: `members` borrows `rooms`)
-                        if subscriber.forward(id, source, &packet) && self.dirty_set.insert(member)
-                        {
-                            self.dirty.push(member);
-                        }
-                    }
+                let shards = self.publish(now, &room, id, source, &packet);
+                if shards != 0 {
+                    self.outputs.push_back(Output::Relay {
+                        shards,
+                        packet: Arc::new(RelayedPacket {
+                            source: id,
+                            track: source,
+                            packet,
+                        }),
+                    });
                 }
             }
             Event::KeyframeRequest(request) => {
@@ -573,10 +647,7 @@ impl Sfu {
         });
         for &(_, source, track, since) in &waits {
             // A track nobody sends on (a screen not shared) has no keyframe to give.
-            let sending = self
-                .participants
-                .get(&source)
-                .is_some_and(|p| p.publishes(track, now, KEYFRAME_RETRY_AFTER));
+            let sending = self.publishes(source, track, now, KEYFRAME_RETRY_AFTER);
             if sending && now.saturating_duration_since(since) >= KEYFRAME_RETRY_AFTER {
                 self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
             }
@@ -598,6 +669,108 @@ impl Sfu {
             if p.request_keyframe(now, track, kind) {
                 self.mark_dirty(source);
             }
+        } else if let Some(remote) = self.remote.get(&source) {
+            // Throttled by the shard that owns the source.
+            self.outputs.push_back(Output::KeyframeRequest {
+                shard: remote.shard,
+                source,
+                track,
+                kind,
+            });
         }
+    }
+
+    /// Forwards a packet a member published to the local members subscribed
+    /// to it, notes its audio level and that the track is in use; returns
+    /// the shards (bits) whose members need it too.
+    fn publish(
+        &mut self,
+        now: Instant,
+        room: &Arc<str>,
+        id: ParticipantId,
+        source: TrackSource,
+        packet: &RtpPacket,
+    ) -> u64 {
+        if source.is_audio() {
+            if let Some(level) = packet.header.ext_vals.audio_level {
+                self.speaking.observe(room, id, level, now);
+                if self.next_speaking_tick.is_none() {
+                    self.next_speaking_tick = Some(now + SPEAKING_INTERVAL);
+                }
+            }
+        }
+        let Some(members) = self.rooms.get(room) else {
+            return 0;
+        };
+        let mut shards = 0u64;
+        for &member in members {
+            if member == id {
+                continue;
+            }
+            if let Some(subscriber) = self.participants.get_mut(&member) {
+                // (mark_dirty, field by field: `members` borrows `rooms`)
+                if subscriber.forward(id, source, packet) && self.dirty_set.insert(member) {
+                    self.dirty.push(member);
+                }
+            } else if let Some(remote) = self.remote.get(&member) {
+                shards |= 1 << remote.shard;
+            }
+        }
+        shards
+    }
+
+    /// Whether member `id` (local or remote) sent on its `track` within
+    /// `window` of `now`.
+    fn publishes(
+        &self,
+        id: ParticipantId,
+        track: TrackSource,
+        now: Instant,
+        window: Duration,
+    ) -> bool {
+        let last = match self.participants.get(&id) {
+            Some(p) => p.last_published(track),
+            None => self
+                .remote
+                .get(&id)
+                .and_then(|r| r.last_published[track_index(track)]),
+        };
+        last.is_some_and(|t| now.saturating_duration_since(t) < window)
+    }
+
+    /// Forwards a packet another shard relayed ([`Output::Relay`]) to the
+    /// local members subscribed to it. Like datagrams, the writes are sent
+    /// on the next [`Sfu::poll_output`].
+    pub fn handle_relayed(&mut self, now: Instant, relayed: &RelayedPacket) {
+        let Some(remote) = self.remote.get_mut(&relayed.source) else {
+            return;
+        };
+        remote.last_published[track_index(relayed.track)] = Some(now);
+        let room = remote.room.clone();
+        self.publish(now, &room, relayed.source, relayed.track, &relayed.packet);
+        self.last_now = Some(now);
+    }
+
+    /// A keyframe request another shard relayed ([`Output::KeyframeRequest`])
+    /// for a source this one owns.
+    pub fn handle_keyframe_request(
+        &mut self,
+        now: Instant,
+        source: ParticipantId,
+        track: TrackSource,
+        kind: KeyframeRequestKind,
+    ) {
+        if self.participants.contains_key(&source) {
+            self.request_keyframe(now, source, track, kind);
+            self.last_now = Some(now);
+        }
+    }
+}
+
+fn track_index(track: TrackSource) -> usize {
+    match track {
+        TrackSource::Microphone => 0,
+        TrackSource::Camera => 1,
+        TrackSource::Screen => 2,
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use conclave_protocol::{ParticipantId, TrackDirection, TrackMapping, TrackSource};
 use rand::distr::{Alphanumeric, SampleString};
@@ -78,7 +78,8 @@ pub struct Participant {
 impl Participant {
     pub fn new(now: Instant, id: ParticipantId, room: Arc<str>, candidate: SocketAddr) -> Self {
         // The ufrag routes STUN to this participant (see demux), so it must be
-        // unique; the id prefix guarantees that, the random part keeps it unguessable.
+        // unique; the id prefix guarantees that (and tells a server with
+        // several shards which one owns it), the random part keeps it unguessable.
         let ufrag = format!("c{id}x{}", Alphanumeric.sample_string(&mut rand::rng(), 8));
         let pass = Alphanumeric.sample_string(&mut rand::rng(), 24);
         let mut rtc = Rtc::builder()
@@ -330,10 +331,9 @@ impl Participant {
         Some(track)
     }
 
-    /// Whether this participant sent on its `track` within `window` of `now`.
-    pub fn publishes(&self, track: TrackSource, now: Instant, window: Duration) -> bool {
+    /// When a packet last arrived on this participant's own `track`.
+    pub fn last_published(&self, track: TrackSource) -> Option<Instant> {
         self.last_published[source_index(track)]
-            .is_some_and(|t| now.saturating_duration_since(t) < window)
     }
 
     /// The source behind one of this participant's subscribe m-lines.

@@ -1,5 +1,10 @@
 //! Scenario tests: the SFU and str0m peers on an in-memory network, driven
 //! faster than real time. Real ICE, DTLS-SRTP and RTP; no sockets, no sleeping.
+//!
+//! Every scenario runs twice: on one SFU, and split over two shards (two
+//! `Sfu`s, each owning the participants the test assigns it and told of the
+//! others as remote members), with relays and keyframe requests between
+//! them passed the way the server's media threads pass them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,7 +32,8 @@ struct Peer {
 
 struct World {
     now: Instant,
-    sfu: Sfu,
+    /// One per shard; participant `id` is owned by shard `id % shards`.
+    sfus: Vec<Sfu>,
     peers: HashMap<ParticipantId, Peer>,
     /// Offers (with their SDP) and track-map changes (without) the SFU
     /// signalled, in order, not yet applied by the peer.
@@ -42,12 +48,15 @@ struct World {
 }
 
 impl World {
-    fn new() -> World {
+    fn new(shards: usize) -> World {
+        let sfu = || {
+            Sfu::new(SfuConfig {
+                candidate_addr: SFU_ADDR.parse().expect("addr"),
+            })
+        };
         World {
             now: Instant::now(),
-            sfu: Sfu::new(SfuConfig {
-                candidate_addr: SFU_ADDR.parse().expect("addr"),
-            }),
+            sfus: (0..shards).map(|_| sfu()).collect(),
             peers: HashMap::new(),
             offers: Vec::new(),
             offer_count: HashMap::new(),
@@ -70,7 +79,24 @@ impl World {
                 events: Vec::new(),
             },
         );
-        self.sfu.add_participant(self.now, id, room).expect("added");
+        let owner = self.owner(id);
+        for (shard, sfu) in self.sfus.iter_mut().enumerate() {
+            if shard == owner {
+                sfu.add_participant(self.now, id, room).expect("added");
+            } else {
+                sfu.add_remote(self.now, id, room, owner).expect("added");
+            }
+        }
+    }
+
+    fn leave(&mut self, id: ParticipantId) {
+        for sfu in &mut self.sfus {
+            sfu.remove_participant(self.now, id);
+        }
+    }
+
+    fn owner(&self, id: ParticipantId) -> usize {
+        id as usize % self.sfus.len()
     }
 
     /// Advances time by `duration`, moving every datagram and answering every offer.
@@ -78,7 +104,9 @@ impl World {
         let end = self.now + duration;
         while self.now < end {
             self.now += STEP;
-            self.sfu.handle_timeout(self.now);
+            for sfu in &mut self.sfus {
+                sfu.handle_timeout(self.now);
+            }
             self.pump();
             for peer in self.peers.values_mut() {
                 let _ = peer.rtc.handle_input(Input::Timeout(self.now));
@@ -90,7 +118,13 @@ impl World {
     fn pump(&mut self) {
         for _ in 0..100 {
             let mut moved = false;
-            while let Some(output) = self.sfu.poll_output() {
+            let mut outputs = Vec::new();
+            for sfu in &mut self.sfus {
+                while let Some(output) = sfu.poll_output() {
+                    outputs.push(output);
+                }
+            }
+            for output in outputs {
                 moved = true;
                 match output {
                     Output::Transmit {
@@ -133,6 +167,20 @@ impl World {
                         *self.map_count.entry(participant).or_default() += 1;
                         self.offers.push((participant, None, tracks));
                     }
+                    Output::Relay { shards, packet } => {
+                        assert_ne!(shards, 0, "a relay goes somewhere");
+                        for (shard, sfu) in self.sfus.iter_mut().enumerate() {
+                            if shards & (1 << shard) != 0 {
+                                sfu.handle_relayed(self.now, &packet);
+                            }
+                        }
+                    }
+                    Output::KeyframeRequest {
+                        shard,
+                        source,
+                        track,
+                        kind,
+                    } => self.sfus[shard].handle_keyframe_request(self.now, source, track, kind),
                     Output::Speaking { .. } | Output::Disconnected { .. } => {}
                 }
             }
@@ -146,18 +194,19 @@ impl World {
                 let offer = SdpOffer::from_sdp_string(&sdp).expect("valid offer");
                 let answer = peer.rtc.sdp_api().accept_offer(offer).expect("accepted");
                 peer.tracks = tracks;
-                self.sfu
+                let owner = self.owner(id);
+                self.sfus[owner]
                     .handle_answer(self.now, id, &answer.to_sdp_string())
                     .expect("answer applies");
                 moved = true;
             }
             let mut datagrams = Vec::new();
-            for peer in self.peers.values_mut() {
+            for (&id, peer) in &mut self.peers {
                 loop {
                     match peer.rtc.poll_output().expect("peer healthy") {
                         str0m::Output::Timeout(_) => break,
                         str0m::Output::Transmit(t) => {
-                            datagrams.push((t.source, t.contents.to_vec()))
+                            datagrams.push((id, t.source, t.contents.to_vec()))
                         }
                         str0m::Output::Event(Event::Connected) => peer.connected = true,
                         str0m::Output::Event(e) => peer.events.push(e),
@@ -165,12 +214,14 @@ impl World {
                 }
             }
             let sfu_addr: SocketAddr = SFU_ADDR.parse().expect("addr");
-            for (source, data) in datagrams {
+            for (id, source, data) in datagrams {
                 moved = true;
                 if self.should_drop(source, sfu_addr, &data) {
                     continue;
                 }
-                let _ = self.sfu.handle_datagram(self.now, source, &data);
+                // The server routes a datagram to the shard that owns its sender.
+                let owner = self.owner(id);
+                let _ = self.sfus[owner].handle_datagram(self.now, source, &data);
             }
             if !moved {
                 return;
@@ -324,8 +375,8 @@ impl Peer {
     }
 }
 
-fn three_in_a_room() -> World {
-    let mut world = World::new();
+fn three_in_a_room(shards: usize) -> World {
+    let mut world = World::new(shards);
     for id in 1..=3 {
         world.join(id, "room");
     }
@@ -336,9 +387,8 @@ fn three_in_a_room() -> World {
     world
 }
 
-#[test]
-fn every_participant_gets_the_others_microphone_and_camera_on_its_slots() {
-    let mut world = three_in_a_room();
+fn every_participant_gets_the_others_microphone_and_camera_on_its_slots(shards: usize) {
+    let mut world = three_in_a_room(shards);
     for id in 1..=3 {
         let peer = world.peer(id);
         let others: Vec<_> = (1..=3).filter(|&p| p != id).collect();
@@ -351,12 +401,11 @@ fn every_participant_gets_the_others_microphone_and_camera_on_its_slots() {
     }
 }
 
-#[test]
-fn joins_and_leaves_change_the_track_map_but_never_renegotiate() {
-    let mut world = three_in_a_room();
+fn joins_and_leaves_change_the_track_map_but_never_renegotiate(shards: usize) {
+    let mut world = three_in_a_room(shards);
     world.join(4, "room");
     world.run(Duration::from_secs(1));
-    world.sfu.remove_participant(world.now, 2);
+    world.leave(2);
     world.peers.remove(&2);
     world.run(Duration::from_millis(200));
     for id in [1, 3, 4] {
@@ -366,9 +415,8 @@ fn joins_and_leaves_change_the_track_map_but_never_renegotiate() {
     }
 }
 
-#[test]
-fn a_packet_published_by_one_reaches_the_others_with_its_payload_untouched() {
-    let mut world = three_in_a_room();
+fn a_packet_published_by_one_reaches_the_others_with_its_payload_untouched(shards: usize) {
+    let mut world = three_in_a_room(shards);
     let now = world.now;
     // Bytes no codec would produce: the SFU must not look inside.
     let opaque: Vec<u8> = (0..=255u8).rev().collect();
@@ -390,9 +438,8 @@ const DELTA: &[u8] = b"\x10\x51delta";
 
 /// A PLI for a new subscriber can be lost (UDP) or missed: the SFU asks
 /// again until a keyframe has passed to that subscriber, then stops.
-#[test]
-fn a_new_subscriber_without_a_keyframe_makes_the_sfu_ask_again_until_one_passes() {
-    let mut world = three_in_a_room();
+fn a_new_subscriber_without_a_keyframe_makes_the_sfu_ask_again_until_one_passes(shards: usize) {
+    let mut world = three_in_a_room(shards);
     let mut seq = 1;
     let mut send = |world: &mut World, payload: &[u8], ms: u64| {
         for _ in 0..ms / 100 {
@@ -418,9 +465,8 @@ fn a_new_subscriber_without_a_keyframe_makes_the_sfu_ask_again_until_one_passes(
     );
 }
 
-#[test]
-fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled() {
-    let mut world = three_in_a_room();
+fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled(shards: usize) {
+    let mut world = three_in_a_room(shards);
     let now = world.now;
     // A keyframe (VP8 descriptor S=1, frame tag P=0): the subscribers have
     // what they waited for, so only their own requests count from here.
@@ -446,10 +492,9 @@ fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled() {
     );
 }
 
-#[test]
-fn when_one_leaves_its_slots_are_freed_and_the_rest_flows() {
-    let mut world = three_in_a_room();
-    world.sfu.remove_participant(world.now, 3);
+fn when_one_leaves_its_slots_are_freed_and_the_rest_flows(shards: usize) {
+    let mut world = three_in_a_room(shards);
+    world.leave(3);
     world.peers.remove(&3);
     world.run(Duration::from_millis(200));
     for id in [1, 2] {
@@ -478,9 +523,8 @@ fn when_one_leaves_its_slots_are_freed_and_the_rest_flows() {
 /// Eleven in a room: each sees ten others but has nine camera slots. The
 /// latest speaker gets one; its video starts at a keyframe, numbered on
 /// from the slot's previous source.
-#[test]
-fn in_a_full_room_the_latest_speaker_takes_a_camera_slot_from_a_keyframe_on() {
-    let mut world = World::new();
+fn in_a_full_room_the_latest_speaker_takes_a_camera_slot_from_a_keyframe_on(shards: usize) {
+    let mut world = World::new(shards);
     for id in 1..=11 {
         world.join(id, "big");
     }
@@ -564,9 +608,8 @@ fn in_a_full_room_the_latest_speaker_takes_a_camera_slot_from_a_keyframe_on() {
 
 /// Eleven in a room, all talking at once: the slots stay with whoever has
 /// them instead of following each packet's level.
-#[test]
-fn in_a_full_room_where_everyone_talks_the_slots_stay_put() {
-    let mut world = World::new();
+fn in_a_full_room_where_everyone_talks_the_slots_stay_put(shards: usize) {
+    let mut world = World::new(shards);
     for id in 1..=11 {
         world.join(id, "loud");
     }
@@ -606,9 +649,8 @@ fn in_a_full_room_where_everyone_talks_the_slots_stay_put() {
 
 /// A screen slot goes to whoever sends screen video, and is freed when
 /// they stop.
-#[test]
-fn a_screen_share_gets_a_slot_while_it_lasts() {
-    let mut world = three_in_a_room();
+fn a_screen_share_gets_a_slot_while_it_lasts(shards: usize) {
+    let mut world = three_in_a_room(shards);
     for n in 0..4 {
         let now = world.now;
         world
@@ -627,9 +669,8 @@ fn a_screen_share_gets_a_slot_while_it_lasts() {
     assert_eq!(world.offer_count[&1], 1);
 }
 
-#[test]
-fn rooms_are_isolated_from_each_other() {
-    let mut world = World::new();
+fn rooms_are_isolated_from_each_other(shards: usize) {
+    let mut world = World::new(shards);
     world.join(1, "a");
     world.join(2, "a");
     world.join(3, "b");
@@ -676,9 +717,8 @@ fn frames_received(world: &mut World, id: ParticipantId) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_packet_lost_on_the_way_to_the_sfu_is_repaired_by_nack_for_every_subscriber() {
-    let mut world = three_in_a_room();
+fn a_packet_lost_on_the_way_to_the_sfu_is_repaired_by_nack_for_every_subscriber(shards: usize) {
+    let mut world = three_in_a_room(shards);
     let publisher = world.peer(1).addr;
     let ssrc = world.peer(1).camera_ssrc();
     world.drop_once = Some((
@@ -697,9 +737,8 @@ fn a_packet_lost_on_the_way_to_the_sfu_is_repaired_by_nack_for_every_subscriber(
     }
 }
 
-#[test]
-fn a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu() {
-    let mut world = three_in_a_room();
+fn a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu(shards: usize) {
+    let mut world = three_in_a_room(shards);
     let subscriber = world.peer(2).addr;
     // Outgoing sequence numbers are rebased per subscriber: find what the
     // SFU will use for the lost frame from the first forwarded packet.
@@ -737,3 +776,30 @@ fn a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu() {
         "resent to the subscriber"
     );
 }
+
+/// Each scenario on one SFU and on two shards.
+macro_rules! on_one_and_two_shards {
+    ($($name:ident),* $(,)?) => {
+        mod one_shard {
+            $(#[test] fn $name() { super::$name(1) })*
+        }
+        mod two_shards {
+            $(#[test] fn $name() { super::$name(2) })*
+        }
+    };
+}
+
+on_one_and_two_shards!(
+    every_participant_gets_the_others_microphone_and_camera_on_its_slots,
+    joins_and_leaves_change_the_track_map_but_never_renegotiate,
+    a_packet_published_by_one_reaches_the_others_with_its_payload_untouched,
+    a_new_subscriber_without_a_keyframe_makes_the_sfu_ask_again_until_one_passes,
+    keyframe_requests_from_several_subscribers_reach_the_publisher_throttled,
+    when_one_leaves_its_slots_are_freed_and_the_rest_flows,
+    in_a_full_room_the_latest_speaker_takes_a_camera_slot_from_a_keyframe_on,
+    in_a_full_room_where_everyone_talks_the_slots_stay_put,
+    a_screen_share_gets_a_slot_while_it_lasts,
+    rooms_are_isolated_from_each_other,
+    a_packet_lost_on_the_way_to_the_sfu_is_repaired_by_nack_for_every_subscriber,
+    a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu
+);
