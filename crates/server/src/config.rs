@@ -26,7 +26,8 @@ pub const DEFAULT_CONNECTIONS_PER_ADDRESS: usize = 20;
     about = "End-to-end encrypted video meetings: one binary.",
     after_help = "Every setting above can also be given as an environment variable: \
 CONCLAVE_LISTEN, CONCLAVE_UDP_PORT, CONCLAVE_PUBLIC_IP, CONCLAVE_TLS_CERT, CONCLAVE_TLS_KEY, \
-CONCLAVE_DATA_DIR, CONCLAVE_MAX_PARTICIPANTS, CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS, CONCLAVE_CONFIG. \
+CONCLAVE_DATA_DIR, CONCLAVE_MAX_PARTICIPANTS, CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS, \
+CONCLAVE_MEDIA_THREADS, CONCLAVE_CONFIG. \
 Flags win over variables, variables over the --config file.\n\n\
 Other commands: `conclave client-hashes` prints the SHA-256 of this release's web client; \
 `conclave check-client URL [--expected MANIFEST]` checks that a server serves exactly that client."
@@ -60,6 +61,10 @@ pub struct Cli {
     /// reverse proxy makes every client look alike].
     #[arg(long)]
     pub max_connections_per_address: Option<u32>,
+    /// Threads forwarding media, each owning a share of the participants
+    /// (up to 64) [default: the CPUs this process may run on].
+    #[arg(long)]
+    pub media_threads: Option<u32>,
     /// A TOML file with any of the settings above (snake_case keys).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -88,6 +93,7 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     max_participants: Option<u32>,
     max_connections_per_address: Option<u32>,
+    media_threads: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +118,8 @@ pub struct Config {
     pub max_participants: usize,
     /// Most WebSockets from one address (0: no limit).
     pub max_connections_per_address: usize,
+    /// Media threads (shards), 1 to 64.
+    pub media_threads: usize,
     #[cfg(feature = "test-modes")]
     pub test_ghost_adds: bool,
     #[cfg(feature = "test-modes")]
@@ -140,6 +148,7 @@ impl Cli {
                 "CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS",
                 self.max_connections_per_address,
             )?,
+            media_threads: parsed(env, "CONCLAVE_MEDIA_THREADS", self.media_threads)?,
             config: path(env, "CONCLAVE_CONFIG", self.config)?,
             #[cfg(feature = "test-modes")]
             test_ghost_adds: self.test_ghost_adds
@@ -240,6 +249,15 @@ impl Config {
             None if listen.ip().is_loopback() => 0,
             None => DEFAULT_CONNECTIONS_PER_ADDRESS,
         };
+        let media_threads = match cli.media_threads.or(file.media_threads) {
+            Some(n @ 1..=64) => n as usize,
+            Some(_) => return Err("media_threads must be from 1 to 64".into()),
+            // Respects the CPU affinity the process was started with
+            // (taskset, a container's cpuset).
+            None => std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(64),
+        };
         Ok(Config {
             listen,
             udp_bind,
@@ -247,6 +265,7 @@ impl Config {
             tls,
             max_participants,
             max_connections_per_address,
+            media_threads,
             #[cfg(feature = "test-modes")]
             test_ghost_adds: cli.test_ghost_adds,
             #[cfg(feature = "test-modes")]
@@ -300,6 +319,23 @@ mod tests {
 
     fn resolve(args: &[&str]) -> Result<Config, String> {
         resolve_with(args, &[])
+    }
+
+    #[test]
+    fn media_threads_default_to_the_cpus_and_are_bounded() {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(resolve(&[]).expect("defaults").media_threads, cpus.min(64));
+        assert_eq!(
+            resolve(&["--media-threads", "3"])
+                .expect("flag")
+                .media_threads,
+            3
+        );
+        let config = resolve_with(&[], &[("CONCLAVE_MEDIA_THREADS", "2")]).expect("variable");
+        assert_eq!(config.media_threads, 2);
+        for wrong in ["0", "65"] {
+            assert!(resolve(&["--media-threads", wrong]).is_err(), "{wrong}");
+        }
     }
 
     /// A TOML file of its own for each test (tests run in parallel).

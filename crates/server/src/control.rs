@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use crate::delivery::{Out, Signer};
 use crate::delivery_task::{DeliveryTask, Step};
 use crate::hub::{ClientSender, Command};
-use crate::media::{FromMedia, ToMedia};
+use crate::media::{FromMedia, MediaHandle, ToMedia};
 use crate::rooms::Rooms;
 
 /// SDP answers each offer lets through to media: its own, and a duplicate
@@ -34,7 +34,7 @@ pub struct Control {
     signer: Arc<Signer>,
     commands: mpsc::Receiver<Command>,
     from_media: mpsc::UnboundedReceiver<FromMedia>,
-    to_media: mpsc::Sender<ToMedia>,
+    media: MediaHandle,
     /// What delivery tasks ask for, in each room's order.
     actions: mpsc::UnboundedReceiver<Vec<Out>>,
     actions_tx: mpsc::UnboundedSender<Vec<Out>>,
@@ -50,7 +50,7 @@ impl Control {
         max_participants: usize,
         commands: mpsc::Receiver<Command>,
         from_media: mpsc::UnboundedReceiver<FromMedia>,
-        to_media: mpsc::Sender<ToMedia>,
+        media: MediaHandle,
     ) -> Control {
         let (actions_tx, actions) = mpsc::unbounded_channel();
         Control {
@@ -59,7 +59,7 @@ impl Control {
             signer: Arc::new(signer),
             commands,
             from_media,
-            to_media,
+            media,
             actions,
             actions_tx,
             media_queue: Vec::new(),
@@ -80,7 +80,7 @@ impl Control {
             // A full media queue makes control wait (and signaling behind
             // it), never media.
             for message in self.media_queue.drain(..) {
-                if self.to_media.send(message).await.is_err() {
+                if self.media.send(message).await.is_err() {
                     return;
                 }
             }

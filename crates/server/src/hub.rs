@@ -7,8 +7,9 @@
 //!   runs on a task of its own (`delivery_task`), its checks on tokio's
 //!   blocking pool, so a room's MLS flood holds up neither media nor other
 //!   rooms' MLS work;
-//! - the **media** task (`media`) owns the SFU and the UDP socket, on its own
-//!   thread, so the packet path takes no lock and waits for no other work.
+//! - the **media** threads (`media`) own the SFU's participants and the UDP
+//!   port's sockets, one thread per core, so the packet path takes no lock
+//!   and waits for no other work.
 //!
 //! WebSocket tasks send control [`Command`]s over a bounded channel and
 //! receive [`ServerMessage`]s on a per-client channel (the link), which
@@ -16,9 +17,7 @@
 //! passes on SDP answers; media hands control the offers, track maps,
 //! speaking changes and failures to tell clients. Ordering follows from the
 //! channels: control queues a participant's welcome before telling media
-//! about it, so its offer (and so its answer) comes after. One media thread
-//! serves one core's worth of media; more (per-room shards, several nodes)
-//! comes later.
+//! about it, so its offer (and so its answer) comes after.
 
 use std::net::SocketAddr;
 
@@ -32,8 +31,6 @@ use crate::delivery::Signer;
 pub const CLIENT_QUEUE: usize = 512;
 /// Commands queued towards control.
 const COMMAND_QUEUE: usize = 4096;
-/// Joins, leaves and answers queued from control towards media.
-const MEDIA_QUEUE: usize = 4096;
 
 pub type ClientSender = mpsc::Sender<ServerMessage>;
 
@@ -93,20 +90,21 @@ impl HubHandle {
     }
 }
 
-/// Binds the UDP port, starts the media thread and the control task (on
-/// the current runtime), and returns the handle for signaling and the UDP
-/// address bound. `udp_public` is announced to browsers (port 0: the one bound).
+/// Binds the UDP port, starts `media_threads` media threads and the control
+/// task (on the current runtime), and returns the handle for signaling and
+/// the UDP address bound. `udp_public` is announced to browsers (port 0:
+/// the one bound).
 pub fn start(
     udp_bind: SocketAddr,
     udp_public: SocketAddr,
+    media_threads: usize,
     signer: Signer,
     max_participants: usize,
 ) -> std::io::Result<(HubHandle, SocketAddr)> {
-    let (to_media, media_commands) = mpsc::channel(MEDIA_QUEUE);
     let (media_events, from_media) = mpsc::unbounded_channel();
-    let bound = crate::media::start(udp_bind, udp_public, media_commands, media_events)?;
+    let (media, bound) = crate::media::start(udp_bind, udp_public, media_threads, media_events)?;
     let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
-    let control = Control::new(signer, max_participants, commands, from_media, to_media);
+    let control = Control::new(signer, max_participants, commands, from_media, media);
     tokio::spawn(control.run());
     Ok((HubHandle { tx }, bound))
 }

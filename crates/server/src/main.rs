@@ -51,6 +51,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let (handle, udp_bound) = hub::start(
         config.udp_bind,
         config.udp_public,
+        config.media_threads,
         signer,
         config.max_participants,
     )

@@ -31,6 +31,10 @@ impl Demux {
         self.by_addr.insert(source, id);
     }
 
+    pub fn knows(&self, source: SocketAddr) -> bool {
+        self.by_addr.contains_key(&source)
+    }
+
     pub fn lookup(&self, source: SocketAddr, data: &[u8]) -> Option<ParticipantId> {
         if let Some(ufrag) = stun_local_ufrag(data) {
             return self.by_ufrag.get(ufrag).copied();

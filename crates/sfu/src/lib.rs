@@ -247,6 +247,12 @@ impl Sfu {
         }
     }
 
+    /// Whether ICE has checked `source` as one of this SFU's participants'
+    /// addresses.
+    pub fn knows_address(&self, source: SocketAddr) -> bool {
+        self.demux.knows(source)
+    }
+
     pub fn participant_count(&self) -> usize {
         self.participants.len()
     }
