@@ -66,6 +66,13 @@ export function parseServerMessage(data: unknown): ServerMessage | null {
   return null;
 }
 
+/**
+ * A WebSocket opened ahead of `join` (during pre-join, see prepare.ts). The
+ * server closes a connection that sends no `join` within 15 s, so one older
+ * than this is not used.
+ */
+export const PREPARED_SOCKET_MAX_AGE_MS = 12_000;
+
 export class Signaling {
   private ws: WebSocket;
   private opened = false;
@@ -73,40 +80,79 @@ export class Signaling {
   private finished = false;
   private lastHeard = 0;
   private watchdog: number | undefined;
+  private openTimer: number | undefined;
+  /**
+   * Set while the socket is one opened ahead of time and the server has not
+   * answered on it yet: what was sent on it, to send again on a fresh socket
+   * if it closes first (the server may have dropped it while it waited).
+   */
+  private unanswered: string[] | null = null;
 
   constructor(
-    url: string,
+    private readonly url: string,
     private readonly handlers: SignalingHandlers,
-    openTimeoutMs = 10_000,
+    private readonly openTimeoutMs = 10_000,
+    prepared: WebSocket | null = null,
   ) {
-    this.ws = new WebSocket(url);
-    const timer = window.setTimeout(() => {
-      if (!this.opened) this.fail({ kind: 'unreachable' });
-    }, openTimeoutMs);
-    this.ws.addEventListener('open', () => {
+    const usable = prepared && (prepared.readyState === WebSocket.OPEN || prepared.readyState === WebSocket.CONNECTING);
+    if (prepared && !usable) prepared.close();
+    if (usable) this.unanswered = [];
+    this.ws = this.adopt(usable ? prepared : new WebSocket(url));
+  }
+
+  /** Makes `ws` this connection's socket (returned, for the constructor). */
+  private adopt(ws: WebSocket): WebSocket {
+    this.ws = ws;
+    const onOpen = (): void => {
+      if (this.ws !== ws || this.opened) return;
       this.opened = true;
-      window.clearTimeout(timer);
+      window.clearTimeout(this.openTimer);
       this.lastHeard = Date.now();
       this.watchdog = window.setInterval(() => {
         if (Date.now() - this.lastHeard > SILENCE_LIMIT_MS) {
           this.fail({ kind: 'closed', code: 4000, reason: 'the server stopped answering' });
         }
       }, 1000);
-    });
-    this.ws.addEventListener('message', (ev: MessageEvent) => {
-      if (this.finished) return;
+    };
+    if (ws.readyState === WebSocket.OPEN) {
+      onOpen();
+    } else {
+      this.openTimer = window.setTimeout(() => {
+        if (!this.opened) this.fail({ kind: 'unreachable' });
+      }, this.openTimeoutMs);
+      ws.addEventListener('open', onOpen);
+    }
+    ws.addEventListener('message', (ev: MessageEvent) => {
+      if (this.finished || this.ws !== ws) return;
+      this.unanswered = null;
       this.lastHeard = Date.now();
       const msg = parseServerMessage(ev.data);
       if (msg?.type === 'keepalive') return;
       if (msg) this.handlers.onMessage(msg);
       else console.warn('conclave: ignoring unrecognised server message', ev.data);
     });
-    this.ws.addEventListener('close', (ev: CloseEvent) => {
-      window.clearTimeout(timer);
-      if (this.closedLocally) this.finish({ kind: 'local' });
-      else if (!this.opened) this.finish({ kind: 'unreachable' });
+    ws.addEventListener('close', (ev: CloseEvent) => {
+      if (this.ws !== ws) return;
+      window.clearTimeout(this.openTimer);
+      if (this.closedLocally) {
+        this.finish({ kind: 'local' });
+        return;
+      }
+      if (this.unanswered !== null) {
+        // The socket opened ahead of time died before the server answered
+        // anything: start over on a fresh one, as if it had never been.
+        const resend = this.unanswered;
+        this.unanswered = null;
+        window.clearInterval(this.watchdog);
+        this.opened = false;
+        this.adopt(new WebSocket(this.url));
+        for (const text of resend) this.sendText(text);
+        return;
+      }
+      if (!this.opened) this.finish({ kind: 'unreachable' });
       else this.finish({ kind: 'closed', code: ev.code, reason: ev.reason });
     });
+    return ws;
   }
 
   get isOpen(): boolean {
@@ -115,11 +161,17 @@ export class Signaling {
 
   /** Sends a message once the socket is open (queued by waiting for `open`). */
   send(msg: ClientMessage): void {
-    const text = JSON.stringify(msg);
-    if (this.ws.readyState === WebSocket.OPEN) {
-      this.ws.send(text);
-    } else if (this.ws.readyState === WebSocket.CONNECTING) {
-      this.ws.addEventListener('open', () => this.ws.send(text), { once: true });
+    this.sendText(JSON.stringify(msg));
+  }
+
+  private sendText(text: string): void {
+    if (this.finished) return;
+    const ws = this.ws;
+    this.unanswered?.push(text);
+    if (ws.readyState === WebSocket.OPEN) {
+      ws.send(text);
+    } else if (ws.readyState === WebSocket.CONNECTING) {
+      ws.addEventListener('open', () => ws.send(text), { once: true });
     }
   }
 
@@ -134,6 +186,7 @@ export class Signaling {
 
   private fail(reason: SignalingCloseReason): void {
     this.closedLocally = true;
+    this.unanswered = null;
     try {
       this.ws.close();
     } catch {
@@ -146,6 +199,7 @@ export class Signaling {
     if (this.finished) return;
     this.finished = true;
     window.clearInterval(this.watchdog);
+    window.clearTimeout(this.openTimer);
     this.handlers.onClose(reason);
   }
 }
