@@ -8,6 +8,7 @@ import { detectTransformApi, UNSUPPORTED_BROWSER_TEXT } from './e2ee/media';
 import { loadE2ee } from './e2ee/group';
 import { secretFromUrl } from './e2ee/secret';
 import { LocalMedia } from './media';
+import { JoinPreparation } from './prepare';
 import { Room } from './room';
 import { announce } from './ui/dom';
 import { renderEnded } from './ui/ended';
@@ -50,15 +51,24 @@ async function enterRoom(root: HTMLElement, roomName: string, notice?: string, m
     });
     return;
   }
-  // Fetch and compile the encryption module while the user sets up.
+  // Fetch and compile the encryption module while the user sets up, and
+  // get the rest of a join ready (prepare.ts).
   loadE2ee().catch(() => undefined);
+  const preparation = new JoinPreparation();
   const local = media ?? new LocalMedia({ micDeviceId: saved(MIC_KEY), cameraDeviceId: saved(CAMERA_KEY) });
-  const { name } = await renderPrejoin(root, { room: roomName, media: local, notice, noInviteKey: secretFromUrl() === null });
-  startMeeting(root, roomName, name, local);
+  const { name } = await renderPrejoin(root, {
+    room: roomName,
+    media: local,
+    notice,
+    noInviteKey: secretFromUrl() === null,
+    onIntent: () => preparation.intent(),
+  });
+  startMeeting(root, roomName, name, local, preparation);
 }
 
-function startMeeting(root: HTMLElement, roomName: string, name: string, media: LocalMedia): void {
+function startMeeting(root: HTMLElement, roomName: string, name: string, media: LocalMedia, preparation: JoinPreparation): void {
   let room: Room | null = null;
+  let firstPreparation: JoinPreparation | null = preparation;
   let joinedOnce = false;
   let attempt = 0;
   let retryTimer: number | undefined;
@@ -114,7 +124,9 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
 
   function connect(): void {
     room?.dispose();
-    const r = new Room(roomName, name, media);
+    const prepared = firstPreparation?.take() ?? null;
+    firstPreparation = null;
+    const r = new Room(roomName, name, media, prepared);
     room = r;
     currentRoom = r;
     r.on((ev) => {

@@ -41,6 +41,21 @@ function isStopped(t: RTCRtpTransceiver): boolean {
   return t.currentDirection === 'stopped' || t.direction === 'stopped';
 }
 
+/**
+ * The peer connection to the SFU, not yet negotiated. `needsInsertableStreams`
+ * (Chromium's `createEncodedStreams`): with this flag set, every sender and
+ * receiver must have its streams taken or media stalls.
+ */
+export function createPeerConnection(needsInsertableStreams: boolean): RTCPeerConnection {
+  const config: RTCConfiguration & { encodedInsertableStreams?: boolean } = {
+    iceServers: [],
+    bundlePolicy: 'max-bundle',
+    rtcpMuxPolicy: 'require',
+  };
+  if (needsInsertableStreams) config.encodedInsertableStreams = true;
+  return new RTCPeerConnection(config);
+}
+
 export class PeerSession {
   readonly pc: RTCPeerConnection;
   private queue: Promise<void> = Promise.resolve();
@@ -52,16 +67,12 @@ export class PeerSession {
   constructor(
     private readonly handlers: PeerHandlers,
     private readonly transforms: MediaTransforms,
+    /** One made ahead of time with `createPeerConnection` (for the same transforms), or null. */
+    prepared: RTCPeerConnection | null = null,
   ) {
-    const config: RTCConfiguration & { encodedInsertableStreams?: boolean } = {
-      iceServers: [],
-      bundlePolicy: 'max-bundle',
-      rtcpMuxPolicy: 'require',
-    };
-    // Only for the createEncodedStreams fallback: with this flag set, every
-    // sender and receiver must have its streams taken or media stalls.
-    if (transforms.needsInsertableStreams) config.encodedInsertableStreams = true;
-    this.pc = new RTCPeerConnection(config);
+    const usable = prepared !== null && prepared.signalingState === 'stable' && prepared.getTransceivers().length === 0;
+    if (prepared && !usable) prepared.close();
+    this.pc = usable ? prepared : createPeerConnection(transforms.needsInsertableStreams);
     this.pc.addEventListener('connectionstatechange', () => {
       if (!this.closed) this.handlers.onConnectionState(this.pc.connectionState);
     });
@@ -70,9 +81,12 @@ export class PeerSession {
     this.pc.addEventListener('track', () => this.reportRemoteTracks());
   }
 
-  /** Queues a server offer; offers are handled strictly in arrival order. */
-  handleOffer(sdp: string, tracks: TrackMapping[]): void {
-    this.enqueue(() => this.negotiate(sdp, tracks));
+  /**
+   * Queues a server offer; offers are handled strictly in arrival order.
+   * Resolves once this offer is answered (or failed).
+   */
+  handleOffer(sdp: string, tracks: TrackMapping[]): Promise<void> {
+    return this.enqueue(() => this.negotiate(sdp, tracks));
   }
 
   /**
@@ -80,19 +94,20 @@ export class PeerSession {
    * after every offer that came before it, in arrival order.
    */
   handleTracks(tracks: TrackMapping[]): void {
-    this.enqueue(() => {
+    void this.enqueue(() => {
       if (this.closed) return;
       this.mapping = remapTracks(this.mapping, tracks);
       this.reportRemoteTracks();
     });
   }
 
-  private enqueue(step: () => void | Promise<void>): void {
+  private enqueue(step: () => void | Promise<void>): Promise<void> {
     this.queue = this.queue
       .then(step)
       .catch((err: unknown) => {
         if (!this.closed) this.handlers.onNegotiationError(err);
       });
+    return this.queue;
   }
 
   /**
@@ -122,6 +137,7 @@ export class PeerSession {
     this.mapping = trackMap(tracks);
     await this.pc.setRemoteDescription({ type: 'offer', sdp });
 
+    const attaching: Promise<void>[] = [];
     for (const transceiver of this.pc.getTransceivers()) {
       const mid = transceiver.mid;
       if (mid === null || isStopped(transceiver)) continue;
@@ -138,11 +154,14 @@ export class PeerSession {
         transceiver.direction = 'sendonly';
         this.senders.set(m.source, transceiver.sender);
         const track = this.localTracks.get(m.source) ?? null;
-        if (transceiver.sender.track !== track) await transceiver.sender.replaceTrack(track);
+        // Its transform is attached (above): the track may follow, without
+        // waiting for one sender before going on to the next.
+        if (transceiver.sender.track !== track) attaching.push(transceiver.sender.replaceTrack(track));
       } else {
         transceiver.direction = 'recvonly';
       }
     }
+    await Promise.all(attaching);
 
     const answer = await this.pc.createAnswer();
     await this.pc.setLocalDescription(answer);

@@ -3,6 +3,7 @@
 // (one WebSocket + one RTCPeerConnection); rejoining creates a new Room with
 // the same local media.
 
+import { AnswerGate } from './answer-gate';
 import type { ChatOrder } from './chat-order';
 import { chatSentAt, sendableChatText } from './chat-text';
 import { GroupSession, loadE2ee, type RosterEntry } from './e2ee/group';
@@ -17,6 +18,7 @@ import type {
   ServerMessage,
   TrackSource,
 } from './protocol.gen';
+import type { Prepared } from './prepare';
 import { Signaling, signalingUrl, type SignalingCloseReason } from './signaling';
 
 export interface Participant {
@@ -87,6 +89,8 @@ export type RoomEvent =
 export type RoomListener = (ev: RoomEvent) => void;
 
 const ICE_RECOVERY_MS = 8_000;
+/** The longest server messages wait for an offer's answer (see `onMessage`). */
+const HOLD_FOR_ANSWER_MS = 2_000;
 
 export class Room {
   readonly participants = new Map<number, Participant>();
@@ -100,6 +104,10 @@ export class Room {
   private remoteTracks = new Map<number, Partial<Record<TrackSource, RemoteTrack>>>();
   private iceTimer: number | undefined;
   private ended = false;
+  /** Server messages wait here while an offer is being answered (answer-gate.ts). */
+  private readonly gate = new AnswerGate<ServerMessage>((msg) => {
+    if (!this.ended) this.handle(msg);
+  }, HOLD_FOR_ANSWER_MS);
   /** MLS: group membership, roster, chat encryption. */
   readonly group: GroupSession;
   /** The media Worker (null if this browser has no Encoded Transforms). */
@@ -109,6 +117,8 @@ export class Room {
     readonly roomName: string,
     readonly displayName: string,
     readonly media: LocalMedia,
+    /** Made during pre-join (prepare.ts): used by the first `start` only. */
+    private prepared: Prepared | null = null,
   ) {
     this.group = new GroupSession(roomName, displayName, {
       send: (msg) => this.signaling?.send(msg),
@@ -150,16 +160,45 @@ export class Room {
     loadE2ee().then(
       () => {
         if (!this.ended) this.connect(url, api);
+        else this.dropPrepared();
       },
       (err: unknown) => {
         console.error('conclave: the encryption module did not load', err);
+        this.dropPrepared();
         this.end({ kind: 'unsupported', message: 'The end-to-end encryption module could not be loaded. Reload the page to try again.' });
       },
     );
   }
 
+  private dropPrepared(): void {
+    const p = this.prepared;
+    this.prepared = null;
+    p?.socket?.close();
+    p?.crypto?.dispose();
+    p?.pc?.close();
+  }
+
   private connect(url: string, api: 'script' | 'streams'): void {
-    this.crypto = new MediaCrypto(api, (message) => console.error(`conclave: ${message}`));
+    const prepared = this.prepared;
+    this.prepared = null;
+    // `join` first: on a socket opened during pre-join it leaves at once.
+    this.signaling = new Signaling(url, {
+      onMessage: (msg) => this.onMessage(msg),
+      onClose: (reason) => this.onSignalingClose(reason),
+    }, undefined, prepared?.socket ?? null);
+    this.signaling.send({
+      type: 'join',
+      room: this.roomName,
+      name: this.displayName,
+      media: this.localMediaState(),
+    });
+
+    const preparedCrypto = prepared?.crypto && prepared.crypto.api === api ? prepared.crypto : null;
+    if (prepared?.crypto && !preparedCrypto) {
+      prepared.crypto.dispose();
+      prepared.pc?.close();
+    }
+    this.crypto = preparedCrypto ?? new MediaCrypto(api, (message) => console.error(`conclave: ${message}`));
     this.crypto.onStats = (s) => {
       if (s.receive.aheadSince !== null && s.receive.aheadLast !== null) this.group.onMediaAhead(s.receive.aheadSince, s.receive.aheadLast);
     };
@@ -175,7 +214,7 @@ export class Room {
         console.error('conclave: negotiation failed', err);
         this.end({ kind: 'lost', why: 'negotiation' });
       },
-    }, this.crypto);
+    }, this.crypto, preparedCrypto ? prepared?.pc ?? null : null); // made for that Worker's transform API
     this.crypto.guardAgainstBypass(this.peer.pc, () => {
       console.error('conclave: video frames bypassed the encryption transform; ending the call');
       this.end({
@@ -186,17 +225,6 @@ export class Room {
     void this.peer.setLocalTrack('microphone', this.watch(this.media.mic));
     void this.peer.setLocalTrack('camera', this.watch(this.media.camera));
     void this.peer.setLocalTrack('screen', this.watchScreen(this.media.screen));
-
-    this.signaling = new Signaling(url, {
-      onMessage: (msg) => this.onMessage(msg),
-      onClose: (reason) => this.onSignalingClose(reason),
-    });
-    this.signaling.send({
-      type: 'join',
-      room: this.roomName,
-      name: this.displayName,
-      media: this.localMediaState(),
-    });
   }
 
   localMediaState(): MediaState {
@@ -294,7 +322,9 @@ export class Room {
   /** Tears the session down without telling listeners (used before a rejoin). */
   dispose(): void {
     this.ended = true;
+    this.dropPrepared();
     window.clearTimeout(this.iceTimer);
+    this.gate.close();
     this.signaling?.close();
     this.peer?.close();
     this.group.dispose();
@@ -316,7 +346,9 @@ export class Room {
   private end(state: RoomState): void {
     if (this.ended) return;
     this.ended = true;
+    this.dropPrepared();
     window.clearTimeout(this.iceTimer);
+    this.gate.close();
     this.signaling?.close();
     this.peer?.close();
     this.group.dispose();
@@ -479,8 +511,18 @@ export class Room {
     return [...this.participants.values()].filter((p) => !p.verified);
   }
 
+  /**
+   * While an offer is being answered, every other server message waits
+   * until the answer is sent (answer-gate.ts): the MLS Welcome then no
+   * longer holds back the answer.
+   */
   private onMessage(msg: ServerMessage): void {
     if (this.ended) return;
+    if (msg.type === 'offer' || msg.type === 'tracks') this.handle(msg);
+    else this.gate.push(msg);
+  }
+
+  private handle(msg: ServerMessage): void {
     switch (msg.type) {
       case 'welcome': {
         this.me = this.makeParticipant(msg.you, true);
@@ -489,10 +531,12 @@ export class Room {
         for (const info of msg.participants) {
           if (info.id !== msg.you.id) this.participants.set(info.id, this.makeParticipant(info, false));
         }
-        this.setState({ kind: 'connected' });
-        this.emit({ type: 'welcome', me: this.me, others: [...this.participants.values()] });
+        // The join request first: the MLS exchange it starts is the longest
+        // part of a join, and the screen can be drawn while it travels.
         this.group.setMe(msg.you.id);
         this.group.start(msg.e2ee);
+        this.setState({ kind: 'connected' });
+        this.emit({ type: 'welcome', me: this.me, others: [...this.participants.values()] });
         // The server may have clamped what we announced; tell it the truth.
         const announced = this.localMediaState();
         if (JSON.stringify(announced) !== JSON.stringify(msg.you.media)) {
@@ -500,9 +544,13 @@ export class Room {
         }
         break;
       }
-      case 'offer':
-        this.peer?.handleOffer(msg.sdp, msg.tracks);
+      case 'offer': {
+        const peer = this.peer;
+        if (!peer) break;
+        this.gate.answeringOffer();
+        void peer.handleOffer(msg.sdp, msg.tracks).then(() => this.gate.answered());
         break;
+      }
       case 'tracks':
         // Receive slots moved to other participants (or to nobody): after
         // any earlier offer, the peer re-reports its tracks, which rebinds

@@ -5,7 +5,7 @@
 // bytes between it and the WebSocket, the media Worker and the UI, and keeps
 // its one timer. See docs/security.md for the design.
 
-import init, { MlsSession } from '../e2ee-wasm/conclave_e2ee_wasm.js';
+import init, { MlsMember, MlsSession } from '../e2ee-wasm/conclave_e2ee_wasm.js';
 import type { ClientMessage, E2eeStart } from '../protocol.gen';
 import { chatOrder, type ChatOrder } from '../chat-order';
 import { fromBase64, fromHex } from './bytes';
@@ -20,6 +20,53 @@ export function loadE2ee(): Promise<void> {
     wasmLoad = null; // allow a retry on the next attempt
   });
   return wasmLoad;
+}
+
+const yieldToPage = (): Promise<void> => new Promise((resolve) => window.setTimeout(resolve, 0));
+
+/**
+ * Runs one throwaway join through the wasm module — a KeyPackage and join
+ * request, a commit with its Welcome, the Welcome processed, a chat opened,
+ * and a session's join request — so that the real join (during pre-join
+ * this runs while the user types a name) finds that code compiled and warm
+ * instead of paying for it between the server's offer and the first frame.
+ * Two members of a group of their own, under a random secret and a room id
+ * no real room has; nothing is kept, sent or shown. Each step is its own
+ * task, so the page stays responsive.
+ */
+export async function warmUpMls(): Promise<void> {
+  await loadE2ee();
+  const room = new TextEncoder().encode('conclave wasm warm-up (never a room)');
+  const secret = crypto.getRandomValues(new Uint8Array(32));
+  const creator = new MlsMember('warm-up', room, secret);
+  const joiner = new MlsMember('warm-up', room, secret);
+  try {
+    creator.createGroup(undefined, Date.now());
+    const request = joiner.joinRequest();
+    await yieldToPage();
+    creator.processIncoming(request, Date.now());
+    creator.commitPending();
+    const welcome = creator.takeWelcome();
+    creator.confirmCommit(Date.now());
+    await yieldToPage();
+    if (welcome) joiner.processIncoming(welcome, Date.now());
+    joiner.processIncoming(creator.encryptChat('warm-up'), Date.now());
+    joiner.sframeBaseKey();
+    joiner.securityCode();
+    joiner.roster();
+  } finally {
+    creator.free();
+    joiner.free();
+  }
+  await yieldToPage();
+  const session = new MlsSession('warm-up', room, secret);
+  try {
+    session.start(false, new Uint8Array(0), Date.now());
+    session.drain();
+    session.snapshot();
+  } finally {
+    session.free();
+  }
 }
 
 export interface RosterEntry {

@@ -422,8 +422,35 @@ scope.addEventListener('rtctransform', (ev) => {
   attach(t.readable, t.writable, options.side, options.kind, options.mid);
 });
 
+/**
+ * Seals and opens a few frames with throwaway contexts under a random key
+ * (never a session's, and gone at once), so the first real frames find the
+ * SFrame code compiled: this Worker starts during pre-join (prepare.ts).
+ */
+function warmUp(): void {
+  const key = crypto.getRandomValues(new Uint8Array(16));
+  let sender: SframeCtx | null = null;
+  let receiver: SframeCtx | null = null;
+  try {
+    sender = SframeCtx.fromBaseKey(key, 0, 0);
+    receiver = SframeCtx.fromBaseKey(key, 0, 1);
+    // Opus, a VP8 key frame (P bit clear) and a VP8 inter frame.
+    for (const [codec, tag] of [[CODEC_OPUS, 0], [CODEC_VP8, 0], [CODEC_VP8, 1]] as const) {
+      const frame = new Uint8Array(200);
+      frame[0] = tag;
+      receiver.decrypt(codec, sender.encrypt(codec, frame), Date.now());
+    }
+  } catch {
+    // only a warm-up
+  } finally {
+    sender?.free();
+    receiver?.free();
+  }
+}
+
 init()
   .then(() => {
+    warmUp();
     wasmReady = true;
     if (pendingKey) installKey(pendingKey.ownLeaf, pendingKey.epoch, pendingKey.baseKey);
     pendingKey = null;

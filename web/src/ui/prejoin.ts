@@ -41,6 +41,8 @@ export interface PrejoinOptions {
   notice?: string | undefined;
   /** The link carries no invite secret (`#s=…`): joining an ongoing meeting means knocking. */
   noInviteKey?: boolean;
+  /** The user looks about to join (types a name, reaches the Join button): a chance to get ready. */
+  onIntent?: () => void;
 }
 
 export interface PrejoinResult {
@@ -248,6 +250,11 @@ export function renderPrejoin(root: HTMLElement, opts: PrejoinOptions): Promise<
     avatar.textContent = name ? initials(name) : '';
   });
   navigator.mediaDevices?.addEventListener?.('devicechange', () => void refreshDevices());
+  const intent = (): void => {
+    if (!disposed) opts.onIntent?.();
+  };
+  nameInput.addEventListener('input', intent);
+  for (const type of ['focus', 'pointerenter', 'pointerdown'] as const) joinBtn.addEventListener(type, intent);
 
   refresh();
   micSelect.replaceChildren(h('option', {}, 'Looking for devices…'));
