@@ -169,7 +169,27 @@ export class MeetingView {
     this.layout();
   }
 
+  private renderQueued = false;
+  private destroyed = false;
+
+  /**
+   * Lays the grid out and rebuilds the people list once for every room event
+   * of one task (a roster change updates every participant at once; in a big
+   * room that was one full rebuild per participant).
+   */
+  private scheduleRender(): void {
+    if (this.renderQueued) return;
+    this.renderQueued = true;
+    queueMicrotask(() => {
+      this.renderQueued = false;
+      if (this.destroyed) return;
+      this.layout();
+      this.refreshPeople();
+    });
+  }
+
   destroy(): void {
+    this.destroyed = true;
     this.unsubscribe?.();
     document.removeEventListener('keydown', this.keyHandler);
     for (const t of this.tiles.values()) t.destroy();
@@ -199,14 +219,12 @@ export class MeetingView {
         this.preview = null;
         this.addTile(ev.me);
         for (const p of ev.others) this.addTile(p);
-        this.layout();
-        this.refreshPeople();
+        this.scheduleRender();
         this.updateToolbar();
         break;
       case 'participant_joined':
         this.addTile(ev.participant);
-        this.layout();
-        this.refreshPeople();
+        this.scheduleRender();
         if (ev.participant.verified) {
           this.verifiedIds.add(ev.participant.id);
           announce(`${ev.participant.name} joined`);
@@ -216,8 +234,7 @@ export class MeetingView {
         this.tiles.get(ev.participant.id)?.destroy();
         this.tiles.delete(ev.participant.id);
         this.audio.remove(ev.participant.id);
-        this.layout();
-        this.refreshPeople();
+        this.scheduleRender();
         if (this.verifiedIds.delete(ev.participant.id)) announce(`${ev.participant.name} left`);
         break;
       case 'participant_changed':
@@ -232,8 +249,7 @@ export class MeetingView {
         }
         this.tiles.get(ev.participant.id)?.update(ev.participant);
         if (!ev.participant.isLocal) this.audio.set(ev.participant.id, ev.participant.tracks.microphone ?? null);
-        this.layout();
-        this.refreshPeople();
+        this.scheduleRender();
         if (ev.participant.isLocal) this.updateToolbar();
         break;
       case 'chat': {
@@ -294,7 +310,7 @@ export class MeetingView {
       this.warning.hidden = true;
     }
     this.el.dataset.e2ee = g.state;
-    this.refreshPeople();
+    this.scheduleRender();
   }
 
   private showState(): void {
