@@ -479,8 +479,12 @@ function phases(run) {
   const dFirst = (pred) => rel(first(D, (e) => e.t >= click && pred(e)));
   const members = ['A', 'B', 'C'];
   const out = {};
-  out.wsOpen = dFirst((e) => e.ev === 'ws_open');
   out.joinSent = dFirst((e) => e.ev === 'send' && e.type === 'join');
+  // The socket the join went out on; the client opens it during pre-join
+  // once the user looks about to join, so it may be open before the click
+  // (negative).
+  const joinAt = first(D, (e) => e.t >= click && e.ev === 'send' && e.type === 'join')?.t ?? Infinity;
+  out.wsOpen = rel(D.filter((e) => e.ev === 'ws_open' && e.t <= joinAt).at(-1) ?? null);
   out.welcomeReceived = dFirst((e) => e.ev === 'recv' && e.type === 'welcome');
   out.joinRequestSent = dFirst((e) => e.ev === 'send' && e.type === 'join_request');
   out.offerReceived = dFirst((e) => e.ev === 'recv' && e.type === 'offer');
@@ -597,6 +601,7 @@ function longFrames(run) {
 const ORDER = [
   ['wsOpen', 'WebSocket open'],
   ['welcomeReceived', '`welcome` received'],
+  ['joinSent', '`join` sent'],
   ['joinRequestSent', 'join_request sent (KeyPackage made)'],
   ['offerReceived', '`offer` received'],
   ['answerSent', 'answer sent'],
@@ -627,8 +632,9 @@ const ORDER = [
 
 /** Durations between phases (ms), and which of media and keys came last. */
 const SPANS = [
-  ['click → WebSocket open', 0, 'wsOpen'],
-  ['WebSocket open → `welcome`', 'wsOpen', 'welcomeReceived'],
+  ['click → WebSocket open (negative: opened during pre-join)', 0, 'wsOpen'],
+  ['click → `join` sent', 0, 'joinSent'],
+  ['`join` sent → `welcome`', 'joinSent', 'welcomeReceived'],
   ['`welcome` → join_request sent (welcome handler: UI + KeyPackage)', 'welcomeReceived', 'joinRequestSent'],
   ['`welcome` → `offer` handled', 'welcomeReceived', 'offerReceived'],
   ['`offer` → answer sent (SDP, 46 transforms, + whatever else ran)', 'offerReceived', 'answerSent'],
