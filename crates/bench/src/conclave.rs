@@ -96,6 +96,7 @@ async fn generate(
             counters: counters.clone(),
             go: go_rx.clone(),
             stop: stop_rx.clone(),
+            count_only: args.count_only,
         };
         let counters = counters.clone();
         tasks.push(tokio::spawn(async move {
@@ -140,6 +141,8 @@ struct PeerTask {
     counters: Arc<Counters>,
     go: watch::Receiver<bool>,
     stop: watch::Receiver<bool>,
+    /// See `RunArgs::count_only`.
+    count_only: bool,
 }
 
 struct Sending {
@@ -233,9 +236,15 @@ impl PeerTask {
                 },
                 r = socket.recv_from(&mut buf) => {
                     let (n, source) = r.map_err(|e| format!("{who}: udp: {e}"))?;
-                    received += feed(&mut rtc, &socket, local, source, &buf[..n], &self.counters, &who)?;
+                    let count_only = self.count_only && receiving;
+                    received += if count_only && is_media(&buf[..n]) {
+                        1
+                    } else {
+                        feed(&mut rtc, &socket, local, source, &buf[..n], &self.counters, &who)?
+                    };
                     for _ in 1..RECV_BATCH {
                         match socket.try_recv_from(&mut buf) {
+                            Ok((n, _)) if count_only && is_media(&buf[..n]) => received += 1,
                             Ok((n, source)) => {
                                 received += feed(&mut rtc, &socket, local, source, &buf[..n], &self.counters, &who)?;
                             }
@@ -287,6 +296,11 @@ impl PeerTask {
         let _ = ws.close(None).await;
         Ok(())
     }
+}
+
+/// A forwarded media datagram (RTP, not RTCP, full-sized), for `count_only`.
+fn is_media(data: &[u8]) -> bool {
+    data.len() > 1000 && data[0] >> 6 == 2 && !(192..=223).contains(&data[1])
 }
 
 /// Feeds one datagram to the `Rtc` and drains it; returns the RTP packets that came out.

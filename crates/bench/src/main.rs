@@ -73,6 +73,12 @@ pub struct RunArgs {
     /// The `conclave` binary (default: $CONCLAVE_BIN, else target/release/conclave).
     #[arg(long)]
     pub server: Option<PathBuf>,
+    /// Conclave mode: once a subscriber's first packet has been authenticated
+    /// and decrypted, count its forwarded media datagrams at the socket
+    /// without decrypting them. A cheaper generator, so that on a small
+    /// machine the server can be given more of it (multi-core runs).
+    #[arg(long)]
+    pub count_only: bool,
     /// Print the result as one line of JSON.
     #[arg(long)]
     pub json: bool,
