@@ -4,8 +4,11 @@
 // (this VM's load changes by the minute), and prints each phase's median
 // for both.
 //
-//   node e2e/tools/join-ab.mjs A_BIN B_BIN [rounds=3] [--per=2] [--separate-browser]
+//   node e2e/tools/join-ab.mjs A B [rounds=3] [--per=2] [--separate-browser]
 //
+// A and B are each a server binary, or BIN@DIR: that binary, with the joiner
+// served the web client built in DIR (join-timeline's --joiner-client), so
+// two clients compare on one server with the same members.
 // `--per` runs per invocation (each starts its own server and browsers).
 // Rounds alternate which binary goes first.
 import { execFileSync } from 'node:child_process';
@@ -34,10 +37,10 @@ let labels = null;
 for (let r = 0; r < rounds; r++) {
   const order = r % 2 === 0 ? ['A', 'B'] : ['B', 'A'];
   for (const which of order) {
-    const bin = which === 'A' ? binA : binB;
+    const [bin, client] = (which === 'A' ? binA : binB).split('@');
     loads.push(loadavg()[0]);
     try {
-      const out = execFileSync(process.execPath, [tool, String(per), '--json', ...extra], {
+      const out = execFileSync(process.execPath, [tool, String(per), '--json', ...extra, ...(client ? [`--joiner-client=${client}`] : [])], {
         env: { ...process.env, CONCLAVE_BIN: bin },
         maxBuffer: 1 << 30,
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -46,7 +49,7 @@ for (let r = 0; r < rounds; r++) {
       labels ??= json.table.map((t) => [t.key, t.phase]);
       for (const run of json.runs) runs[which].push(run.ph);
       const tiles = json.runs.map((x) => x.ph.tileFramePresented).join(' ');
-      console.error(`round ${r + 1} ${which}: tile ${tiles} (load ${loadavg()[0].toFixed(2)})`);
+      console.error(`round ${r + 1} ${which}: tile ${tiles} (${json.runs.length} of ${per} runs; load ${loadavg()[0].toFixed(2)})`);
     } catch (err) {
       console.error(`round ${r + 1} ${which} failed: ${String(err.message).slice(0, 300)}`);
     }

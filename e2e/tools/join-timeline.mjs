@@ -16,6 +16,9 @@
 //                             --remove-name-section) so profiles name Rust functions
 //     --trace                 Chromium trace of the joiner (implies --separate-browser): its
 //                             renderer main thread's tasks by posting site and slices by name
+//     --joiner-client=DIR     serve the joiner (only) the web client built in DIR (a web/dist:
+//                             index.html and assets/), e.g. an older build: the members and the
+//                             server stay the same, so two clients' joins compare on one server
 //     --json                  everything as JSON (timelines included) instead of tables
 //
 // Every page gets an init script that timestamps (wall clock, ms, the same
@@ -44,7 +47,7 @@
 // `prev`/`tick` in --json). The Worker's first decryption (its own clock) and
 // the tile's requestVideoFrameCallback are the sharp ones.
 import { execSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { decodedVideo, inviteFragment, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
@@ -55,6 +58,27 @@ const runs = Number(args.find((a) => /^\d+$/.test(a)) ?? 6);
 const jsonOut = args.includes('--json');
 const profile = args.includes('--profile');
 const namedWasm = args.find((a) => a.startsWith('--named-wasm='))?.slice('--named-wasm='.length) ?? null;
+const joinerClient = args.find((a) => a.startsWith('--joiner-client='))?.slice('--joiner-client='.length) ?? null;
+const CONTENT_TYPES = { js: 'text/javascript', css: 'text/css', wasm: 'application/wasm', html: 'text/html; charset=utf-8' };
+
+/**
+ * Serves the web client in `dir` to `context`'s pages: each /assets/ file the
+ * server's page asks for is answered with `dir`'s file of the same kind
+ * (index-*.js, index-*.css, worker-*.js, the wasm). The document itself
+ * comes from the server (a routed document would lose its loopback address
+ * space, and with it the WebSocket to 127.0.0.1), and the two builds'
+ * index.html differ only in those names.
+ */
+async function serveClient(context, dir) {
+  const files = readdirSync(`${dir}/assets`);
+  const kind = (name) => name.replace(/-[A-Za-z0-9_-]{8}(?=\.[a-z]+$)/, '');
+  await context.route(/\/assets\/[^/?#]+$/, async (route) => {
+    const name = new URL(route.request().url()).pathname.split('/').pop();
+    const mine = files.find((f) => kind(f) === kind(name));
+    if (!mine) return route.continue();
+    return route.fulfill({ status: 200, contentType: CONTENT_TYPES[mine.split('.').pop()] ?? 'application/octet-stream', body: readFileSync(`${dir}/assets/${mine}`) });
+  });
+}
 const trace = args.includes('--trace');
 const separateBrowser = args.includes('--separate-browser') || trace;
 const serverLog = args.find((a) => a.startsWith('--server-log='))?.slice('--server-log='.length) ?? null;
@@ -412,6 +436,7 @@ async function oneRun(server, browsers) {
   await sleep(2000);
   const d = await newParticipant(browsers.joiner, 'D');
   await d.context.addInitScript(instrument);
+  if (joinerClient) await serveClient(d.context, joinerClient);
   if (namedWasm) {
     const body = readFileSync(namedWasm);
     await d.context.route(/conclave_e2ee_wasm_bg[^/]*\.wasm$/, (route) => route.fulfill({ status: 200, contentType: 'application/wasm', body }));
