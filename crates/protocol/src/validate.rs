@@ -36,8 +36,13 @@ pub fn validate_room_name(room: &str) -> Result<(), ValidationError> {
         .chars()
         .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '~')))
     {
+        let bad = match bad {
+            ' ' => "a space".to_owned(),
+            c if c.is_control() || c.is_whitespace() => format!("U+{:04X}", u32::from(c)),
+            c => format!("'{c}'"),
+        };
         return Err(ValidationError(format!(
-            "room names may contain letters, digits, '-', '_', '.' and '~', not {bad:?}"
+            "room names may contain letters, digits, '-', '_', '.' and '~', not {bad}"
         )));
     }
     Ok(())
@@ -100,6 +105,14 @@ mod tests {
                 "{room:?} should be refused"
             );
         }
+    }
+
+    #[test]
+    fn a_refused_character_is_named_readably() {
+        let reason = |room: &str| validate_room_name(room).expect_err("refused").to_string();
+        assert!(reason("a b").ends_with("not a space"), "{}", reason("a b"));
+        assert!(reason("a!").ends_with("not '!'"), "{}", reason("a!"));
+        assert!(reason("a\tb").ends_with("not U+0009"), "{}", reason("a\tb"));
     }
 
     #[test]

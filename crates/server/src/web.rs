@@ -42,7 +42,10 @@ pub fn router(state: AppState) -> Router {
         .route("/", get(index))
         .route("/ws", get(websocket))
         .route("/healthz", get(|| async { "ok" }))
+        .route(ERROR_STYLESHEET, get(error_stylesheet))
         .route("/{*path}", get(asset_or_room))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
         .layer(axum::middleware::map_response(security_headers))
 }
@@ -119,15 +122,41 @@ async fn asset_or_room(Path(path): Path<String>) -> Response {
         )
             .into_response();
     }
-    // Axum has already percent-decoded the path.
+    // A path with a slash (the client's files are under assets/) is a file
+    // that is not there; anything else is meant as a room (Axum has already
+    // percent-decoded it).
+    if path.contains('/') {
+        return not_found().await;
+    }
     match validate_room_name(&path) {
         Ok(()) => serve_index(StatusCode::OK),
-        Err(e) => error_page(
-            StatusCode::BAD_REQUEST,
-            "This is not a room name",
-            &e.to_string(),
-        ),
+        Err(e) => error_page(ErrorPage {
+            status: StatusCode::BAD_REQUEST,
+            title: "This is not a meeting link",
+            detail: &format!("“{}” cannot be a room name: {e}.", shortened(&path)),
+            hint: Some(ROOM_NAME_RULES),
+        }),
     }
+}
+
+const ROOM_NAME_RULES: &str = "Check the link you were sent, or start a new meeting.";
+
+async fn not_found() -> Response {
+    error_page(ErrorPage {
+        status: StatusCode::NOT_FOUND,
+        title: "Nothing here",
+        detail: "This address is not a page of this Conclave server.",
+        hint: None,
+    })
+}
+
+async fn method_not_allowed() -> Response {
+    error_page(ErrorPage {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        title: "Not something this page does",
+        detail: "The browser asked this address for something it does not serve.",
+        hint: None,
+    })
 }
 
 fn serve_index(status: StatusCode) -> Response {
@@ -141,31 +170,73 @@ fn serve_index(status: StatusCode) -> Response {
             Body::from(file.data.into_owned()),
         )
             .into_response(),
-        None => error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "The web client is missing",
-            "This conclave binary was built without the web client (web/dist). Rebuild with Node.js installed.",
-        ),
+        None => error_page(ErrorPage {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            title: "The web client is missing",
+            detail: "This conclave binary was built without the web client (web/dist).",
+            hint: Some("Whoever runs this server: rebuild it with Node.js installed."),
+        }),
     }
 }
 
-fn error_page(status: StatusCode, title: &str, detail: &str) -> Response {
+/// Served by the binary, so an error page looks like the app even when the
+/// client's hashed assets are not what the visitor asked for.
+const ERROR_STYLESHEET: &str = "/conclave-error.css";
+
+async fn error_stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("error_page.css"),
+    )
+        .into_response()
+}
+
+struct ErrorPage<'a> {
+    status: StatusCode,
+    title: &'a str,
+    /// What happened, in words the visitor can act on.
+    detail: &'a str,
+    /// What to do about it, if there is more to say than the button.
+    hint: Option<&'a str>,
+}
+
+/// An error in the app's design, with a way forward: the start page.
+fn error_page(page: ErrorPage) -> Response {
+    let hint = page
+        .hint
+        .map(|h| format!("<p>{}</p>", escape_html(h)))
+        .unwrap_or_default();
     let html = format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{title} · Conclave</title></head><body><main>\
-         <h1>{title}</h1><p>{detail}</p>\
-         <p>Room names may use letters, digits, <code>-</code>, <code>_</code>, <code>.</code> and <code>~</code>, up to 64 characters.</p>\
-         <p><a href=\"/\">Start or join a meeting</a></p></main></body></html>",
-        title = escape_html(title),
-        detail = escape_html(detail),
+         <title>{title} · Conclave</title>\
+         <link rel=\"stylesheet\" href=\"{ERROR_STYLESHEET}\"></head><body>\
+         <main aria-labelledby=\"error-title\"><p class=\"brand\">Conclave</p>\
+         <h1 id=\"error-title\">{title}</h1><p>{detail}</p>{hint}\
+         <a class=\"btn\" href=\"/\">Go to the start page</a></main></body></html>",
+        title = escape_html(page.title),
+        detail = escape_html(page.detail),
     );
     (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        page.status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
         html,
     )
         .into_response()
+}
+
+/// At most 64 characters of what the visitor typed, for showing it back.
+fn shortened(text: &str) -> String {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
 }
 
 fn escape_html(text: &str) -> String {
@@ -193,5 +264,12 @@ mod tests {
             escape_html("<b>\"x\"&'"),
             "&lt;b&gt;&quot;x&quot;&amp;&#39;"
         );
+    }
+
+    #[test]
+    fn what_the_visitor_typed_is_shown_back_at_most_64_characters_long() {
+        assert_eq!(shortened("short"), "short");
+        let long = "é".repeat(100);
+        assert_eq!(shortened(&long), format!("{}…", "é".repeat(64)));
     }
 }
