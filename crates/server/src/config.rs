@@ -25,7 +25,7 @@ pub const DEFAULT_CONNECTIONS_PER_ADDRESS: usize = 20;
     version,
     about = "End-to-end encrypted video meetings: one binary.",
     after_help = "Every setting above can also be given as an environment variable: \
-CONCLAVE_LISTEN, CONCLAVE_UDP_PORT, CONCLAVE_PUBLIC_IP, CONCLAVE_TLS_CERT, CONCLAVE_TLS_KEY, \
+CONCLAVE_LISTEN, CONCLAVE_UDP_PORT, CONCLAVE_TCP_PORT, CONCLAVE_PUBLIC_IP, CONCLAVE_TLS_CERT, CONCLAVE_TLS_KEY, \
 CONCLAVE_DATA_DIR, CONCLAVE_MAX_PARTICIPANTS, CONCLAVE_MAX_CONNECTIONS_PER_ADDRESS, \
 CONCLAVE_MEDIA_THREADS, CONCLAVE_CONFIG. \
 Flags win over variables, variables over the --config file.\n\n\
@@ -39,6 +39,10 @@ pub struct Cli {
     /// The single UDP port for all media [default: 10000].
     #[arg(long)]
     pub udp_port: Option<u16>,
+    /// The TCP port for media of browsers whose UDP is blocked (ICE-TCP,
+    /// RFC 6544) [default: the UDP port's number; 0: one the OS picks].
+    #[arg(long)]
+    pub tcp_port: Option<u16>,
     /// IP address announced to browsers in ICE candidates [default: the listen
     /// address, or this machine's first LAN address when listening on 0.0.0.0].
     #[arg(long)]
@@ -87,6 +91,7 @@ pub struct Cli {
 struct FileConfig {
     listen: Option<SocketAddr>,
     udp_port: Option<u16>,
+    tcp_port: Option<u16>,
     public_ip: Option<IpAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -113,6 +118,10 @@ pub struct Config {
     pub udp_bind: SocketAddr,
     /// What ICE candidates announce.
     pub udp_public: SocketAddr,
+    /// Where the ICE-TCP listener binds.
+    pub tcp_bind: SocketAddr,
+    /// What the passive ICE-TCP candidate announces.
+    pub tcp_public: SocketAddr,
     pub tls: Tls,
     /// Most participants one room admits.
     pub max_participants: usize,
@@ -138,6 +147,7 @@ impl Cli {
         Ok(Cli {
             listen: parsed(env, "CONCLAVE_LISTEN", self.listen)?,
             udp_port: parsed(env, "CONCLAVE_UDP_PORT", self.udp_port)?,
+            tcp_port: parsed(env, "CONCLAVE_TCP_PORT", self.tcp_port)?,
             public_ip: parsed(env, "CONCLAVE_PUBLIC_IP", self.public_ip)?,
             tls_cert: path(env, "CONCLAVE_TLS_CERT", self.tls_cert)?,
             tls_key: path(env, "CONCLAVE_TLS_KEY", self.tls_key)?,
@@ -207,6 +217,9 @@ impl Config {
             .or(file.listen)
             .unwrap_or(SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)));
         let udp_port = cli.udp_port.or(file.udp_port).unwrap_or(10000);
+        // TCP and UDP ports are separate spaces: one number for both is
+        // one number to open in a firewall.
+        let tcp_port = cli.tcp_port.or(file.tcp_port).unwrap_or(udp_port);
         let public_ip = match cli.public_ip.or(file.public_ip) {
             Some(ip) => ip,
             None if listen.ip().is_unspecified() => first_lan_address().ok_or(
@@ -262,6 +275,8 @@ impl Config {
             listen,
             udp_bind,
             udp_public: SocketAddr::new(public_ip, udp_port),
+            tcp_bind: SocketAddr::new(udp_ip, tcp_port),
+            tcp_public: SocketAddr::new(public_ip, tcp_port),
             tls,
             max_participants,
             max_connections_per_address,
@@ -338,6 +353,35 @@ mod tests {
         }
     }
 
+    #[test]
+    fn the_tcp_port_follows_the_udp_port_unless_set_by_flag_variable_or_file() {
+        let port = |c: Config| (c.udp_public.port(), c.tcp_public.port(), c.tcp_bind.port());
+        assert_eq!(
+            port(resolve(&["--udp-port", "4000"]).expect("udp")),
+            (4000, 4000, 4000)
+        );
+        assert_eq!(
+            port(resolve(&["--udp-port", "0"]).expect("udp 0")),
+            (0, 0, 0),
+            "both chosen by the OS"
+        );
+        assert_eq!(
+            port(resolve(&["--udp-port", "4000", "--tcp-port", "443"]).expect("flag")),
+            (4000, 443, 443)
+        );
+        assert_eq!(
+            port(resolve_with(&[], &[("CONCLAVE_TCP_PORT", "4443")]).expect("variable")),
+            (10000, 4443, 4443)
+        );
+        let path = config_file("tcp_port", "tcp_port = 5443\n");
+        let file = path.to_str().expect("utf-8");
+        assert_eq!(
+            port(resolve(&["--config", file]).expect("file")),
+            (10000, 5443, 5443)
+        );
+        assert!(resolve_with(&[], &[("CONCLAVE_TCP_PORT", "http")]).is_err());
+    }
+
     /// A TOML file of its own for each test (tests run in parallel).
     fn config_file(test: &str, text: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("conclave-config-{}", std::process::id()));
@@ -352,6 +396,15 @@ mod tests {
         let config = resolve(&[]).expect("defaults resolve");
         assert_eq!(config.listen, "127.0.0.1:8080".parse().expect("addr"));
         assert_eq!(config.udp_public, "127.0.0.1:10000".parse().expect("addr"));
+        assert_eq!(
+            config.tcp_public,
+            "127.0.0.1:10000".parse().expect("addr"),
+            "ICE-TCP on the UDP port's number"
+        );
+        assert_eq!(
+            config.tcp_bind,
+            config.udp_bind.to_string().parse().expect("addr")
+        );
         assert_eq!(config.tls, Tls::Off);
         assert_eq!(config.max_participants, 100);
         assert_eq!(config.max_connections_per_address, 0, "none on loopback");

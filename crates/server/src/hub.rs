@@ -19,13 +19,12 @@
 //! channels: control queues a participant's welcome before telling media
 //! about it, so its offer (and so its answer) comes after.
 
-use std::net::SocketAddr;
-
 use conclave_protocol::{MediaState, ParticipantId, ServerMessage};
 use tokio::sync::mpsc;
 
 use crate::control::Control;
 use crate::delivery::Signer;
+use crate::media::{Bound, MediaAddrs};
 
 /// Messages queued towards one client before it counts as stuck.
 pub const CLIENT_QUEUE: usize = 512;
@@ -90,19 +89,17 @@ impl HubHandle {
     }
 }
 
-/// Binds the UDP port, starts `media_threads` media threads and the control
-/// task (on the current runtime), and returns the handle for signaling and
-/// the UDP address bound. `udp_public` is announced to browsers (port 0:
-/// the one bound).
+/// Binds the media ports (UDP, and TCP for ICE-TCP), starts `media_threads`
+/// media threads and the control task (on the current runtime), and returns
+/// the handle for signaling and the addresses bound.
 pub fn start(
-    udp_bind: SocketAddr,
-    udp_public: SocketAddr,
+    media_addrs: MediaAddrs,
     media_threads: usize,
     signer: Signer,
     max_participants: usize,
-) -> std::io::Result<(HubHandle, SocketAddr)> {
+) -> Result<(HubHandle, Bound), String> {
     let (media_events, from_media) = mpsc::unbounded_channel();
-    let (media, bound) = crate::media::start(udp_bind, udp_public, media_threads, media_events)?;
+    let (media, bound) = crate::media::start(media_addrs, media_threads, media_events)?;
     let (tx, commands) = mpsc::channel(COMMAND_QUEUE);
     let control = Control::new(signer, max_participants, commands, from_media, media);
     tokio::spawn(control.run());

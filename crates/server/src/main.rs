@@ -48,14 +48,19 @@ async fn run(cli: Cli) -> Result<(), String> {
     let signer = signer
         .with_ghost_adds(config.test_ghost_adds)
         .with_mislabelled_media(config.test_mislabel_media);
-    let (handle, udp_bound) = hub::start(
-        config.udp_bind,
-        config.udp_public,
+    let media_addrs = media::MediaAddrs {
+        udp_bind: config.udp_bind,
+        udp_public: config.udp_public,
+        tcp_bind: config.tcp_bind,
+        tcp_public: config.tcp_public,
+    };
+    let (handle, bound) = hub::start(
+        media_addrs,
         config.media_threads,
         signer,
         config.max_participants,
-    )
-    .map_err(|e| format!("cannot bind UDP {}: {e}", config.udp_bind))?;
+    )?;
+    let udp_bound = bound.udp;
     let app = web::router(web::AppState {
         hub: handle,
         connections: connections::ConnectionLimit::new(config.max_connections_per_address),
@@ -74,9 +79,11 @@ async fn run(cli: Cli) -> Result<(), String> {
         local
     };
     let announced = std::net::SocketAddr::new(config.udp_public.ip(), udp_bound.port());
+    let tcp_announced = std::net::SocketAddr::new(config.tcp_public.ip(), bound.tcp.port());
     // Tests read this line to learn the ports chosen for `:0`.
     println!(
-        "Conclave is running: open {scheme}://{shown}/ in a browser (media on UDP {announced}, bound {udp_bound})"
+        "Conclave is running: open {scheme}://{shown}/ in a browser (media on UDP {announced}, bound {udp_bound}; TCP {tcp_announced}, bound {})",
+        bound.tcp
     );
     let server = match tls {
         Some(tls) => {

@@ -3,16 +3,22 @@
 //! Once ICE has checked a participant's address, its packets are found by
 //! source address. Before that, the only clue is the STUN USERNAME attribute
 //! (`<our ufrag>:<their ufrag>`): each participant's `Rtc` gets a unique local
-//! ufrag, so the first half names the participant.
+//! ufrag, so the first half names the participant. UDP and TCP (ICE-TCP,
+//! where a remote address names one connection) have separate address maps:
+//! the same address on both would be two different peers.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use conclave_protocol::ParticipantId;
 
+use crate::Transport;
+
 #[derive(Debug, Default)]
 pub struct Demux {
     by_addr: HashMap<SocketAddr, ParticipantId>,
+    /// TCP connections, by remote address.
+    by_tcp_addr: HashMap<SocketAddr, ParticipantId>,
     by_ufrag: HashMap<String, ParticipantId>,
 }
 
@@ -24,22 +30,42 @@ impl Demux {
     pub fn remove(&mut self, id: ParticipantId, ufrag: &str) {
         self.by_ufrag.remove(ufrag);
         self.by_addr.retain(|_, p| *p != id);
+        self.by_tcp_addr.retain(|_, p| *p != id);
+    }
+
+    fn addrs(&self, transport: Transport) -> &HashMap<SocketAddr, ParticipantId> {
+        match transport {
+            Transport::Udp => &self.by_addr,
+            Transport::Tcp => &self.by_tcp_addr,
+        }
     }
 
     /// Remembers `source` as `id`'s address, after its `Rtc` accepted a packet from there.
-    pub fn learn(&mut self, source: SocketAddr, id: ParticipantId) {
-        self.by_addr.insert(source, id);
+    pub fn learn(&mut self, transport: Transport, source: SocketAddr, id: ParticipantId) {
+        match transport {
+            Transport::Udp => self.by_addr.insert(source, id),
+            Transport::Tcp => self.by_tcp_addr.insert(source, id),
+        };
     }
 
     pub fn knows(&self, source: SocketAddr) -> bool {
         self.by_addr.contains_key(&source)
     }
 
-    pub fn lookup(&self, source: SocketAddr, data: &[u8]) -> Option<ParticipantId> {
+    pub fn knows_tcp(&self, source: SocketAddr) -> bool {
+        self.by_tcp_addr.contains_key(&source)
+    }
+
+    pub fn lookup(
+        &self,
+        transport: Transport,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Option<ParticipantId> {
         if let Some(ufrag) = stun_local_ufrag(data) {
             return self.by_ufrag.get(ufrag).copied();
         }
-        self.by_addr.get(&source).copied()
+        self.addrs(transport).get(&source).copied()
     }
 }
 
@@ -138,11 +164,31 @@ mod tests {
         let mut demux = Demux::default();
         let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
         demux.add("u1".into(), 4);
-        assert_eq!(demux.lookup(addr, &stun_with_username(b"u1:x")), Some(4));
-        assert_eq!(demux.lookup(addr, &[0x80, 0, 0, 0]), None);
-        demux.learn(addr, 4);
-        assert_eq!(demux.lookup(addr, &[0x80, 0, 0, 0]), Some(4));
+        let udp = Transport::Udp;
+        assert_eq!(
+            demux.lookup(udp, addr, &stun_with_username(b"u1:x")),
+            Some(4)
+        );
+        assert_eq!(demux.lookup(udp, addr, &[0x80, 0, 0, 0]), None);
+        demux.learn(udp, addr, 4);
+        assert_eq!(demux.lookup(udp, addr, &[0x80, 0, 0, 0]), Some(4));
         demux.remove(4, "u1");
-        assert_eq!(demux.lookup(addr, &[0x80, 0, 0, 0]), None);
+        assert_eq!(demux.lookup(udp, addr, &[0x80, 0, 0, 0]), None);
+    }
+
+    #[test]
+    fn a_tcp_connection_and_a_udp_address_alike_are_different_peers() {
+        let mut demux = Demux::default();
+        let addr: SocketAddr = "127.0.0.1:5000".parse().expect("addr");
+        demux.add("u1".into(), 4);
+        demux.learn(Transport::Tcp, addr, 4);
+        assert_eq!(
+            demux.lookup(Transport::Tcp, addr, &[0x80, 0, 0, 0]),
+            Some(4)
+        );
+        assert_eq!(demux.lookup(Transport::Udp, addr, &[0x80, 0, 0, 0]), None);
+        assert!(demux.knows_tcp(addr) && !demux.knows(addr));
+        demux.remove(4, "u1");
+        assert_eq!(demux.lookup(Transport::Tcp, addr, &[0x80, 0, 0, 0]), None);
     }
 }

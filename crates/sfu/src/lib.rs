@@ -89,18 +89,33 @@ impl SpeakingTier {
     }
 }
 
-/// Where the SFU's single UDP port is reachable.
+/// Where the SFU's media ports are reachable.
 #[derive(Debug, Clone, Copy)]
 pub struct SfuConfig {
-    /// The address announced to browsers as the ICE host candidate.
+    /// The address announced to browsers as the ICE host candidate (UDP).
     pub candidate_addr: SocketAddr,
+    /// The address announced as a passive ICE-TCP host candidate (RFC
+    /// 6544), for browsers whose UDP is blocked; `None`: UDP only.
+    pub tcp_candidate_addr: Option<SocketAddr>,
+}
+
+/// How a datagram travels between the SFU and a participant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// The SFU's UDP port.
+    Udp,
+    /// The TCP connection (RFC 4571 framing) from the remote address: ICE
+    /// over TCP, with the SFU's passive candidate.
+    Tcp,
 }
 
 /// Something the caller must act on.
 #[derive(Debug)]
 pub enum Output {
-    /// Send these bytes from the SFU's UDP socket.
+    /// Send these bytes: from the SFU's UDP socket to `destination`, or
+    /// (one RFC 4571 frame) on the TCP connection from `destination`.
     Transmit {
+        transport: Transport,
         destination: SocketAddr,
         contents: Vec<u8>,
     },
@@ -253,6 +268,12 @@ impl Sfu {
         self.demux.knows(source)
     }
 
+    /// Whether the TCP connection from `source` is one a participant's
+    /// `Rtc` accepted a datagram on.
+    pub fn knows_tcp_address(&self, source: SocketAddr) -> bool {
+        self.demux.knows_tcp(source)
+    }
+
     pub fn participant_count(&self) -> usize {
         self.participants.len()
     }
@@ -269,7 +290,13 @@ impl Sfu {
             return Err(SfuError::AlreadyPresent);
         }
         let room: Arc<str> = Arc::from(room);
-        let participant = Participant::new(now, id, room.clone(), self.config.candidate_addr);
+        let participant = Participant::new(
+            now,
+            id,
+            room.clone(),
+            self.config.candidate_addr,
+            self.config.tcp_candidate_addr,
+        );
         self.rooms.entry(room.clone()).or_default().push(id);
         self.demux.add(participant.ufrag().to_owned(), id);
         self.participants.insert(id, participant);
@@ -372,17 +399,48 @@ impl Sfu {
         source: SocketAddr,
         data: &[u8],
     ) -> Result<(), DropReason> {
+        self.receive(now, Transport::Udp, source, data)
+    }
+
+    /// Feeds one RFC 4571 frame read from the TCP connection from `source`
+    /// (ICE over TCP: the SFU's passive candidate).
+    pub fn handle_tcp_frame(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
+        self.receive(now, Transport::Tcp, source, data)
+    }
+
+    #[inline]
+    fn receive(
+        &mut self,
+        now: Instant,
+        transport: Transport,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> Result<(), DropReason> {
+        let (proto, destination) = match transport {
+            Transport::Udp => (Protocol::Udp, self.config.candidate_addr),
+            Transport::Tcp => (
+                Protocol::Tcp,
+                self.config
+                    .tcp_candidate_addr
+                    .ok_or(DropReason::UnknownSender)?,
+            ),
+        };
         let id = self
             .demux
-            .lookup(source, data)
+            .lookup(transport, source, data)
             .ok_or(DropReason::UnknownSender)?;
         let contents = DatagramRecv::try_from(data).map_err(|_| DropReason::Unparseable)?;
         let input = Input::Receive(
             now,
             Receive {
-                proto: Protocol::Udp,
+                proto,
                 source,
-                destination: self.config.candidate_addr,
+                destination,
                 contents,
             },
         );
@@ -394,7 +452,7 @@ impl Sfu {
             return Err(DropReason::NotAccepted);
         }
         participant.handle_input(input);
-        self.demux.learn(source, id);
+        self.demux.learn(transport, source, id);
         // The sender's Rtc is polled at once (str0m wants its events taken
         // before the next input); the subscribers it wrote to are polled
         // once per batch of datagrams, on the next `poll_output`.
@@ -595,6 +653,10 @@ impl Sfu {
                     return;
                 }
                 str0m::Output::Transmit(t) => self.outputs.push_back(Output::Transmit {
+                    transport: match t.proto {
+                        Protocol::Tcp => Transport::Tcp,
+                        _ => Transport::Udp,
+                    },
                     destination: t.destination,
                     contents: t.contents.into(),
                 }),

@@ -10,6 +10,7 @@ use conclave_protocol::{ParticipantId, TrackDirection, TrackMapping, TrackSource
 use rand::distr::{Alphanumeric, SampleString};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::net::TcpType;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, IceCreds, Input, Rtc};
 
@@ -76,7 +77,13 @@ pub struct Participant {
 }
 
 impl Participant {
-    pub fn new(now: Instant, id: ParticipantId, room: Arc<str>, candidate: SocketAddr) -> Self {
+    pub fn new(
+        now: Instant,
+        id: ParticipantId,
+        room: Arc<str>,
+        candidate: SocketAddr,
+        tcp_candidate: Option<SocketAddr>,
+    ) -> Self {
         // The ufrag routes STUN to this participant (see demux), so it must be
         // unique; the id prefix guarantees that (and tells a server with
         // several shards which one owns it), the random part keeps it unguessable.
@@ -98,6 +105,22 @@ impl Participant {
                 rtc.add_local_candidate(c);
             }
             Err(e) => tracing::error!("cannot use {candidate} as an ICE candidate: {e}"),
+        }
+        // ICE over TCP (RFC 6544): the browser connects to us, so ours is
+        // passive; its priority is below the UDP one's, so UDP wins when
+        // both work.
+        if let Some(addr) = tcp_candidate {
+            match Candidate::builder()
+                .tcp()
+                .host(addr)
+                .tcptype(TcpType::Passive)
+                .build()
+            {
+                Ok(c) => {
+                    rtc.add_local_candidate(c);
+                }
+                Err(e) => tracing::error!("cannot use {addr} as an ICE-TCP candidate: {e}"),
+            }
         }
         Participant {
             id,

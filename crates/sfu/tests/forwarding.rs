@@ -52,6 +52,7 @@ impl World {
         let sfu = || {
             Sfu::new(SfuConfig {
                 candidate_addr: SFU_ADDR.parse().expect("addr"),
+                tcp_candidate_addr: None,
             })
         };
         World {
@@ -130,6 +131,7 @@ impl World {
                     Output::Transmit {
                         destination,
                         contents,
+                        ..
                     } => {
                         if self.should_drop(SFU_ADDR.parse().expect("addr"), destination, &contents)
                         {

@@ -15,6 +15,10 @@
 //! thread with fewest participants) and tells every thread of every join,
 //! in the same order, so they agree on each room's join order.
 //!
+//! Browsers whose UDP is blocked reach the SFU over TCP (`tcp`: ICE-TCP,
+//! RFC 6544), on a thread of its own that passes frames to the owning
+//! media thread and writes what media threads hand back.
+//!
 //! Media hears from the control task who joined and left and their SDP
 //! answers ([`ToMedia`]), and gives control what clients must be told
 //! ([`FromMedia`]: offers, track maps, speaking changes, failures); it
@@ -22,6 +26,7 @@
 
 mod routing;
 mod shard;
+mod tcp;
 mod udp;
 
 use std::collections::HashMap;
@@ -31,6 +36,7 @@ use conclave_protocol::{ParticipantId, TrackMapping};
 use tokio::sync::mpsc;
 
 use shard::{Shard, ShardCommand};
+use tcp::{TcpCommand, TcpThread};
 
 /// Commands queued from control towards each media thread.
 const COMMAND_QUEUE: usize = 4096;
@@ -81,6 +87,8 @@ pub enum FromMedia {
 /// Control's side of the media threads: who owns whom, and the channels.
 pub struct MediaHandle {
     threads: Vec<mpsc::Sender<ShardCommand>>,
+    /// The ICE-TCP thread, which routes frames to owners.
+    tcp: mpsc::Sender<TcpCommand>,
     owners: HashMap<ParticipantId, usize>,
     /// Participants each thread owns.
     load: Vec<usize>,
@@ -105,6 +113,10 @@ impl MediaHandle {
                     .entry(room.clone())
                     .or_insert_with(|| vec![0; threads])[owner] += 1;
                 self.room_of.insert(id, room.clone());
+                self.tcp
+                    .send(TcpCommand::Join { id, owner })
+                    .await
+                    .map_err(|_| MediaGone)?;
                 for thread in &self.threads {
                     let join = ShardCommand::Join {
                         id,
@@ -136,6 +148,10 @@ impl MediaHandle {
                         }
                     }
                 }
+                self.tcp
+                    .send(TcpCommand::Leave { id })
+                    .await
+                    .map_err(|_| MediaGone)?;
                 for thread in &self.threads {
                     thread
                         .send(ShardCommand::Leave { id })
@@ -158,26 +174,56 @@ impl MediaHandle {
     }
 }
 
-/// Binds the media port (reporting a busy port at once) and starts
-/// `threads` media threads. `public` is the address announced to browsers
-/// (port 0: the one bound). Returns control's handle and the bound address.
+/// Where media listens and what offers announce.
+#[derive(Debug, Clone, Copy)]
+pub struct MediaAddrs {
+    pub udp_bind: SocketAddr,
+    /// Port 0: the one bound.
+    pub udp_public: SocketAddr,
+    pub tcp_bind: SocketAddr,
+    /// Port 0: the one bound.
+    pub tcp_public: SocketAddr,
+}
+
+/// The ports bound (for `:0`).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub udp: SocketAddr,
+    pub tcp: SocketAddr,
+}
+
+/// Binds the media ports, UDP and TCP (reporting a busy port at once), and
+/// starts `threads` media threads and the ICE-TCP thread. Returns control's
+/// handle and the bound addresses.
 pub fn start(
-    bind: SocketAddr,
-    public: SocketAddr,
+    addrs: MediaAddrs,
     threads: usize,
     events: mpsc::UnboundedSender<FromMedia>,
-) -> std::io::Result<(MediaHandle, SocketAddr)> {
+) -> Result<(MediaHandle, Bound), String> {
     let threads = threads.clamp(1, conclave_sfu::MAX_SHARDS);
-    let sockets = udp::bind_group(bind, threads)?;
-    let bound = sockets[0].local_addr()?;
-    let public = SocketAddr::new(
-        public.ip(),
-        if public.port() == 0 {
-            bound.port()
-        } else {
-            public.port()
-        },
-    );
+    let udp_error = |e: std::io::Error| format!("cannot bind UDP {}: {e}", addrs.udp_bind);
+    let tcp_error = |e: std::io::Error| {
+        format!(
+            "cannot listen on TCP {} for ICE-TCP (set another with --tcp-port): {e}",
+            addrs.tcp_bind
+        )
+    };
+    let sockets = udp::bind_group(addrs.udp_bind, threads).map_err(udp_error)?;
+    let bound = sockets[0].local_addr().map_err(udp_error)?;
+    let with_port = |public: SocketAddr, bound: SocketAddr| {
+        SocketAddr::new(
+            public.ip(),
+            if public.port() == 0 {
+                bound.port()
+            } else {
+                public.port()
+            },
+        )
+    };
+    let public = with_port(addrs.udp_public, bound);
+    let listener = std::net::TcpListener::bind(addrs.tcp_bind).map_err(tcp_error)?;
+    let tcp_bound = listener.local_addr().map_err(tcp_error)?;
+    let tcp_public = with_port(addrs.tcp_public, tcp_bound);
     let mut commands = Vec::new();
     let mut handles = Vec::new();
     for _ in 0..threads {
@@ -186,36 +232,65 @@ pub fn start(
         commands.push(rx);
     }
     let (peer_senders, inboxes) = shard::peer_channels(threads);
-    for (index, ((socket, commands), inbox)) in
-        sockets.into_iter().zip(commands).zip(inboxes).enumerate()
+    let (tcp_commands, tcp_command_rx) = mpsc::channel(tcp::COMMAND_QUEUE);
+    let (to_tcp, from_shards) = mpsc::channel(tcp::MEDIA_QUEUE);
+    let (to_shards, tcp_inboxes): (Vec<_>, Vec<_>) = (0..threads)
+        .map(|_| mpsc::channel(tcp::MEDIA_QUEUE))
+        .unzip();
+    let tcp_thread = TcpThread::new(listener, tcp_command_rx, from_shards, to_shards);
+    std::thread::Builder::new()
+        .name("conclave-ice-tcp".into())
+        .spawn(move || {
+            if let Err(e) = tcp_thread.run() {
+                tracing::error!("the ICE-TCP thread stopped: {e}");
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    for (index, (((socket, commands), inbox), tcp_inbox)) in sockets
+        .into_iter()
+        .zip(commands)
+        .zip(inboxes)
+        .zip(tcp_inboxes)
+        .enumerate()
     {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
-            .build()?;
+            .build()
+            .map_err(|e| e.to_string())?;
         // Registered with this thread's runtime's reactor, which it drives.
         let socket = {
             let _runtime = runtime.enter();
-            tokio::net::UdpSocket::from_std(socket)?
+            tokio::net::UdpSocket::from_std(socket).map_err(udp_error)?
         };
         let shard = Shard::new(
             index,
             public,
+            tcp_public,
             socket,
             commands,
             inbox,
             peer_senders.clone(),
+            (tcp_inbox, to_tcp.clone()),
             events.clone(),
         );
         std::thread::Builder::new()
             .name(format!("conclave-media-{index}"))
-            .spawn(move || runtime.block_on(shard.run()))?;
+            .spawn(move || runtime.block_on(shard.run()))
+            .map_err(|e| e.to_string())?;
     }
     let handle = MediaHandle {
         load: vec![0; threads],
         threads: handles,
+        tcp: tcp_commands,
         owners: HashMap::new(),
         rooms: HashMap::new(),
         room_of: HashMap::new(),
     };
-    Ok((handle, bound))
+    Ok((
+        handle,
+        Bound {
+            udp: bound,
+            tcp: tcp_bound,
+        },
+    ))
 }

@@ -14,12 +14,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conclave_protocol::{ParticipantId, TrackSource};
-use conclave_sfu::{KeyframeRequestKind, Output, RelayedPacket, Sfu, SfuConfig};
+use conclave_sfu::{KeyframeRequestKind, Output, RelayedPacket, Sfu, SfuConfig, Transport};
 use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use super::routing::{stun_participant, Route, Routing};
+use super::tcp::{FromShard, TcpFrames};
 use super::udp::{self, RecvBatch, SendLoss, BATCH};
 use super::FromMedia;
 
@@ -97,6 +98,11 @@ pub struct Shard {
     events: mpsc::UnboundedSender<FromMedia>,
     received: RecvBatch,
     transmits: Vec<(SocketAddr, Vec<u8>)>,
+    /// Frames the ICE-TCP thread read for this thread's participants.
+    tcp_in: mpsc::Receiver<TcpFrames>,
+    /// What goes back to the ICE-TCP thread at the end of this turn.
+    tcp_out: mpsc::Sender<FromShard>,
+    tcp_batch: FromShard,
     dropped: Dropped,
 }
 
@@ -107,16 +113,20 @@ struct Dropped {
     send_full: u64,
     send_refused: u64,
     peer_batches: u64,
+    tcp_batches: u64,
 }
 
 impl Shard {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         index: usize,
         public: SocketAddr,
+        tcp_public: SocketAddr,
         socket: UdpSocket,
         commands: mpsc::Receiver<ShardCommand>,
         inbox: mpsc::Receiver<PeerBatch>,
         peers: Vec<mpsc::Sender<PeerBatch>>,
+        (tcp_in, tcp_out): (mpsc::Receiver<TcpFrames>, mpsc::Sender<FromShard>),
         events: mpsc::UnboundedSender<FromMedia>,
     ) -> Self {
         let outbox = (0..peers.len())
@@ -129,6 +139,7 @@ impl Shard {
             index,
             sfu: Sfu::new(SfuConfig {
                 candidate_addr: public,
+                tcp_candidate_addr: Some(tcp_public),
             }),
             socket,
             routing: Routing::new(index),
@@ -139,6 +150,12 @@ impl Shard {
             events,
             received: RecvBatch::default(),
             transmits: Vec::with_capacity(BATCH),
+            tcp_in,
+            tcp_out,
+            tcp_batch: FromShard {
+                from: index,
+                ..FromShard::default()
+            },
             dropped: Dropped::default(),
         }
     }
@@ -166,12 +183,57 @@ impl Shard {
                         self.receive();
                     }
                 }
+                Some(frames) = self.tcp_in.recv() => {
+                    self.handle_tcp_frames(frames);
+                    for _ in 1..INBOX_ROUNDS {
+                        let Ok(frames) = self.tcp_in.try_recv() else { break };
+                        self.handle_tcp_frames(frames);
+                    }
+                }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
             self.sfu.handle_timeout(Instant::now());
             self.drain_sfu();
             self.send_transmits();
             self.send_to_peers();
+            self.send_to_tcp();
+        }
+    }
+
+    fn handle_tcp_frames(&mut self, frames: TcpFrames) {
+        let now = Instant::now();
+        for (source, data) in &frames {
+            match self.sfu.handle_tcp_frame(now, *source, data) {
+                Ok(()) => {
+                    // A STUN request our Rtc accepted: the connection is
+                    // this participant's.
+                    if let Some(id) = stun_participant(data) {
+                        self.tcp_batch.confirmed.push((*source, id));
+                    }
+                }
+                Err(reason) => {
+                    self.dropped.datagrams += 1;
+                    tracing::trace!(%source, ?reason, "ice-tcp frame dropped");
+                }
+            }
+        }
+    }
+
+    fn send_to_tcp(&mut self) {
+        if self.tcp_batch.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(
+            &mut self.tcp_batch,
+            FromShard {
+                from: self.index,
+                ..FromShard::default()
+            },
+        );
+        if self.tcp_out.try_send(batch).is_err() {
+            // The TCP thread is behind: TCP peers' media is late anyway.
+            self.dropped.tcp_batches += 1;
+            tracing::debug!(totals = ?self.dropped, "batch for the ICE-TCP thread dropped");
         }
     }
 
@@ -289,6 +351,7 @@ impl Shard {
         while let Some(output) = self.sfu.poll_output() {
             match output {
                 Output::Transmit {
+                    transport: Transport::Udp,
                     destination,
                     contents,
                 } => {
@@ -297,6 +360,11 @@ impl Shard {
                         self.send_transmits();
                     }
                 }
+                Output::Transmit {
+                    transport: Transport::Tcp,
+                    destination,
+                    contents,
+                } => self.tcp_batch.transmits.push((destination, contents)),
                 Output::Relay { shards, packet } => {
                     for (thread, out) in self.outbox.iter_mut().enumerate() {
                         if shards & (1 << thread) != 0 {

@@ -17,6 +17,8 @@ pub struct Server {
     child: Child,
     pub http: SocketAddr,
     pub udp: SocketAddr,
+    /// The ICE-TCP port (the passive candidate offers announce).
+    pub tcp: SocketAddr,
 }
 
 impl Server {
@@ -39,12 +41,18 @@ impl Server {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let parsed = between(&line, "http://", "/")
             .and_then(|h| h.parse().ok())
-            .zip(between(&line, "media on UDP ", ",").and_then(|u| u.parse().ok()));
-        let Some((http, udp)) = parsed else {
+            .zip(between(&line, "media on UDP ", ",").and_then(|u| u.parse().ok()))
+            .zip(between(&line, "; TCP ", ",").and_then(|t| t.parse().ok()));
+        let Some(((http, udp), tcp)) = parsed else {
             let _ = child.kill();
             panic!("unexpected ready line from the server: {line:?}");
         };
-        Server { child, http, udp }
+        Server {
+            child,
+            http,
+            udp,
+            tcp,
+        }
     }
 
     pub fn is_running(&mut self) -> bool {

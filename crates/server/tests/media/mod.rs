@@ -4,12 +4,13 @@
 //! sequence number.
 #![allow(dead_code)]
 
-use std::net::{SocketAddr, UdpSocket};
-use std::time::Instant;
+use std::io::{ErrorKind, Read, Write};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::time::{Duration, Instant};
 
 use str0m::format::Codec;
 use str0m::media::Mid;
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{RtpPacket, RtpWrite};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
@@ -41,31 +42,126 @@ pub fn microphone(tracks: &[TrackMapping], direction: TrackDirection) -> Mid {
     Mid::from(track.mid.as_str())
 }
 
+/// How a peer reaches the server.
+enum Link {
+    Udp(UdpSocket),
+    /// ICE-TCP: one connection to the server's passive candidate, RFC 4571
+    /// frames, and what was read of an incomplete one.
+    Tcp {
+        stream: TcpStream,
+        server: SocketAddr,
+        pending: Vec<u8>,
+    },
+}
+
 pub struct Peer {
     pub rtc: Rtc,
-    socket: UdpSocket,
+    link: Link,
     local: SocketAddr,
     pub connected: bool,
 }
 
+fn rtc() -> Rtc {
+    str0m::crypto::from_feature_flags().install_process_default();
+    Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(Instant::now())
+}
+
 impl Peer {
     pub fn new() -> Peer {
-        str0m::crypto::from_feature_flags().install_process_default();
         let socket = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
         socket.set_nonblocking(true).expect("non-blocking");
         let local = socket.local_addr().expect("local addr");
-        let mut rtc = Rtc::builder()
-            .set_rtp_mode(true)
-            .clear_codecs()
-            .enable_opus(true, false)
-            .enable_vp8(true)
-            .build(Instant::now());
+        let mut rtc = rtc();
         rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
         Peer {
             rtc,
-            socket,
+            link: Link::Udp(socket),
             local,
             connected: false,
+        }
+    }
+
+    /// A peer whose only way to the server is TCP (as a browser whose UDP
+    /// is blocked): an active TCP candidate, connected to `server_tcp`.
+    pub fn new_tcp(server_tcp: SocketAddr) -> Peer {
+        let stream = TcpStream::connect(server_tcp).expect("tcp connect");
+        stream.set_nodelay(true).expect("nodelay");
+        stream.set_nonblocking(true).expect("non-blocking");
+        let local = stream.local_addr().expect("local addr");
+        let mut rtc = rtc();
+        let candidate = Candidate::builder()
+            .tcp()
+            .host(local)
+            .tcptype(TcpType::Active)
+            .build()
+            .expect("tcp candidate");
+        rtc.add_local_candidate(candidate);
+        Peer {
+            rtc,
+            link: Link::Tcp {
+                stream,
+                server: server_tcp,
+                pending: Vec::new(),
+            },
+            local,
+            connected: false,
+        }
+    }
+
+    /// Datagrams that arrived, with their source and protocol.
+    fn receive(&mut self) -> Vec<(Protocol, SocketAddr, Vec<u8>)> {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 4096];
+        match &mut self.link {
+            Link::Udp(socket) => {
+                while let Ok((n, source)) = socket.recv_from(&mut buf) {
+                    got.push((Protocol::Udp, source, buf[..n].to_vec()));
+                }
+            }
+            Link::Tcp {
+                stream,
+                server,
+                pending,
+            } => {
+                loop {
+                    match stream.read(&mut buf) {
+                        Ok(0) => break,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                        Err(_) => break,
+                    }
+                }
+                while pending.len() >= 2 {
+                    let len = usize::from(u16::from_be_bytes([pending[0], pending[1]]));
+                    if pending.len() < 2 + len {
+                        break;
+                    }
+                    got.push((Protocol::Tcp, *server, pending[2..2 + len].to_vec()));
+                    pending.drain(..2 + len);
+                }
+            }
+        }
+        got
+    }
+
+    fn transmit(&mut self, destination: SocketAddr, contents: &[u8]) {
+        match &mut self.link {
+            Link::Udp(socket) => {
+                let _ = socket.send_to(contents, destination);
+            }
+            Link::Tcp { stream, server, .. } => {
+                assert_eq!(
+                    destination, *server,
+                    "a TCP peer only talks to the server's TCP port"
+                );
+                let mut frame = (contents.len() as u16).to_be_bytes().to_vec();
+                frame.extend_from_slice(contents);
+                write_all_nonblocking(stream, &frame);
+            }
         }
     }
 
@@ -83,15 +179,14 @@ impl Peer {
     /// wants sent, and returns the RTP packets that arrived.
     pub fn step(&mut self) -> Vec<RtpPacket> {
         let mut packets = Vec::new();
-        let mut buf = vec![0u8; 2048];
-        while let Ok((n, source)) = self.socket.recv_from(&mut buf) {
-            let Ok(contents) = buf[..n].try_into() else {
+        for (proto, source, data) in self.receive() {
+            let Ok(contents) = data.as_slice().try_into() else {
                 continue;
             };
             let input = Input::Receive(
                 Instant::now(),
                 Receive {
-                    proto: Protocol::Udp,
+                    proto,
                     source,
                     destination: self.local,
                     contents,
@@ -115,9 +210,7 @@ impl Peer {
         while let Ok(output) = self.rtc.poll_output() {
             match output {
                 Output::Timeout(_) => return,
-                Output::Transmit(t) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination);
-                }
+                Output::Transmit(t) => self.transmit(t.destination, &t.contents),
                 Output::Event(Event::Connected) => self.connected = true,
                 Output::Event(Event::RtpPacket(packet)) => packets.push(packet),
                 Output::Event(_) => {}
@@ -155,5 +248,19 @@ impl Peer {
             .direct_api()
             .stream_rx(&packet.header.ssrc)
             .map(|s| s.mid())
+    }
+}
+
+/// Writes all of `data` on a non-blocking stream (tests send little).
+fn write_all_nonblocking(stream: &mut TcpStream, mut data: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !data.is_empty() && Instant::now() < deadline {
+        match stream.write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(_) => return,
+        }
     }
 }
