@@ -304,7 +304,7 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     });
   });
 
-  test('chat is readable by members and only ciphertext crosses the server', { timeout: 90_000 }, async () => {
+  test('chat is readable by members, only ciphertext crosses the server, and only http(s) links in it are clickable', { timeout: 90_000 }, async () => {
     const room = uniqueRoom('e2eechat');
     const ada = await person('Ada');
     const bob = await person('Bob');
@@ -330,6 +330,18 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
         what: 'Bob to read Ada\'s message',
       });
       await waitFor(async () => (await chatMessages(ada.page)).some((m) => m.text.includes(secret)), { what: 'Ada to see her own message' });
+
+      // Links arrive clickable, but only http(s) ones, opening in a tab that
+      // gets neither this page (no opener) nor the room's link (no referrer).
+      await ada.page.getByTestId('chat-input').fill('notes at https://example.org/notes. not javascript:alert(1)');
+      await ada.page.getByTestId('chat-input').press('Enter');
+      await waitFor(async () => (await chatMessages(bob.page)).some((m) => m.text.includes('notes at')), { what: 'Bob to read the link' });
+      const links = await bob.page.locator('[data-testid="chat-text"] a').evaluateAll((els) =>
+        els.map((a) => ({ href: a.getAttribute('href'), text: a.textContent, rel: a.getAttribute('rel'), target: a.getAttribute('target') })),
+      );
+      assert.deepEqual(links, [
+        { href: 'https://example.org/notes', text: 'https://example.org/notes', rel: 'noopener noreferrer', target: '_blank' },
+      ]);
 
       const all = [...frames.sent, ...frames.received];
       assert.deepEqual(all.filter((f) => f.text.includes(secret) || f.text.includes('elephant')), [], 'no plaintext in any frame\'s text');

@@ -2,7 +2,7 @@
 // a received message shows.
 import { strict as assert } from 'node:assert';
 import { test } from 'node:test';
-import { chatCounterText, chatSentAt, sendableChatText } from '../src/chat-text';
+import { chatCounterText, chatParts, chatSentAt, sendableChatText, type ChatPart } from '../src/chat-text';
 import { MAX_CHAT_CHARS } from '../src/protocol.gen';
 
 const NOW = Date.UTC(2026, 11, 4, 19, 0, 0);
@@ -58,5 +58,54 @@ test('chat time: with neither time showable, our own clock is used', () => {
   assert.equal(chatSentAt(NaN, -5, NOW), NOW);
   for (const t of [chatSentAt(2 ** 64, MAX_DATE_MS + 1, NOW), chatSentAt(-1, NaN, NOW)]) {
     assert.doesNotThrow(() => new Date(t).toISOString(), 'the chat panel calls toISOString on it');
+  }
+});
+
+const link = (text: string, href = text): ChatPart => ({ kind: 'link', text, href });
+const plain = (text: string): ChatPart => ({ kind: 'text', text });
+
+test('chat links: http and https URLs become links, the rest stays text', () => {
+  assert.deepEqual(chatParts('no links here'), [plain('no links here')]);
+  assert.deepEqual(chatParts('see https://example.org/a?b=1#c now'), [
+    plain('see '),
+    link('https://example.org/a?b=1#c'),
+    plain(' now'),
+  ]);
+  assert.deepEqual(chatParts('http://example.org'), [link('http://example.org', 'http://example.org/')]);
+  assert.deepEqual(chatParts('two: https://a.example https://b.example'), [
+    plain('two: '),
+    link('https://a.example', 'https://a.example/'),
+    plain(' '),
+    link('https://b.example', 'https://b.example/'),
+  ]);
+});
+
+test('chat links: sentence punctuation and an unmatched bracket are not part of the link', () => {
+  assert.deepEqual(chatParts('Read https://example.org/x.'), [plain('Read '), link('https://example.org/x'), plain('.')]);
+  assert.deepEqual(chatParts('(see https://example.org/x)'), [plain('(see '), link('https://example.org/x'), plain(')')]);
+  assert.deepEqual(chatParts('https://en.wikipedia.org/wiki/Foo_(bar)!'), [
+    link('https://en.wikipedia.org/wiki/Foo_(bar)'),
+    plain('!'),
+  ]);
+});
+
+test('chat links: no other scheme, no malformed URL, no link inside a word', () => {
+  for (const text of [
+    'javascript:alert(1)',
+    'data:text/html,<b>x</b>',
+    'ftp://example.org/file',
+    'https://',
+    'http://[::1',
+    'xhttps://example.org',
+    'JAVASCRIPT://example.org',
+  ]) {
+    assert.ok(chatParts(text).every((p) => p.kind === 'text'), text);
+    assert.equal(chatParts(text).map((p) => p.text).join(''), text, text);
+  }
+});
+
+test('chat links: the parts always put the message back together', () => {
+  for (const text of ['a https://x.example/(y)) b.', 'https://x.example,https://y.example', '\u{1F600} https://x.example/é ok']) {
+    assert.equal(chatParts(text).map((p) => p.text).join(''), text, text);
   }
 });

@@ -3,7 +3,7 @@
 // with the time its sender put inside the encryption; and a composer.
 
 import { chatInsertIndex } from '../chat-order';
-import { chatCounterText } from '../chat-text';
+import { chatCounterText, chatParts } from '../chat-text';
 import type { ChatEntry } from '../room';
 import { MAX_CHAT_CHARS } from '../protocol.gen';
 import { formatTime, h } from './dom';
@@ -106,7 +106,7 @@ export class ChatPanel {
           ? h('span', { class: 'chat-late', title: `Delivered after a later message from ${entry.name}; shown where ${entry.name} sent it` }, 'arrived late')
           : null,
       ),
-      h('p', { class: 'chat-text', 'data-testid': 'chat-text' }, entry.text),
+      h('p', { class: 'chat-text', 'data-testid': 'chat-text' }, ...messageContent(entry.text)),
     );
     const before = this.list.children[index] ?? null;
     // Inserted above what the reader is looking at: keep their view still.
@@ -128,4 +128,17 @@ export class ChatPanel {
       this.input.style.height = 'auto';
     }
   }
+}
+
+/**
+ * A message's text with its http(s) links clickable. They open in a new
+ * tab that learns nothing of this page: no opener (it cannot navigate the
+ * meeting away) and no referrer (it cannot see the room's link).
+ */
+function messageContent(text: string): (string | HTMLAnchorElement)[] {
+  return chatParts(text).map((part) =>
+    part.kind === 'text'
+      ? part.text
+      : h('a', { href: part.href, target: '_blank', rel: 'noopener noreferrer', class: 'chat-link' }, part.text),
+  );
 }
