@@ -27,6 +27,8 @@ fi
 # (one end in a network namespace made here, never a real network). Needs root
 # and iproute2. Without them that test is skipped with the reason, except with
 # CI=true, where a test that cannot run must fail: this script stops here.
+# The ICE-TCP test runs a Chromium inside that namespace (CONCLAVE_E2E_NETNS)
+# with UDP dropped there by nftables.
 ci=0
 case "${CI:-}" in true | 1 | yes) ci=1 ;; esac
 if [ -z "${CONCLAVE_E2E_FIREFOX_IP:-}" ]; then
@@ -38,7 +40,9 @@ if [ -z "${CONCLAVE_E2E_FIREFOX_IP:-}" ]; then
     && ip link set "$ns_if" netns "$ns" && ip addr add 10.213.0.1/30 dev "$host_if" \
     && ip link set "$host_if" up && ip netns exec "$ns" ip addr add 10.213.0.2/30 dev "$ns_if" \
     && ip netns exec "$ns" ip link set "$ns_if" up; then
+    ip netns exec "$ns" ip link set lo up || true
     export CONCLAVE_E2E_FIREFOX_IP=10.213.0.1
+    export CONCLAVE_E2E_NETNS="$ns"
   elif [ $ci = 1 ]; then
     echo "e2e: could not create the test veth pair for the Firefox test (needs root and iproute2), and CONCLAVE_E2E_FIREFOX_IP is not set; CI=true, so this is a failure" >&2
     exit 1

@@ -14,6 +14,7 @@ if [ $build_only = 0 ]; then
   command -v chromium >/dev/null || need_apt+=(chromium)
   command -v firefox-esr >/dev/null || need_apt+=(firefox-esr)
   command -v ip >/dev/null || need_apt+=(iproute2)
+  command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need_apt+=(nftables)
 fi
 # wasm32: rustup's target if present, else Debian's Rust builds the std for it (docs/building.md).
 if ! rustup target list --installed 2>/dev/null | grep -q wasm32-unknown-unknown; then

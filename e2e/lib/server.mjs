@@ -75,7 +75,9 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
   }
   const httpPort = wantHttp ?? (await freeTcpPort());
   const udpPort = wantUdp ?? (await freeUdpPort());
-  const args = ['--listen', `${listenIp}:${httpPort}`, '--udp-port', String(udpPort), '--public-ip', publicIp];
+  // ICE-TCP's port defaults to the UDP port's number, which may be taken on TCP.
+  const tcpPort = await freeTcpPort();
+  const args = ['--listen', `${listenIp}:${httpPort}`, '--udp-port', String(udpPort), '--tcp-port', String(tcpPort), '--public-ip', publicIp];
   const child = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', ...env },
@@ -114,6 +116,7 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
     url,
     httpPort,
     udpPort,
+    tcpPort,
     pid: child.pid,
     output: () => output.join(''),
     get exited() {
