@@ -108,7 +108,9 @@ describe('ICE over TCP for a browser whose UDP is blocked (Chromium)', { skip: s
   });
 
   test('a participant without UDP joins over TCP; both decode each other\'s encrypted video', { timeout: 200_000 }, async () => {
-    const server = await startServer({ listenIp: lanIp, publicIp: lanIp });
+    // Its generated certificate goes to a directory of its own.
+    const dataDir = mkdtempSync(joinPath(tmpdir(), 'conclave-tcp-'));
+    const server = await startServer({ listenIp: lanIp, publicIp: lanIp, env: { CONCLAVE_DATA_DIR: dataDir } });
     const people = [];
     try {
       const https = { ignoreHTTPSErrors: true };
@@ -157,6 +159,7 @@ describe('ICE over TCP for a browser whose UDP is blocked (Chromium)', { skip: s
     } finally {
       for (const p of people) await p.context.close().catch(() => {});
       await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
