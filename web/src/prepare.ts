@@ -38,7 +38,7 @@ export class JoinPreparation {
           if (this.done || !this.api) return;
           this.crypto = new MediaCrypto(this.api, (message) => console.error(`conclave: ${message}`));
           this.pc = createPeerConnection(this.crypto.needsInsertableStreams);
-          return warmUpMls();
+          return warmUpMls(() => this.done);
         })
         .catch(() => undefined); // Join loads (and reports) the module again
     }, 0);

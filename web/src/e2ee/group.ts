@@ -32,10 +32,12 @@ const yieldToPage = (): Promise<void> => new Promise((resolve) => window.setTime
  * instead of paying for it between the server's offer and the first frame.
  * Two members of a group of their own, under a random secret and a room id
  * no real room has; nothing is kept, sent or shown. Each step is its own
- * task, so the page stays responsive.
+ * task, so the page stays responsive, and none starts once `stop()` says
+ * so (Join was pressed: the real join needs the thread now).
  */
-export async function warmUpMls(): Promise<void> {
+export async function warmUpMls(stop: () => boolean = () => false): Promise<void> {
   await loadE2ee();
+  if (stop()) return;
   const room = new TextEncoder().encode('conclave wasm warm-up (never a room)');
   const secret = crypto.getRandomValues(new Uint8Array(32));
   const creator = new MlsMember('warm-up', room, secret);
@@ -44,11 +46,13 @@ export async function warmUpMls(): Promise<void> {
     creator.createGroup(undefined, Date.now());
     const request = joiner.joinRequest();
     await yieldToPage();
+    if (stop()) return;
     creator.processIncoming(request, Date.now());
     creator.commitPending();
     const welcome = creator.takeWelcome();
     creator.confirmCommit(Date.now());
     await yieldToPage();
+    if (stop()) return;
     if (welcome) joiner.processIncoming(welcome, Date.now());
     joiner.processIncoming(creator.encryptChat('warm-up'), Date.now());
     joiner.sframeBaseKey();
@@ -59,6 +63,7 @@ export async function warmUpMls(): Promise<void> {
     joiner.free();
   }
   await yieldToPage();
+  if (stop()) return;
   const session = new MlsSession('warm-up', room, secret);
   try {
     session.start(false, new Uint8Array(0), Date.now());
