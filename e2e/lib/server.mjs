@@ -75,12 +75,13 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
   }
   const httpPort = wantHttp ?? (await freeTcpPort());
   const udpPort = wantUdp ?? (await freeUdpPort());
-  // ICE-TCP's port defaults to the UDP port's number, which may be taken on TCP.
-  const tcpPort = await freeTcpPort();
-  const args = ['--listen', `${listenIp}:${httpPort}`, '--udp-port', String(udpPort), '--tcp-port', String(tcpPort), '--public-ip', publicIp];
+  // ICE-TCP's port defaults to the UDP port's number, which may be taken on
+  // TCP: a free one, as a variable (a binary older than --tcp-port ignores it).
+  const tcpPort = env.CONCLAVE_TCP_PORT ? Number(env.CONCLAVE_TCP_PORT) : await freeTcpPort();
+  const args = ['--listen', `${listenIp}:${httpPort}`, '--udp-port', String(udpPort), '--public-ip', publicIp];
   const child = spawn(bin, args, {
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', ...env },
+    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', CONCLAVE_TCP_PORT: String(tcpPort), ...env },
   });
   const output = [];
   const keep = (chunk) => {
