@@ -101,6 +101,8 @@ step "test-mode server build" 0 bash scripts/build-test-modes.sh
 # The E2EE core's native tests ran above; here its wasm build must interoperate with them.
 step "e2ee wasm interop" $MIN_WASM_TESTS bash -c 'bash scripts/build-wasm.sh && cd e2ee-wasm-test && E2EE_NATIVE_PROFILE=release node --test'
 step "browser end-to-end" $MIN_E2E_TESTS bash e2e/run.sh
+# Short libFuzzer runs of every fuzz target (longer: scripts/fuzz.sh 600).
+step "fuzz (10 s per target)" 0 bash scripts/fuzz.sh 10
 
 echo "::: summary"
 for line in "${summary[@]}"; do echo "  $line"; done
