@@ -127,16 +127,11 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
     loop {
         let joined = matches!(state, Joining::Joined);
         let reply = tokio::select! {
-            incoming = stream.next() => {
-                let Some(Ok(message)) = incoming else { break };
-                last_heard = Instant::now();
-                match message {
-                    Message::Text(text) => handle_text(id, &text, &hub, &mut state, &mut bucket).await,
-                    Message::Binary(_) => Some(ServerMessage::error(ErrorCode::BadMessage, "binary messages are not part of the protocol")),
-                    Message::Close(_) => break,
-                    Message::Ping(_) | Message::Pong(_) => None,
-                }
-            }
+            // What the hub said comes first: when it refuses a join it sends
+            // the error and drops the link, and the closed link (which makes
+            // the connection idle again) must be seen before the client's
+            // next message, or a quick retry would be told it already joined.
+            biased;
             outgoing = from_hub.recv() => match outgoing {
                 Some(message) => {
                     if matches!(message, ServerMessage::Welcome { .. }) {
@@ -153,6 +148,16 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
                     None
                 }
             },
+            incoming = stream.next() => {
+                let Some(Ok(message)) = incoming else { break };
+                last_heard = Instant::now();
+                match message {
+                    Message::Text(text) => handle_text(id, &text, &hub, &mut state, &mut bucket).await,
+                    Message::Binary(_) => Some(ServerMessage::error(ErrorCode::BadMessage, "binary messages are not part of the protocol")),
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => None,
+                }
+            }
             _ = keepalive.tick() => {
                 if last_heard.elapsed() > SILENCE_LIMIT {
                     tracing::info!(participant = id, "no sign of life from the client; closing");
