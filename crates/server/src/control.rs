@@ -245,6 +245,12 @@ impl Control {
                     tracing::info!(participant = p, "disconnected by a member's decision");
                     self.remove(p);
                 }
+                Out::Keyframes(p) => {
+                    if let Some(room) = self.rooms.room_of(p) {
+                        let room = room.to_owned();
+                        self.media_queue.push(ToMedia::Keyframes { room });
+                    }
+                }
             }
         }
     }

@@ -98,6 +98,10 @@ pub enum Out {
     Key(ParticipantId, String),
     /// Disconnect the participant (after the messages before this).
     Close(ParticipantId),
+    /// A commit added members to this participant's room: new keyframes
+    /// are needed, sealed under the new epoch (see
+    /// `conclave_sfu::Sfu::request_room_keyframes`).
+    Keyframes(ParticipantId),
 }
 
 #[derive(Default)]
@@ -358,6 +362,9 @@ impl RoomMls {
                     }
                 }
             }
+        }
+        if !applied.added.is_empty() {
+            out.push(Out::Keyframes(id));
         }
         out.extend(self.propose_orphan_removals(signer));
         Ok(out)

@@ -66,6 +66,12 @@ const KEYFRAME_RETRY_FOR: Duration = Duration::from_secs(5);
 /// any screen slot) if a packet arrived this recently.
 const SENDING_WINDOW: Duration = Duration::from_secs(3);
 
+/// After a commit that adds members, when every video publisher of the
+/// room is asked for a keyframe (see [`Sfu::request_room_keyframes`]): late
+/// enough that most publishers have the new epoch's key, and once more for
+/// those that took longer.
+const KEYFRAMES_AFTER_ADD: [Duration; 2] = [Duration::from_millis(150), Duration::from_millis(450)];
+
 /// How recently someone spoke, for slot ranking: lower is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum SpeakingTier {
@@ -238,6 +244,9 @@ pub struct Sfu {
     /// Video subscriptions (subscriber, source, track) opened at the given
     /// time that have not had a keyframe yet.
     awaiting_keyframe: Vec<(ParticipantId, ParticipantId, TrackSource, Instant)>,
+    /// Rooms whose local video publishers are to be asked for a keyframe
+    /// at the given time (see [`Sfu::request_room_keyframes`]).
+    room_keyframes: Vec<(Instant, Arc<str>)>,
 }
 
 static INSTALL_CRYPTO: Once = Once::new();
@@ -259,6 +268,7 @@ impl Sfu {
             dirty_set: HashSet::new(),
             last_now: None,
             awaiting_keyframe: Vec::new(),
+            room_keyframes: Vec::new(),
         }
     }
 
@@ -464,9 +474,52 @@ impl Sfu {
     /// When [`Sfu::handle_timeout`] should next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rtc = self.timeouts.first().map(|&(t, _)| t);
-        match (rtc, self.next_speaking_tick) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        let keyframes = self.room_keyframes.iter().map(|&(t, _)| t).min();
+        [rtc, self.next_speaking_tick, keyframes]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// A commit added members to `room`: they can decrypt nothing sealed
+    /// before it, and what the SFU asked for when their slots opened was
+    /// likely sealed under the previous epoch. So every video publisher of
+    /// the room this SFU owns is asked for a keyframe shortly after the
+    /// commit (`KEYFRAMES_AFTER_ADD`), whatever it was asked before. The
+    /// server calls this on every shard.
+    pub fn request_room_keyframes(&mut self, now: Instant, room: &str) {
+        let Some((room, _)) = self.rooms.get_key_value(room) else {
+            return;
+        };
+        let room = room.clone();
+        for after in KEYFRAMES_AFTER_ADD {
+            self.room_keyframes.push((now + after, room.clone()));
+        }
+    }
+
+    fn send_room_keyframe_requests(&mut self, now: Instant) {
+        if !self.room_keyframes.iter().any(|&(t, _)| t <= now) {
+            return;
+        }
+        let (due, later) = std::mem::take(&mut self.room_keyframes)
+            .into_iter()
+            .partition(|&(t, _)| t <= now);
+        self.room_keyframes = later;
+        for (_, room) in due {
+            let members = self.rooms.get(&room).cloned().unwrap_or_default();
+            for member in members {
+                for track in [TrackSource::Camera, TrackSource::Screen] {
+                    if !self.publishes(member, track, now, SENDING_WINDOW) {
+                        continue;
+                    }
+                    let Some(p) = self.participants.get_mut(&member) else {
+                        continue;
+                    };
+                    if p.force_keyframe_request(now, track, KeyframeRequestKind::Pli) {
+                        self.mark_dirty(member);
+                    }
+                }
+            }
         }
     }
 
@@ -482,6 +535,7 @@ impl Sfu {
                 self.mark_dirty(id);
             }
         }
+        self.send_room_keyframe_requests(now);
         if self.next_speaking_tick.is_some_and(|t| t <= now) {
             self.next_speaking_tick = None;
             self.retry_keyframe_requests(now);

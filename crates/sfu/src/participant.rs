@@ -453,11 +453,34 @@ impl Participant {
         track: TrackSource,
         kind: KeyframeRequestKind,
     ) -> bool {
+        self.ask_keyframe(now, track, kind, false)
+    }
+
+    /// Asks for a keyframe whenever the last request was: for a keyframe
+    /// that must be made after a given moment (see `Sfu::request_room_keyframes`).
+    pub fn force_keyframe_request(
+        &mut self,
+        now: Instant,
+        track: TrackSource,
+        kind: KeyframeRequestKind,
+    ) -> bool {
+        self.ask_keyframe(now, track, kind, true)
+    }
+
+    fn ask_keyframe(
+        &mut self,
+        now: Instant,
+        track: TrackSource,
+        kind: KeyframeRequestKind,
+        force: bool,
+    ) -> bool {
         let Some(mids) = self.publish else {
             return false;
         };
         let last = &mut self.last_keyframe_request[source_index(track)];
-        if last.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+        if !force
+            && last.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
+        {
             return false;
         }
         let mut api = self.rtc.direct_api();
@@ -465,7 +488,11 @@ impl Participant {
             return false;
         };
         stream.request_keyframe(kind);
-        *last = Some(now);
+        // A forced request leaves the throttle alone: a subscriber that
+        // still cannot decode after it must be heard at once.
+        if !force {
+            *last = Some(now);
+        }
         true
     }
 }

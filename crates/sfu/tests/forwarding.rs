@@ -494,6 +494,53 @@ fn keyframe_requests_from_several_subscribers_reach_the_publisher_throttled(shar
     );
 }
 
+fn after_a_commit_that_adds_members_every_video_publisher_is_asked_for_a_keyframe(shards: usize) {
+    let mut world = three_in_a_room(shards);
+    let now = world.now;
+    // Peer 1 sends video, peer 2 only audio, peer 3 nothing.
+    world.peer(1).send_video(now, 1, KEYFRAME);
+    world
+        .peer(2)
+        .send_on(TrackSource::Microphone, now, 1, b"a", -20);
+    world.run(Duration::from_millis(500));
+    // A subscriber's request starts the 300 ms throttle…
+    world.peer(2).request_keyframe_from(1);
+    world.run(Duration::from_millis(20));
+    let before: Vec<usize> = (1..=3).map(|p| world.peer(p).keyframe_requests()).collect();
+    // …and then a commit adds someone: the server tells every shard.
+    let at = world.now;
+    for sfu in &mut world.sfus {
+        sfu.request_room_keyframes(at, "room");
+    }
+    world.run(Duration::from_millis(100));
+    assert_eq!(
+        world.peer(1).keyframe_requests(),
+        before[0],
+        "not before 150 ms"
+    );
+    world.run(Duration::from_millis(100));
+    assert_eq!(
+        world.peer(1).keyframe_requests(),
+        before[0] + 1,
+        "at 150 ms, within the throttle of the earlier request"
+    );
+    world.run(Duration::from_millis(300));
+    assert_eq!(
+        world.peer(1).keyframe_requests(),
+        before[0] + 2,
+        "and once more"
+    );
+    for p in [2, 3] {
+        assert_eq!(
+            world.peer(p).keyframe_requests(),
+            before[p as usize - 1],
+            "peer {p} sends no video"
+        );
+    }
+    world.run(Duration::from_millis(500));
+    assert_eq!(world.peer(1).keyframe_requests(), before[0] + 2, "no more");
+}
+
 fn when_one_leaves_its_slots_are_freed_and_the_rest_flows(shards: usize) {
     let mut world = three_in_a_room(shards);
     world.leave(3);
@@ -797,6 +844,7 @@ on_one_and_two_shards!(
     a_packet_published_by_one_reaches_the_others_with_its_payload_untouched,
     a_new_subscriber_without_a_keyframe_makes_the_sfu_ask_again_until_one_passes,
     keyframe_requests_from_several_subscribers_reach_the_publisher_throttled,
+    after_a_commit_that_adds_members_every_video_publisher_is_asked_for_a_keyframe,
     when_one_leaves_its_slots_are_freed_and_the_rest_flows,
     in_a_full_room_the_latest_speaker_takes_a_camera_slot_from_a_keyframe_on,
     in_a_full_room_where_everyone_talks_the_slots_stay_put,

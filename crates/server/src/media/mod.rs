@@ -57,6 +57,11 @@ pub enum ToMedia {
     Leave {
         id: ParticipantId,
     },
+    /// A commit added members to `room`: ask its video publishers for
+    /// keyframes under the new epoch.
+    Keyframes {
+        room: String,
+    },
 }
 
 /// To control, for the clients concerned.
@@ -133,6 +138,12 @@ impl MediaHandle {
                         .send(answer)
                         .await
                         .map_err(|_| MediaGone)?;
+                }
+            }
+            ToMedia::Keyframes { room } => {
+                for thread in &self.threads {
+                    let keyframes = ShardCommand::Keyframes { room: room.clone() };
+                    thread.send(keyframes).await.map_err(|_| MediaGone)?;
                 }
             }
             ToMedia::Leave { id } => {

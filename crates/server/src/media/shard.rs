@@ -50,6 +50,10 @@ pub enum ShardCommand {
     Leave {
         id: ParticipantId,
     },
+    /// To every thread: its video publishers in `room` are to send keyframes.
+    Keyframes {
+        room: String,
+    },
 }
 
 /// Everything one media thread has for another after one loop turn.
@@ -335,6 +339,7 @@ impl Shard {
                     });
                 }
             }
+            ShardCommand::Keyframes { room } => self.sfu.request_room_keyframes(now, &room),
             ShardCommand::Leave { id } => {
                 self.routing.leave(id);
                 self.sfu.remove_participant(now, id);
