@@ -19,8 +19,8 @@ cd "$(dirname "$0")/.."
 #   web:  web/test/*.test.ts (unit tests of the web client's pure logic)
 #   wasm: e2ee-wasm-test/*.test.mjs
 #   e2e:  e2e/tests/*.test.mjs
-MIN_RUST_TESTS=188
-MIN_WEB_TESTS=66
+MIN_RUST_TESTS=220
+MIN_WEB_TESTS=82
 MIN_WASM_TESTS=5
 MIN_E2E_TESTS=34
 
