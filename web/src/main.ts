@@ -63,6 +63,10 @@ async function enterRoom(root: HTMLElement, roomName: string, notice?: string, m
     noInviteKey: secretFromUrl() === null,
     onIntent: () => preparation.intent(),
   });
+  // The Room makes its MLS session from the wasm module at once: a Join
+  // pressed before the module finished loading (a slow machine, a quick
+  // click) waits for it here. If it failed, the Room says so.
+  await loadE2ee().catch(() => undefined);
   startMeeting(root, roomName, name, local, preparation);
 }
 

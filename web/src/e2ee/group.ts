@@ -206,7 +206,15 @@ export class GroupSession {
   ) {
     const secret = secretFromUrl();
     this.secretHeld = secret !== null;
-    this.session = new MlsSession(displayName, new TextEncoder().encode(roomName), secret ?? undefined);
+    try {
+      this.session = new MlsSession(displayName, new TextEncoder().encode(roomName), secret ?? undefined);
+    } catch (err) {
+      // The wasm module is not loaded: the Room ends the call as
+      // unsupported when its own load fails; nothing here may throw.
+      console.error('conclave: no MLS session', err);
+      this.session = null;
+      this.state = 'failed';
+    }
   }
 
   /** Whether this page holds the invite secret (the link had `#s=…`, or the group shared its key). */
