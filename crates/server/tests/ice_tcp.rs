@@ -144,18 +144,7 @@ fn connect(addr: SocketAddr, first: &[u8]) -> TcpStream {
 
 /// A STUN binding request (with a USERNAME, no integrity) for `ufrag`.
 fn stun_request(username: &str) -> Vec<u8> {
-    let mut attr = vec![0x00, 0x06];
-    attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
-    attr.extend_from_slice(username.as_bytes());
-    while attr.len() % 4 != 0 {
-        attr.push(0);
-    }
-    let mut msg = vec![0x00, 0x01];
-    msg.extend_from_slice(&(attr.len() as u16).to_be_bytes());
-    msg.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-    msg.extend_from_slice(&[7; 12]);
-    msg.extend_from_slice(&attr);
-    msg
+    conclave_sfu::stun_request_for_tests(username.as_bytes())
 }
 
 fn framed(data: &[u8]) -> Vec<u8> {

@@ -103,36 +103,39 @@ pub fn stun_local_ufrag(data: &[u8]) -> Option<&str> {
     None
 }
 
+/// A STUN binding request carrying `username` and no integrity: what
+/// routing looks at, for tests of it (here, in the server and in fuzzing).
+#[doc(hidden)]
+pub fn stun_request_for_tests(username: &[u8]) -> Vec<u8> {
+    let mut attr = STUN_USERNAME.to_be_bytes().to_vec();
+    attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attr.extend_from_slice(username);
+    while !attr.len().is_multiple_of(4) {
+        attr.push(0);
+    }
+    let mut msg = vec![0x00, 0x01];
+    msg.extend_from_slice(&(attr.len() as u16).to_be_bytes());
+    msg.extend_from_slice(&STUN_MAGIC_COOKIE);
+    msg.extend_from_slice(&[7; 12]);
+    msg.extend_from_slice(&attr);
+    msg
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn stun_with_username(username: &[u8]) -> Vec<u8> {
-        let mut attr = vec![0x00, 0x06];
-        attr.extend_from_slice(&(username.len() as u16).to_be_bytes());
-        attr.extend_from_slice(username);
-        while attr.len() % 4 != 0 {
-            attr.push(0);
-        }
-        let mut msg = vec![0x00, 0x01];
-        msg.extend_from_slice(&(attr.len() as u16).to_be_bytes());
-        msg.extend_from_slice(&STUN_MAGIC_COOKIE);
-        msg.extend_from_slice(&[7; 12]);
-        msg.extend_from_slice(&attr);
-        msg
-    }
-
     #[test]
     fn the_local_ufrag_is_read_from_a_binding_request() {
         assert_eq!(
-            stun_local_ufrag(&stun_with_username(b"srv1:cli9")),
+            stun_local_ufrag(&stun_request_for_tests(b"srv1:cli9")),
             Some("srv1")
         );
     }
 
     #[test]
     fn truncated_or_non_stun_datagrams_yield_nothing() {
-        let msg = stun_with_username(b"srv1:cli9");
+        let msg = stun_request_for_tests(b"srv1:cli9");
         for cut in 0..msg.len() {
             let _ = stun_local_ufrag(&msg[..cut]);
         }
@@ -166,7 +169,7 @@ mod tests {
         demux.add("u1".into(), 4);
         let udp = Transport::Udp;
         assert_eq!(
-            demux.lookup(udp, addr, &stun_with_username(b"u1:x")),
+            demux.lookup(udp, addr, &stun_request_for_tests(b"u1:x")),
             Some(4)
         );
         assert_eq!(demux.lookup(udp, addr, &[0x80, 0, 0, 0]), None);

@@ -44,7 +44,7 @@ use str0m::net::{DatagramRecv, Protocol, Receive};
 use str0m::rtp::RtpPacket;
 use str0m::{Event, IceConnectionState, Input};
 
-pub use demux::{participant_of_ufrag, stun_local_ufrag};
+pub use demux::{participant_of_ufrag, stun_local_ufrag, stun_request_for_tests};
 /// How a keyframe is asked for (PLI or FIR), as relayed between shards.
 pub use str0m::media::KeyframeRequestKind;
 

@@ -72,6 +72,14 @@ pub struct PeerBatch {
 }
 
 impl PeerBatch {
+    /// An empty batch from thread `from`.
+    fn empty_from(from: usize) -> Self {
+        PeerBatch {
+            from,
+            ..PeerBatch::default()
+        }
+    }
+
     fn is_empty(&self) -> bool {
         self.datagrams.is_empty()
             && self.packets.is_empty()
@@ -134,10 +142,7 @@ impl Shard {
         events: mpsc::UnboundedSender<FromMedia>,
     ) -> Self {
         let outbox = (0..peers.len())
-            .map(|_| PeerBatch {
-                from: index,
-                ..PeerBatch::default()
-            })
+            .map(|_| PeerBatch::empty_from(index))
             .collect();
         Shard {
             index,
@@ -156,10 +161,7 @@ impl Shard {
             transmits: Vec::with_capacity(BATCH),
             tcp_in,
             tcp_out,
-            tcp_batch: FromShard {
-                from: index,
-                ..FromShard::default()
-            },
+            tcp_batch: FromShard::empty_from(index),
             dropped: Dropped::default(),
         }
     }
@@ -227,13 +229,7 @@ impl Shard {
         if self.tcp_batch.is_empty() {
             return;
         }
-        let batch = std::mem::replace(
-            &mut self.tcp_batch,
-            FromShard {
-                from: self.index,
-                ..FromShard::default()
-            },
-        );
+        let batch = std::mem::replace(&mut self.tcp_batch, FromShard::empty_from(self.index));
         if self.tcp_out.try_send(batch).is_err() {
             // The TCP thread is behind: TCP peers' media is late anyway.
             self.dropped.tcp_batches += 1;
@@ -430,13 +426,7 @@ impl Shard {
             if out.is_empty() {
                 continue;
             }
-            let batch = std::mem::replace(
-                out,
-                PeerBatch {
-                    from: self.index,
-                    ..PeerBatch::default()
-                },
-            );
+            let batch = std::mem::replace(out, PeerBatch::empty_from(self.index));
             if self.peers[thread].try_send(batch).is_err() {
                 // That thread is behind (or gone): its media is late anyway.
                 self.dropped.peer_batches += 1;

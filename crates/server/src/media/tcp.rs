@@ -88,6 +88,14 @@ pub struct FromShard {
 }
 
 impl FromShard {
+    /// An empty batch from media thread `from`.
+    pub fn empty_from(from: usize) -> Self {
+        FromShard {
+            from,
+            ..FromShard::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.transmits.is_empty() && self.confirmed.is_empty()
     }
