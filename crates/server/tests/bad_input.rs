@@ -185,7 +185,8 @@ async fn a_connection_that_never_joins_is_closed() {
 
 #[tokio::test]
 async fn garbage_datagrams_on_the_media_port_do_not_stop_a_real_peer_from_connecting() {
-    let mut server = Server::start();
+    // Several media threads, so garbage also takes the path between them.
+    let mut server = Server::start_with(&["--media-threads", "3"]);
     let (mut ada, _) = Client::join(&server, "udp", "Ada").await;
     let mut peer = MediaPeer::new();
     ada.answer_next_offer(&mut peer.rtc).await;
@@ -219,6 +220,21 @@ async fn garbage_datagrams_on_the_media_port_do_not_stop_a_real_peer_from_connec
     for round in 0..500 {
         let shape = &shapes[round % shapes.len()];
         let _ = attacker.send_to(shape, target);
+    }
+    // STUN requests naming participants by their ufrag's id (the routing
+    // hint between media threads) without their password, from many
+    // addresses: passed on to the owner, refused there, and no route to a
+    // real participant may be diverted by them.
+    let spoofers: Vec<_> = (0..16)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"))
+        .collect();
+    for (i, socket) in spoofers.iter().enumerate() {
+        for id in 0..8 {
+            let forged =
+                conclave_sfu::stun_request_for_tests(format!("c{id}xforged{i}:x").as_bytes());
+            let _ = socket.send_to(&forged, target);
+            let _ = socket.send_to(&[0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 9], target);
+        }
     }
 
     let took = tokio::task::spawn_blocking(move || peer.connect(WAIT))
