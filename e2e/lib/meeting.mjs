@@ -120,11 +120,19 @@ export async function connectionSummary(page) {
     const peers = window.__e2ePeers ?? [];
     const pc = peers[peers.length - 1];
     if (!pc) return null;
+    // Transceivers counted by kind and direction: a full list per m-line
+    // made failure reports too long to read (CI shows only their ends).
+    const transceivers = {};
+    for (const t of pc.getTransceivers()) {
+      const key = `${t.receiver.track.kind} ${t.direction}/${t.currentDirection}`;
+      transceivers[key] = (transceivers[key] ?? 0) + 1;
+    }
     return {
+      peerConnections: peers.length,
       connectionState: pc.connectionState,
       iceConnectionState: pc.iceConnectionState,
       signalingState: pc.signalingState,
-      transceivers: pc.getTransceivers().map((t) => ({ mid: t.mid, direction: t.direction, currentDirection: t.currentDirection, kind: t.receiver.track.kind })),
+      transceivers,
     };
   });
 }
@@ -147,13 +155,14 @@ export async function diagnostics(participants, server) {
   for (const p of participants) {
     try {
       parts.push(`--- ${p.label} (id ${p.id ?? '?'})`);
+      // The page's own log first: it says most about what went wrong.
+      parts.push(...p.log.slice(-30));
       parts.push('connection: ' + JSON.stringify(await connectionSummary(p.page)));
       parts.push('inbound: ' + JSON.stringify(await inboundStats(p.page)));
       parts.push('outbound: ' + JSON.stringify(await outboundStats(p.page)));
     } catch (err) {
       parts.push(`(could not read stats: ${err.message})`);
     }
-    parts.push(...p.log.slice(-30));
   }
   if (server) parts.push('--- server output (tail)', server.output().slice(-6000));
   return parts.join('\n');

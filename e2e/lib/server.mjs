@@ -1,10 +1,11 @@
 // Starts the real Conclave server binary on free loopback ports and stops it.
 import { spawn } from 'node:child_process';
 import { createSocket } from 'node:dgram';
-import { existsSync } from 'node:fs';
+import { createWriteStream, existsSync } from 'node:fs';
 import { get as httpGet } from 'node:http';
 import { get as httpsGet } from 'node:https';
 import { createServer } from 'node:net';
+import { join as joinPath } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const SERVER_BIN =
@@ -90,6 +91,13 @@ export async function startServer({ timeoutMs = 20_000, httpPort: wantHttp, udpP
   };
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
+  // CONCLAVE_E2E_SERVER_LOG=<dir>: every server's whole output also goes to
+  // a file there (the failure reports keep only its tail).
+  if (process.env.CONCLAVE_E2E_SERVER_LOG) {
+    const file = createWriteStream(joinPath(process.env.CONCLAVE_E2E_SERVER_LOG, `server-${httpPort}.log`));
+    child.stdout.pipe(file, { end: false });
+    child.stderr.pipe(file, { end: false });
+  }
   let exited = null;
   child.on('exit', (code, signal) => {
     exited = { code, signal };

@@ -184,7 +184,10 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
       for (const s of rawLater) {
         assert.equal(typeof s.framesDecoded, 'number', `Raw reports framesDecoded: ${JSON.stringify(s)}`);
         const was = inbound.find((b) => b.ssrc === s.ssrc)?.framesDecoded ?? 0;
-        assert.ok(s.framesDecoded - was <= 1, `Raw's decoding does not progress: ${JSON.stringify(rawLater)}`);
+        // Raw's decoder asks for key frames (PLI) as it fails, and libvpx may
+        // count such a key frame as decoded: on a loaded machine two of them
+        // fell in the 4 s window. A member decodes ~30 per stream meanwhile.
+        assert.ok(s.framesDecoded - was <= 3, `Raw's decoding does not progress: ${JSON.stringify(rawLater)}`);
         assert.ok(s.packetsReceived > (inbound.find((b) => b.ssrc === s.ssrc)?.packetsReceived ?? 0), 'packets keep arriving');
       }
       const memberLater = await decodedVideo(people[0].page);
@@ -195,9 +198,11 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
       // microphone's beep every 500 ms), measured with the same recorder.
       const memberAudio = (await audioReceiveStats(people[0].page)).filter((s) => s.packetsReceived > 50);
       assert.ok(memberAudio.length >= 3, `Ada receives audio from the three others: ${JSON.stringify(memberAudio)}`);
+      // 4 s is 400 blocks of 10 ms; on a loaded machine the recorder starts
+      // late. 250 (2.5 s, five beeps) still tells a beep train apart.
       for (const s of memberAudio) {
         const heard = memberHeard.find((h) => h.mid === s.mid);
-        assert.ok(heard && heard.blocks.length >= 350, `Ada's recording of ${s.mid} ran ~4 s: ${heard?.blocks.length}`);
+        assert.ok(heard && heard.blocks.length >= 250, `Ada's recording of ${s.mid} ran ~4 s: ${heard?.blocks.length}`);
         const b = beeps(heard.blocks);
         assert.ok(b.regular >= 4, `Ada hears the microphone beep every 500 ms on ${s.mid}: ${JSON.stringify(b)}; ${JSON.stringify(s)}`);
       }
@@ -210,7 +215,7 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
         const was = rawAudioBefore.find((b) => b.mid === s.mid);
         assert.ok(s.packetsReceived > was.packetsReceived, `audio packets keep arriving at Raw: ${JSON.stringify(s)}`);
         const heard = rawHeard.find((h) => h.mid === s.mid);
-        assert.ok(heard && heard.blocks.length >= 350, `Raw's recording of ${s.mid} ran ~4 s: ${heard?.blocks.length}`);
+        assert.ok(heard && heard.blocks.length >= 250, `Raw's recording of ${s.mid} ran ~4 s: ${heard?.blocks.length}`);
         const b = beeps(heard.blocks);
         assert.ok(b.regular <= 1, `Raw plays no microphone on ${s.mid}: ${JSON.stringify(b)}; ${JSON.stringify(s)}`);
       }
@@ -270,6 +275,18 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
     const ada = await person('Ada');
     const kim = await person('Kim');
     const dan = await person('Dan');
+    // Dan's page takes 1.9 s to apply each offer, so the server's refusal
+    // (an error, then the socket's close) arrives while his page is still
+    // answering and holds server messages back (answer-gate.ts). It must
+    // still read as "declined", not as a lost connection to rejoin after:
+    // in CI that race once made Dan knock again instead of being turned away.
+    await dan.context.addInitScript(() => {
+      const orig = RTCPeerConnection.prototype.setRemoteDescription;
+      RTCPeerConnection.prototype.setRemoteDescription = async function (...args) {
+        await new Promise((r) => setTimeout(r, 1900));
+        return orig.apply(this, args);
+      };
+    });
     const all = [ada, kim, dan];
     await withDiagnostics(all, server, async () => {
       await join(ada, server.url, room, 'Ada');

@@ -60,6 +60,16 @@ export class AnswerGate<T> {
     return this.held !== null;
   }
 
+  /**
+   * Delivers what is held now, without waiting for the answer. For the end
+   * of the connection: what the server said before closing it (e.g. "your
+   * request to join was declined") must be heard before the close is
+   * acted on, or the page would take it for a lost connection and rejoin.
+   */
+  flush(): void {
+    this.release();
+  }
+
   /** Drops what is held; nothing is delivered any more. */
   close(): void {
     this.closed = true;

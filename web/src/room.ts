@@ -346,6 +346,9 @@ export class Room {
   private end(state: RoomState): void {
     if (this.ended) return;
     this.ended = true;
+    // Why a session ended, in the console: a rejoin after 'lost' gets a new
+    // participant id, and without this line nothing says why it happened.
+    if (state.kind !== 'left') console.info(`conclave: session ended: ${state.kind}${'why' in state ? ` (${state.why})` : ''}`);
     this.dropPrepared();
     window.clearTimeout(this.iceTimer);
     this.gate.close();
@@ -658,6 +661,8 @@ export class Room {
   }
 
   private onSignalingClose(reason: SignalingCloseReason): void {
+    // Messages that arrived before the close come first (see AnswerGate.flush).
+    this.gate.flush();
     if (this.ended) return;
     if (reason.kind === 'unreachable') this.end({ kind: 'unreachable' });
     else this.end({ kind: 'lost', why: 'signaling' });

@@ -102,3 +102,20 @@ test('answer gate: a message whose handling ends the session stops the rest', ()
   gate.answered();
   assert.deepEqual(got, ['removed']);
 });
+
+test('answer gate: flush delivers what is held at once, in order (the connection closed after it)', () => {
+  const got: string[] = [];
+  const timers = fakeTimers();
+  const gate = new AnswerGate<string>((m) => got.push(m), 2000, timers);
+  gate.answeringOffer();
+  gate.push('error knock_denied');
+  gate.push('participant_left');
+  assert.equal(got.length, 0);
+  gate.flush();
+  assert.deepEqual(got, ['error knock_denied', 'participant_left']);
+  assert.equal(gate.holding, false);
+  assert.equal(timers.pending(), 0, 'the hold timer is cleared');
+  // The answer that was pending finishes later: nothing is delivered twice.
+  gate.answered();
+  assert.deepEqual(got, ['error knock_denied', 'participant_left']);
+});
