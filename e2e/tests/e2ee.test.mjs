@@ -192,7 +192,8 @@ describe('end-to-end encrypted meetings (Chromium)', { timeout: 600_000 }, () =>
       }
       const memberLater = await decodedVideo(people[0].page);
       const memberProgress = memberLater.reduce((n, s) => n + s.framesDecoded, 0) - memberBefore.reduce((n, s) => n + s.framesDecoded, 0);
-      assert.ok(memberProgress > 100, `a member decoded ${memberProgress} frames meanwhile`);
+      // ~300 on a quiet machine; 83 was seen on a loaded one. Raw's bound is 3 per stream.
+      assert.ok(memberProgress > 45, `a member decoded ${memberProgress} frames meanwhile`);
 
       // Audio. Control: Ada plays every other member's microphone (the fake
       // microphone's beep every 500 ms), measured with the same recorder.
