@@ -150,6 +150,10 @@ pub enum ClientMessage {
     /// A member refuses a knocking participant: the server tells it and
     /// closes its connection.
     DenyKnock { id: ParticipantId },
+    /// The client's media path broke (network change, outage): the server
+    /// sends an `offer` with new ICE credentials (an ICE restart) once no
+    /// other offer is outstanding. The call, its MLS group and keys go on.
+    IceRestart,
     /// Leaving on purpose (closing the socket works too).
     Leave,
 }

@@ -157,6 +157,11 @@ impl Control {
             Command::DenyKnock { id, target } => {
                 self.queue_mls(id, Step::DenyKnock { id, target });
             }
+            Command::IceRestart { id } => {
+                if self.rooms.room_of(id).is_some() {
+                    self.media_queue.push(ToMedia::IceRestart { id });
+                }
+            }
             Command::Leave { id } => self.remove(id),
         }
     }

@@ -72,6 +72,10 @@ pub enum Command {
         id: ParticipantId,
         target: ParticipantId,
     },
+    /// The client's media path broke: restart ICE with a new offer.
+    IceRestart {
+        id: ParticipantId,
+    },
     /// The client left or its connection closed.
     Leave {
         id: ParticipantId,

@@ -47,6 +47,12 @@ const COMMIT_RATE: Rate = Rate {
     per_second: 5.0,
     burst: 20.0,
 };
+/// An ICE restart costs the server an offer; an honest client asks every
+/// few seconds while its media path is down, and only then.
+const ICE_RESTART_RATE: Rate = Rate {
+    per_second: 0.2,
+    burst: 3.0,
+};
 /// A GroupInfo is sent once per group a participant creates.
 const GROUP_CREATED_RATE: Rate = Rate {
     per_second: 0.2,
@@ -65,6 +71,7 @@ struct Limits {
     join_request: TokenBucket,
     commit: TokenBucket,
     group_created: TokenBucket,
+    ice_restart: TokenBucket,
 }
 
 impl Limits {
@@ -74,6 +81,7 @@ impl Limits {
             join_request: TokenBucket::new(JOIN_REQUEST_RATE, now),
             commit: TokenBucket::new(COMMIT_RATE, now),
             group_created: TokenBucket::new(GROUP_CREATED_RATE, now),
+            ice_restart: TokenBucket::new(ICE_RESTART_RATE, now),
         }
     }
 
@@ -86,6 +94,7 @@ impl Limits {
             Command::JoinRequest { .. } => Some(&mut self.join_request),
             Command::Commit { .. } => Some(&mut self.commit),
             Command::GroupCreated { .. } => Some(&mut self.group_created),
+            Command::IceRestart { .. } => Some(&mut self.ice_restart),
             _ => None,
         }
     }
@@ -229,6 +238,7 @@ async fn handle_text(
             welcome,
         },
         ClientMessage::DenyKnock { id: target } => Command::DenyKnock { id, target },
+        ClientMessage::IceRestart => Command::IceRestart { id },
         ClientMessage::Leave => Command::Leave { id },
     };
     // Everything that goes to other people or costs MLS validation is capped

@@ -27,8 +27,15 @@ impl Demux {
         self.by_ufrag.insert(ufrag, id);
     }
 
-    pub fn remove(&mut self, id: ParticipantId, ufrag: &str) {
+    /// Forgets one ufrag (an earlier ICE restart's), keeping the addresses.
+    pub fn forget_ufrag(&mut self, ufrag: &str) {
         self.by_ufrag.remove(ufrag);
+    }
+
+    pub fn remove(&mut self, id: ParticipantId, ufrags: &[String]) {
+        for ufrag in ufrags {
+            self.by_ufrag.remove(ufrag);
+        }
         self.by_addr.retain(|_, p| *p != id);
         self.by_tcp_addr.retain(|_, p| *p != id);
     }
@@ -175,7 +182,7 @@ mod tests {
         assert_eq!(demux.lookup(udp, addr, &[0x80, 0, 0, 0]), None);
         demux.learn(udp, addr, 4);
         assert_eq!(demux.lookup(udp, addr, &[0x80, 0, 0, 0]), Some(4));
-        demux.remove(4, "u1");
+        demux.remove(4, &["u1".to_owned()]);
         assert_eq!(demux.lookup(udp, addr, &[0x80, 0, 0, 0]), None);
     }
 
@@ -191,7 +198,7 @@ mod tests {
         );
         assert_eq!(demux.lookup(Transport::Udp, addr, &[0x80, 0, 0, 0]), None);
         assert!(demux.knows_tcp(addr) && !demux.knows(addr));
-        demux.remove(4, "u1");
+        demux.remove(4, &["u1".to_owned()]);
         assert_eq!(demux.lookup(Transport::Tcp, addr, &[0x80, 0, 0, 0]), None);
     }
 }

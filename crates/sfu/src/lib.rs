@@ -70,6 +70,11 @@ const SENDING_WINDOW: Duration = Duration::from_secs(3);
 /// room is asked for a keyframe (see [`Sfu::request_room_keyframes`]): late
 /// enough that most publishers have the new epoch's key, and once more for
 /// those that took longer.
+/// How long a participant's ICE may stay disconnected before the SFU gives
+/// up on it: time for the client to notice, ask for an ICE restart and
+/// check its new path (web client: within ~30 s), a few times over.
+pub const ICE_DOWN_GRACE: Duration = Duration::from_secs(40);
+
 const KEYFRAMES_AFTER_ADD: [Duration; 2] = [Duration::from_millis(150), Duration::from_millis(450)];
 
 /// How recently someone spoke, for slot ranking: lower is better.
@@ -143,8 +148,17 @@ pub enum Output {
         room: String,
         ids: Vec<ParticipantId>,
     },
-    /// The participant's media connection failed or timed out.
+    /// The participant's media connection failed, or ICE stayed
+    /// disconnected for `ICE_DOWN_GRACE` (no ICE restart brought it back).
     Disconnected { participant: ParticipantId },
+    /// An ICE restart gave the participant a new local ufrag (and made an
+    /// older one obsolete): STUN naming it is the participant's. Before
+    /// the [`Output::Offer`] that carries it.
+    IceUfrag {
+        participant: ParticipantId,
+        ufrag: String,
+        dropped: Option<String>,
+    },
     /// A packet a local member published that members on other shards
     /// subscribe to: give it to each shard whose bit is set in `shards`
     /// ([`Sfu::handle_relayed`]).
@@ -247,6 +261,9 @@ pub struct Sfu {
     /// Rooms whose local video publishers are to be asked for a keyframe
     /// at the given time (see [`Sfu::request_room_keyframes`]).
     room_keyframes: Vec<(Instant, Arc<str>)>,
+    /// Participants whose ICE is disconnected, with when the SFU gives up
+    /// on them (see `ICE_DOWN_GRACE`).
+    ice_down: Vec<(Instant, ParticipantId)>,
 }
 
 static INSTALL_CRYPTO: Once = Once::new();
@@ -269,6 +286,7 @@ impl Sfu {
             last_now: None,
             awaiting_keyframe: Vec::new(),
             room_keyframes: Vec::new(),
+            ice_down: Vec::new(),
         }
     }
 
@@ -308,7 +326,9 @@ impl Sfu {
             self.config.tcp_candidate_addr,
         );
         self.rooms.entry(room.clone()).or_default().push(id);
-        self.demux.add(participant.ufrag().to_owned(), id);
+        for ufrag in participant.ufrags() {
+            self.demux.add(ufrag.clone(), id);
+        }
         self.participants.insert(id, participant);
         // The newcomer's slots are filled before its first offer, so the
         // offer's track map already says who is on them.
@@ -356,7 +376,8 @@ impl Sfu {
     pub fn remove_participant(&mut self, now: Instant, id: ParticipantId) {
         let room = if let Some(mut participant) = self.participants.remove(&id) {
             participant.disconnect();
-            self.demux.remove(id, participant.ufrag());
+            self.demux.remove(id, participant.ufrags());
+            self.ice_down.retain(|&(_, p)| p != id);
             self.timeouts.retain(|&(_, p)| p != id);
             participant.room().clone()
         } else if let Some(remote) = self.remote.remove(&id) {
@@ -475,7 +496,8 @@ impl Sfu {
     pub fn poll_timeout(&self) -> Option<Instant> {
         let rtc = self.timeouts.first().map(|&(t, _)| t);
         let keyframes = self.room_keyframes.iter().map(|&(t, _)| t).min();
-        [rtc, self.next_speaking_tick, keyframes]
+        let ice_down = self.ice_down.iter().map(|&(t, _)| t).min();
+        [rtc, self.next_speaking_tick, keyframes, ice_down]
             .into_iter()
             .flatten()
             .min()
@@ -523,6 +545,16 @@ impl Sfu {
         }
     }
 
+    fn give_up_on_ice_down(&mut self, now: Instant) {
+        let (due, later) = std::mem::take(&mut self.ice_down)
+            .into_iter()
+            .partition(|&(t, _)| t <= now);
+        self.ice_down = later;
+        for (_, participant) in due {
+            self.outputs.push_back(Output::Disconnected { participant });
+        }
+    }
+
     /// Drives time forward for every participant whose timer is due.
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(at, id)) = self.timeouts.first() {
@@ -536,6 +568,7 @@ impl Sfu {
             }
         }
         self.send_room_keyframe_requests(now);
+        self.give_up_on_ice_down(now);
         if self.next_speaking_tick.is_some_and(|t| t <= now) {
             self.next_speaking_tick = None;
             self.retry_keyframe_requests(now);
@@ -664,13 +697,44 @@ impl Sfu {
         let Some(participant) = self.participants.get_mut(&id) else {
             return;
         };
-        if let Some((sdp, tracks)) = participant.negotiate() {
-            self.outputs.push_back(Output::Offer {
+        let Some((sdp, tracks)) = participant.negotiate() else {
+            return;
+        };
+        // An ICE restart's ufrag (str0m's choice, not `c<id>x…`) must route
+        // STUN here before the client, answering this offer, uses it.
+        if let Some((ufrag, dropped)) = participant.take_new_ufrag() {
+            if let Some(old) = &dropped {
+                self.demux.forget_ufrag(old);
+            }
+            self.demux.add(ufrag.clone(), id);
+            self.outputs.push_back(Output::IceUfrag {
                 participant: id,
-                sdp,
-                tracks,
+                ufrag,
+                dropped,
             });
         }
+        self.outputs.push_back(Output::Offer {
+            participant: id,
+            sdp,
+            tracks,
+        });
+    }
+
+    /// The participant's network path changed or broke: its next offer
+    /// restarts ICE (new credentials; the browser gathers new candidates
+    /// and checks them), sent at once unless another offer is outstanding,
+    /// in which case it follows that offer's answer. DTLS, SRTP, the
+    /// m-lines and the meeting's keys go on as they are.
+    pub fn restart_ice(&mut self, now: Instant, id: ParticipantId) -> Result<(), SfuError> {
+        let participant = self
+            .participants
+            .get_mut(&id)
+            .ok_or(SfuError::UnknownParticipant)?;
+        if participant.request_ice_restart() {
+            self.negotiate(id);
+            self.flush(now);
+        }
+        Ok(())
     }
 
     /// Polls every participant that has input or writes pending until each
@@ -749,10 +813,16 @@ impl Sfu {
                     self.request_keyframe(now, source, track, request.kind);
                 }
             }
-            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                self.outputs
-                    .push_back(Output::Disconnected { participant: id });
+            // A broken path may come back by itself or with an ICE restart
+            // the client asks for: only if it stays down is it the end.
+            Event::IceConnectionStateChange(IceConnectionState::Disconnected)
+                if !self.ice_down.iter().any(|&(_, p)| p == id) =>
+            {
+                self.ice_down.push((now + ICE_DOWN_GRACE, id));
             }
+            Event::IceConnectionStateChange(
+                IceConnectionState::Connected | IceConnectionState::Completed,
+            ) => self.ice_down.retain(|&(_, p)| p != id),
             _ => {}
         }
     }

@@ -34,6 +34,9 @@ fn source_index(source: TrackSource) -> usize {
     }
 }
 
+/// Local ufrags a participant is known by at once (see `Participant::ufrags`).
+const UFRAGS_KEPT: usize = 2;
+
 /// One receive slot: a send m-line towards this participant that carries
 /// one source's track of its kind at a time (see `slots`).
 #[derive(Debug)]
@@ -58,7 +61,15 @@ pub struct Participant {
     id: ParticipantId,
     room: Arc<str>,
     rtc: Rtc,
-    ufrag: String,
+    /// Local ICE ufrags STUN may name this participant by: the first
+    /// (`c<id>x…`), then each ICE restart's (str0m picks those), at most
+    /// `UFRAGS_KEPT` (the latest, and the one before it for requests still
+    /// in flight while the restart's answer travels).
+    ufrags: Vec<String>,
+    /// An ICE restart is to go into the next offer.
+    ice_restart: bool,
+    /// A restart's ufrag not yet handed to the SFU (see `take_new_ufrag`).
+    new_ufrag: Option<String>,
     /// Mids this participant publishes on, by `source_index`; set by the first offer.
     publish: Option<[Mid; 3]>,
     /// Its receive slots, by kind in `TrackSource::ALL` order.
@@ -126,7 +137,9 @@ impl Participant {
             id,
             room,
             rtc,
-            ufrag,
+            ufrags: vec![ufrag],
+            ice_restart: false,
+            new_ufrag: None,
             publish: None,
             slots: new_slots(),
             by_source: HashMap::new(),
@@ -139,8 +152,24 @@ impl Participant {
         }
     }
 
-    pub fn ufrag(&self) -> &str {
-        &self.ufrag
+    /// The ufrags STUN may name this participant by (see `ufrags`).
+    pub fn ufrags(&self) -> &[String] {
+        &self.ufrags
+    }
+
+    /// Puts an ICE restart (new local credentials) into the next offer: the
+    /// client's network path changed. Returns whether one was not already due.
+    pub fn request_ice_restart(&mut self) -> bool {
+        !std::mem::replace(&mut self.ice_restart, true)
+    }
+
+    /// The ufrag of an ICE restart just offered, once; and the one it makes
+    /// obsolete, if any (to forget).
+    pub fn take_new_ufrag(&mut self) -> Option<(String, Option<String>)> {
+        let ufrag = self.new_ufrag.take()?;
+        self.ufrags.push(ufrag.clone());
+        let dropped = (self.ufrags.len() > UFRAGS_KEPT).then(|| self.ufrags.remove(0));
+        Some((ufrag, dropped))
     }
 
     pub fn room(&self) -> &Arc<str> {
@@ -266,10 +295,14 @@ impl Participant {
                 self.by_mid.insert(mid, i);
             }
         }
+        let restart = std::mem::take(&mut self.ice_restart).then(|| api.ice_restart(true));
         if !api.has_changes() {
             return None;
         }
         let (offer, pending) = api.apply()?;
+        if let Some(creds) = restart {
+            self.new_ufrag = Some(creds.ufrag);
+        }
         if let Some(mids) = publish_new {
             self.publish = Some(mids);
         }

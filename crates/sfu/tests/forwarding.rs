@@ -45,6 +45,11 @@ struct World {
     /// SSRC, RTP sequence number) is dropped once. The SSRC keeps RTX and
     /// padding packets, which number their own sequence, from matching.
     drop_once: Option<(SocketAddr, SocketAddr, u32, u16)>,
+    /// Addresses no longer on the network: nothing from or to them arrives.
+    gone: Vec<SocketAddr>,
+    /// New local ufrags the SFU announced (ICE restarts), and disconnections.
+    ice_ufrags: Vec<(ParticipantId, String)>,
+    disconnected: Vec<ParticipantId>,
 }
 
 impl World {
@@ -63,6 +68,9 @@ impl World {
             offer_count: HashMap::new(),
             map_count: HashMap::new(),
             drop_once: None,
+            gone: Vec::new(),
+            ice_ufrags: Vec::new(),
+            disconnected: Vec::new(),
         }
     }
 
@@ -183,7 +191,11 @@ impl World {
                         track,
                         kind,
                     } => self.sfus[shard].handle_keyframe_request(self.now, source, track, kind),
-                    Output::Speaking { .. } | Output::Disconnected { .. } => {}
+                    Output::IceUfrag {
+                        participant, ufrag, ..
+                    } => self.ice_ufrags.push((participant, ufrag)),
+                    Output::Disconnected { participant } => self.disconnected.push(participant),
+                    Output::Speaking { .. } => {}
                 }
             }
             for (id, sdp, tracks) in std::mem::take(&mut self.offers) {
@@ -234,6 +246,9 @@ impl World {
     /// Whether this datagram is the one chosen to be lost. SRTP leaves the
     /// RTP header in the clear, so the sequence number is visible.
     fn should_drop(&mut self, source: SocketAddr, destination: SocketAddr, data: &[u8]) -> bool {
+        if self.gone.contains(&source) || self.gone.contains(&destination) {
+            return true;
+        }
         let Some((from, to, ssrc, seq)) = self.drop_once else {
             return false;
         };
@@ -248,6 +263,16 @@ impl World {
             return true;
         }
         false
+    }
+
+    /// The peer's network changes (Wi-Fi to mobile data): its address is
+    /// gone, and it has a new one it can gather a candidate for.
+    fn move_peer(&mut self, id: ParticipantId, to: SocketAddr) {
+        let peer = self.peer(id);
+        let old = std::mem::replace(&mut peer.addr, to);
+        peer.rtc
+            .add_local_candidate(Candidate::host(to, "udp").expect("candidate"));
+        self.gone.push(old);
     }
 
     fn peer(&mut self, id: ParticipantId) -> &mut Peer {
@@ -826,6 +851,66 @@ fn a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu(shards: usize
     );
 }
 
+/// Frames from peer 1 that peers 2 and 3 got, counted from `first` on.
+fn frames_from_one(world: &mut World, first: u64, count: u64) -> [usize; 2] {
+    for seq in first..first + count {
+        let now = world.now;
+        world
+            .peer(1)
+            .send_video(now, seq, format!("frame {seq}").as_bytes());
+        world.run(Duration::from_millis(20));
+    }
+    world.run(Duration::from_millis(300));
+    let wanted = |f: &String| {
+        f.strip_prefix("frame ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .is_some_and(|n| n >= first)
+    };
+    [2, 3].map(|id| {
+        frames_received(world, id)
+            .iter()
+            .filter(|f| wanted(f))
+            .count()
+    })
+}
+
+/// A publisher's address changes mid-call: nothing it sends arrives until
+/// an ICE restart (new credentials in a new offer, the peer checks its new
+/// address) brings its media back, without leaving the room or touching
+/// the m-lines; the SFU does not drop it meanwhile.
+fn after_its_address_changes_an_ice_restart_brings_a_publishers_media_back(shards: usize) {
+    let mut world = three_in_a_room(shards);
+    assert_eq!(frames_from_one(&mut world, 1, 10), [10, 10], "flowing");
+    world.move_peer(1, "10.0.9.1:4001".parse().expect("addr"));
+    assert_eq!(
+        frames_from_one(&mut world, 100, 20),
+        [0, 0],
+        "the old path is gone and nothing repairs it by itself"
+    );
+    let offers = world.offer_count[&1];
+    let owner = world.owner(1);
+    let now = world.now;
+    world.sfus[owner]
+        .restart_ice(now, 1)
+        .expect("known participant");
+    world.run(Duration::from_secs(2));
+    assert_eq!(world.offer_count[&1], offers + 1, "one restart offer");
+    assert_eq!(world.ice_ufrags.len(), 1, "a new local ufrag");
+    assert!(
+        !world.ice_ufrags[0].1.starts_with("c1x"),
+        "str0m's, not the first one"
+    );
+    let [two, three] = frames_from_one(&mut world, 200, 20);
+    assert!(
+        two >= 19 && three >= 19,
+        "flowing again over the new path: {two}, {three}"
+    );
+    assert!(world.disconnected.is_empty(), "never dropped");
+    for id in [2, 3] {
+        assert_eq!(world.offer_count[&id], 1, "peer {id} was not renegotiated");
+    }
+}
+
 /// Each scenario on one SFU and on two shards.
 macro_rules! on_one_and_two_shards {
     ($($name:ident),* $(,)?) => {
@@ -851,5 +936,6 @@ on_one_and_two_shards!(
     a_screen_share_gets_a_slot_while_it_lasts,
     rooms_are_isolated_from_each_other,
     a_packet_lost_on_the_way_to_the_sfu_is_repaired_by_nack_for_every_subscriber,
-    a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu
+    a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu,
+    after_its_address_changes_an_ice_restart_brings_a_publishers_media_back
 );

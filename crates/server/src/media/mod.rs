@@ -57,6 +57,10 @@ pub enum ToMedia {
     Leave {
         id: ParticipantId,
     },
+    /// The client's media path broke: offer it an ICE restart.
+    IceRestart {
+        id: ParticipantId,
+    },
     /// A commit added members to `room`: ask its video publishers for
     /// keyframes under the new epoch.
     Keyframes {
@@ -136,6 +140,15 @@ impl MediaHandle {
                     let answer = ShardCommand::Answer { id, sdp };
                     self.threads[owner]
                         .send(answer)
+                        .await
+                        .map_err(|_| MediaGone)?;
+                }
+            }
+            ToMedia::IceRestart { id } => {
+                if let Some(&owner) = self.owners.get(&id) {
+                    let restart = ShardCommand::IceRestart { id };
+                    self.threads[owner]
+                        .send(restart)
                         .await
                         .map_err(|_| MediaGone)?;
                 }
@@ -248,7 +261,14 @@ pub fn start(
     let (to_shards, tcp_inboxes): (Vec<_>, Vec<_>) = (0..threads)
         .map(|_| mpsc::channel(tcp::MEDIA_QUEUE))
         .unzip();
-    let tcp_thread = TcpThread::new(listener, tcp_command_rx, from_shards, to_shards);
+    let aliases = routing::UfragAliases::default();
+    let tcp_thread = TcpThread::new(
+        listener,
+        tcp_command_rx,
+        from_shards,
+        to_shards,
+        aliases.clone(),
+    );
     std::thread::Builder::new()
         .name("conclave-ice-tcp".into())
         .spawn(move || {
@@ -283,6 +303,7 @@ pub fn start(
             peer_senders.clone(),
             (tcp_inbox, to_tcp.clone()),
             events.clone(),
+            aliases.clone(),
         );
         std::thread::Builder::new()
             .name(format!("conclave-media-{index}"))

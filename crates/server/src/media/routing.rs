@@ -14,9 +14,47 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use conclave_protocol::ParticipantId;
 use conclave_sfu::{participant_of_ufrag, stun_local_ufrag};
+
+/// ICE restart ufrags, which str0m picks at random (a participant's first
+/// one names it: `c<id>x…`), shared by every media thread and the ICE-TCP
+/// thread. Only a STUN request whose ufrag names nobody by itself looks
+/// here, and those are rare (after a restart, then a check every few
+/// seconds), so a lock costs nothing on the media path. The owner adds a
+/// ufrag before its offer leaves, and drops the one it makes obsolete.
+#[derive(Debug, Clone, Default)]
+pub struct UfragAliases(Arc<RwLock<HashMap<String, ParticipantId>>>);
+
+impl UfragAliases {
+    pub fn add(&self, ufrag: String, id: ParticipantId, dropped: Option<&str>) {
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(old) = dropped {
+            map.remove(old);
+        }
+        map.insert(ufrag, id);
+    }
+
+    pub fn forget(&self, id: ParticipantId) {
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, p| *p != id);
+    }
+
+    /// The participant a local ufrag belongs to.
+    pub fn participant(&self, ufrag: &str) -> Option<ParticipantId> {
+        participant_of_ufrag(ufrag).or_else(|| {
+            let map = self.0.read().unwrap_or_else(PoisonError::into_inner);
+            map.get(ufrag).copied()
+        })
+    }
+
+    /// The participant a STUN request is for, if `data` is one.
+    pub fn stun_participant(&self, data: &[u8]) -> Option<ParticipantId> {
+        self.participant(stun_local_ufrag(data)?)
+    }
+}
 
 /// Provisional routes kept at most; past it they are all forgotten (they
 /// only matter for the moment between a STUN request and its confirmation).
@@ -34,6 +72,7 @@ pub enum Route {
 #[derive(Debug)]
 pub struct Routing {
     me: usize,
+    aliases: UfragAliases,
     /// Every participant's thread.
     owners: HashMap<ParticipantId, usize>,
     /// Other threads' participants' addresses, as their owner confirmed.
@@ -42,13 +81,19 @@ pub struct Routing {
 }
 
 impl Routing {
-    pub fn new(me: usize) -> Self {
+    pub fn new(me: usize, aliases: UfragAliases) -> Self {
         Routing {
             me,
+            aliases,
             owners: HashMap::new(),
             confirmed: HashMap::new(),
             provisional: HashMap::new(),
         }
+    }
+
+    /// The ufrags of ICE restarts, every thread's.
+    pub fn aliases(&self) -> &UfragAliases {
+        &self.aliases
     }
 
     pub fn join(&mut self, id: ParticipantId, owner: usize) {
@@ -70,7 +115,7 @@ impl Routing {
         checked_here: impl FnOnce(SocketAddr) -> bool,
     ) -> Route {
         if let Some(ufrag) = stun_local_ufrag(data) {
-            let Some(id) = participant_of_ufrag(ufrag) else {
+            let Some(id) = self.aliases.participant(ufrag) else {
                 return Route::Here;
             };
             let route = self.route_of(id);
@@ -112,11 +157,6 @@ impl Routing {
     }
 }
 
-/// The participant a STUN request is for, if `data` is one.
-pub fn stun_participant(data: &[u8]) -> Option<ParticipantId> {
-    participant_of_ufrag(stun_local_ufrag(data)?)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,7 +178,7 @@ mod tests {
 
     #[test]
     fn stun_goes_to_the_owner_and_its_address_follows_until_confirmed() {
-        let mut routing = Routing::new(0);
+        let mut routing = Routing::new(0, UfragAliases::default());
         routing.join(5, 1);
         routing.join(6, 0);
         assert_eq!(
@@ -170,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_spoofed_stun_request_cannot_divert_a_confirmed_address() {
-        let mut routing = Routing::new(0);
+        let mut routing = Routing::new(0, UfragAliases::default());
         routing.join(5, 1);
         routing.join(7, 2);
         route(&mut routing, addr(1), &stun("c5xabc:q"));
@@ -186,7 +226,7 @@ mod tests {
 
     #[test]
     fn an_address_this_threads_sfu_checked_stays_here_whatever_stun_claims() {
-        let mut routing = Routing::new(0);
+        let mut routing = Routing::new(0, UfragAliases::default());
         routing.join(5, 1);
         routing.join(8, 0);
         // A request spoofing 8's address, naming 5: goes to 5's thread…
@@ -199,8 +239,43 @@ mod tests {
     }
 
     #[test]
+    fn an_ice_restart_ufrag_routes_to_its_owner_on_every_thread_until_dropped() {
+        let aliases = UfragAliases::default();
+        let mut here = Routing::new(0, aliases.clone());
+        let mut there = Routing::new(1, aliases.clone());
+        for r in [&mut here, &mut there] {
+            r.join(5, 1);
+        }
+        // str0m's random ufrag names nobody by itself: this thread's SFU
+        // would get it (and drop it) until the owner registers it.
+        assert_eq!(route(&mut here, addr(1), &stun("Zq3kRt:q")), Route::Here);
+        aliases.add("Zq3kRt".into(), 5, None);
+        assert_eq!(
+            route(&mut here, addr(1), &stun("Zq3kRt:q")),
+            Route::Thread(1)
+        );
+        assert_eq!(
+            route(&mut there, addr(2), &stun("Zq3kRt:q")),
+            Route::Here,
+            "own"
+        );
+        assert_eq!(aliases.stun_participant(&stun("Zq3kRt:q")), Some(5));
+        // The next restart makes it obsolete; leaving forgets the rest.
+        aliases.add("Yy7pLm".into(), 5, Some("Zq3kRt"));
+        assert_eq!(aliases.stun_participant(&stun("Zq3kRt:q")), None);
+        assert_eq!(aliases.stun_participant(&stun("Yy7pLm:q")), Some(5));
+        aliases.forget(5);
+        assert_eq!(aliases.stun_participant(&stun("Yy7pLm:q")), None);
+        assert_eq!(
+            aliases.stun_participant(&stun("c5xabc:q")),
+            Some(5),
+            "the first ufrag names its participant"
+        );
+    }
+
+    #[test]
     fn provisional_routes_are_bounded() {
-        let mut routing = Routing::new(0);
+        let mut routing = Routing::new(0, UfragAliases::default());
         routing.join(5, 1);
         for port in 0..(MAX_PROVISIONAL as u16 * 3) {
             route(&mut routing, addr(port), &stun("c5xabc:q"));

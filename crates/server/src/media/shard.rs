@@ -19,7 +19,7 @@ use tokio::io::Interest;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use super::routing::{stun_participant, Route, Routing};
+use super::routing::{Route, Routing, UfragAliases};
 use super::tcp::{FromShard, TcpFrames};
 use super::udp::{self, RecvBatch, SendLoss, BATCH};
 use super::FromMedia;
@@ -48,6 +48,10 @@ pub enum ShardCommand {
         sdp: String,
     },
     Leave {
+        id: ParticipantId,
+    },
+    /// Only to the owner: offer the participant an ICE restart.
+    IceRestart {
         id: ParticipantId,
     },
     /// To every thread: its video publishers in `room` are to send keyframes.
@@ -140,6 +144,7 @@ impl Shard {
         peers: Vec<mpsc::Sender<PeerBatch>>,
         (tcp_in, tcp_out): (mpsc::Receiver<TcpFrames>, mpsc::Sender<FromShard>),
         events: mpsc::UnboundedSender<FromMedia>,
+        aliases: UfragAliases,
     ) -> Self {
         let outbox = (0..peers.len())
             .map(|_| PeerBatch::empty_from(index))
@@ -151,7 +156,7 @@ impl Shard {
                 tcp_candidate_addr: Some(tcp_public),
             }),
             socket,
-            routing: Routing::new(index),
+            routing: Routing::new(index, aliases),
             commands,
             inbox,
             peers,
@@ -213,7 +218,7 @@ impl Shard {
                 Ok(()) => {
                     // A STUN request our Rtc accepted: the connection is
                     // this participant's.
-                    if let Some(id) = stun_participant(data) {
+                    if let Some(id) = self.routing.aliases().stun_participant(data) {
                         self.tcp_batch.confirmed.push((*source, id));
                     }
                 }
@@ -290,7 +295,7 @@ impl Shard {
                 Ok(()) => {
                     // A STUN request our Rtc accepted: its address is checked,
                     // so the reading thread may route it here from now on.
-                    if let Some(id) = stun_participant(data) {
+                    if let Some(id) = self.routing.aliases().stun_participant(data) {
                         if let Some(out) = self.outbox.get_mut(batch.from) {
                             out.confirmed.push((*source, id));
                         }
@@ -335,8 +340,14 @@ impl Shard {
                     });
                 }
             }
+            ShardCommand::IceRestart { id } => {
+                if let Err(e) = self.sfu.restart_ice(now, id) {
+                    tracing::debug!(participant = id, "no ICE restart: {e}");
+                }
+            }
             ShardCommand::Keyframes { room } => self.sfu.request_room_keyframes(now, &room),
             ShardCommand::Leave { id } => {
+                self.routing.aliases().forget(id);
                 self.routing.leave(id);
                 self.sfu.remove_participant(now, id);
             }
@@ -400,6 +411,16 @@ impl Shard {
                     tracks,
                 }),
                 Output::Speaking { room, ids } => self.tell(FromMedia::Speaking { room, ids }),
+                Output::IceUfrag {
+                    participant,
+                    ufrag,
+                    dropped,
+                } => {
+                    tracing::info!(participant, "ICE restart offered");
+                    self.routing
+                        .aliases()
+                        .add(ufrag, participant, dropped.as_deref());
+                }
                 Output::Disconnected { participant } => {
                     tracing::info!(participant, "media connection lost");
                     self.tell(FromMedia::Disconnected { participant });

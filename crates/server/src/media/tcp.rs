@@ -42,7 +42,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::routing::stun_participant;
+use super::routing::UfragAliases;
 use crate::connections::ConnectionLimit;
 
 /// The longest frame accepted or sent: media datagrams stay under the
@@ -150,6 +150,7 @@ struct Connection {
 #[derive(Default)]
 struct State {
     owners: HashMap<ParticipantId, usize>,
+    aliases: UfragAliases,
     connections: HashMap<SocketAddr, Connection>,
     dropped: Dropped,
 }
@@ -169,6 +170,7 @@ pub struct TcpThread {
     commands: mpsc::Receiver<TcpCommand>,
     from_shards: mpsc::Receiver<FromShard>,
     to_shards: Vec<mpsc::Sender<TcpFrames>>,
+    aliases: UfragAliases,
 }
 
 impl TcpThread {
@@ -177,12 +179,14 @@ impl TcpThread {
         commands: mpsc::Receiver<TcpCommand>,
         from_shards: mpsc::Receiver<FromShard>,
         to_shards: Vec<mpsc::Sender<TcpFrames>>,
+        aliases: UfragAliases,
     ) -> Self {
         TcpThread {
             listener,
             commands,
             from_shards,
             to_shards,
+            aliases,
         }
     }
 
@@ -201,10 +205,14 @@ impl TcpThread {
             mut commands,
             mut from_shards,
             to_shards,
+            aliases,
         } = self;
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
-        let state = Rc::new(RefCell::new(State::default()));
+        let state = Rc::new(RefCell::new(State {
+            aliases,
+            ..State::default()
+        }));
         let to_shards = Rc::new(to_shards);
         let per_address = ConnectionLimit::new(MAX_PER_ADDRESS);
         loop {
@@ -372,6 +380,7 @@ async fn read_frames(
             let mut s = state.borrow_mut();
             let State {
                 owners,
+                aliases,
                 connections,
                 ..
             } = &mut *s;
@@ -382,7 +391,9 @@ async fn read_frames(
                 let thread = match kind(frame) {
                     None => return Err("not STUN, DTLS, RTP or RTCP"),
                     Some(Kind::Stun) => {
-                        let named = stun_participant(frame).and_then(|id| owners.get(&id).copied());
+                        let named = aliases
+                            .stun_participant(frame)
+                            .and_then(|id| owners.get(&id).copied());
                         if connection.thread.is_none() {
                             connection.thread = named;
                         }

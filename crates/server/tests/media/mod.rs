@@ -113,6 +113,20 @@ impl Peer {
         }
     }
 
+    /// The peer's network changes (Wi-Fi to mobile data): it has a new
+    /// address, a new UDP socket, and the old one is gone. Its `Rtc` learns
+    /// the new candidate but, like a browser, only checks it after an ICE
+    /// restart; what it still sends from the old address is lost.
+    pub fn move_to_new_address(&mut self) {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+        socket.set_nonblocking(true).expect("non-blocking");
+        let local = socket.local_addr().expect("local addr");
+        self.rtc
+            .add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
+        self.link = Link::Udp(socket);
+        self.local = local;
+    }
+
     /// Datagrams that arrived, with their source and protocol.
     fn receive(&mut self) -> Vec<(Protocol, SocketAddr, Vec<u8>)> {
         let mut got = Vec::new();
@@ -210,6 +224,8 @@ impl Peer {
         while let Ok(output) = self.rtc.poll_output() {
             match output {
                 Output::Timeout(_) => return,
+                // From an address the peer no longer has: lost.
+                Output::Transmit(t) if t.proto == Protocol::Udp && t.source != self.local => {}
                 Output::Transmit(t) => self.transmit(t.destination, &t.contents),
                 Output::Event(Event::Connected) => self.connected = true,
                 Output::Event(Event::RtpPacket(packet)) => packets.push(packet),
