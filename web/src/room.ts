@@ -701,4 +701,19 @@ export class Room {
     this.bindReceivers();
     this.reverifyAll();
   }
+
+  /**
+   * The peer connection's statistics and, by mid, which participant and
+   * source each receiving m-line carries now (connection quality,
+   * quality.ts); null without a peer connection or once the session ended.
+   */
+  async mediaStats(): Promise<{ report: RTCStatsReport; receivers: Map<string, { participant: number; source: TrackSource }> } | null> {
+    const peer = this.peer;
+    if (!peer || this.ended) return null;
+    const receivers = new Map<string, { participant: number; source: TrackSource }>();
+    for (const [participant, bySource] of this.remoteTracks) {
+      for (const r of Object.values(bySource)) if (r) receivers.set(r.mid, { participant, source: r.source });
+    }
+    return { report: await peer.pc.getStats(), receivers };
+  }
 }

@@ -5,6 +5,7 @@
 import { REFUSED_WARNING } from '../e2ee/group';
 import { describeProblem, classifyMediaError } from '../media';
 import type { ErrorCode } from '../protocol.gen';
+import { describeQuality, QualitySampler, uplinkWarning, type QualityReport } from '../quality';
 import type { Participant, Room, RoomEvent } from '../room';
 import { AudioOutput } from './audio';
 import { ChatPanel } from './chat';
@@ -54,6 +55,10 @@ export class MeetingView {
   /** Remote participants currently in the encrypted group (for join/leave announcements). */
   private verifiedIds = new Set<number>();
   private toastTimer: number | undefined;
+  /** Connection quality of every tile, from getStats every 2 s (quality.ts). */
+  private quality = new QualitySampler();
+  /** The local tile's warning last announced to screen readers. */
+  private uplinkSaid: string | null = null;
   private keyHandler = (ev: KeyboardEvent): void => this.onKey(ev);
 
   constructor(
@@ -140,6 +145,8 @@ export class MeetingView {
     this.verifiedIds.clear();
     this.audio.clear();
     this.unsubscribe = room.on((ev) => this.onRoomEvent(ev));
+    this.uplinkSaid = null;
+    this.quality.start(() => room.mediaStats(), (report) => this.showQuality(report));
     this.showPreview(room);
     this.showState();
     this.updateToolbar();
@@ -191,6 +198,7 @@ export class MeetingView {
   destroy(): void {
     this.destroyed = true;
     this.unsubscribe?.();
+    this.quality.stop();
     document.removeEventListener('keydown', this.keyHandler);
     for (const t of this.tiles.values()) t.destroy();
     this.preview?.destroy();
@@ -350,6 +358,29 @@ export class MeetingView {
       children.push(btn);
     }
     this.banner.replaceChildren(...children);
+  }
+
+  /**
+   * Each tile's connection quality (nothing for someone not verified: their
+   * media is not played). The local tile's warning is also said to screen
+   * readers, once per change.
+   */
+  private showQuality(report: QualityReport): void {
+    const room = this.room;
+    const me = room?.me;
+    if (!room || !me) return;
+    for (const [id, tile] of this.tiles) {
+      if (id === me.id) continue;
+      const v = (room.participants.get(id)?.verified ? report.remote.get(id) : undefined) ?? { level: 'unknown', why: null };
+      tile.setQuality(v.level, describeQuality(v, false));
+    }
+    const warning = uplinkWarning(report.local);
+    this.tiles.get(me.id)?.setQuality(report.local.level, describeQuality(report.local, true), warning);
+    if (warning !== this.uplinkSaid) {
+      if (warning) announce(warning);
+      else announce('Others see you in full quality again');
+      this.uplinkSaid = warning;
+    }
   }
 
   private everyone(): Participant[] {

@@ -1,6 +1,7 @@
 // One participant's tile in the grid: video or avatar, name, mute and
-// speaking indicators.
+// speaking indicators, connection quality.
 
+import type { QualityLevel } from '../quality';
 import type { Participant } from '../room';
 import { h, hueFor, initials } from './dom';
 import { icon } from './icons';
@@ -20,6 +21,11 @@ export class Tile {
   private mutedEl: HTMLElement;
   private screenEl: HTMLElement;
   private unverifiedEl: HTMLElement;
+  private qualityEl: HTMLElement;
+  private uplinkEl: HTMLElement;
+  /** The tile's accessible name without / with the connection's state. */
+  private baseLabel = '';
+  private qualityState: string | null = null;
 
   constructor(p: Participant) {
     this.video = h('video', { class: 'tile-video', autoplay: true, playsinline: true, 'data-testid': 'tile-video' });
@@ -36,6 +42,18 @@ export class Tile {
       icon('lockOff'),
       h('span', {}, 'Not verified'),
     );
+    // Signal bars, shown only when something is wrong (a calm grid otherwise).
+    this.qualityEl = h(
+      'span',
+      { class: 'tile-quality', role: 'img', 'data-testid': 'tile-quality', 'data-level': 'unknown' },
+      h('span', { class: 'bar' }),
+      h('span', { class: 'bar' }),
+      h('span', { class: 'bar' }),
+    );
+    this.qualityEl.hidden = true;
+    // The local tile's sentence when others get a degraded picture of us.
+    this.uplinkEl = h('div', { class: 'tile-uplink', 'data-testid': 'tile-uplink-warning' }, icon('warning'), h('span', {}));
+    this.uplinkEl.hidden = true;
     this.el = h(
       'div',
       {
@@ -47,6 +65,8 @@ export class Tile {
       },
       this.video,
       this.avatar,
+      this.uplinkEl,
+      this.qualityEl,
       h('div', { class: 'tile-label' }, this.unverifiedEl, this.mutedEl, this.screenEl, this.nameEl),
     );
     this.update(p);
@@ -80,7 +100,34 @@ export class Tile {
       p.media.screen ? 'sharing screen' : null,
       p.speaking ? 'speaking' : null,
     ].filter(Boolean);
-    this.el.setAttribute('aria-label', states.length ? `${name}, ${states.join(', ')}` : name);
+    this.baseLabel = states.length ? `${name}, ${states.join(', ')}` : name;
+    this.refreshLabel();
+  }
+
+  private refreshLabel(): void {
+    this.el.setAttribute('aria-label', this.qualityState ? `${this.baseLabel}, ${this.qualityState}` : this.baseLabel);
+  }
+
+  /**
+   * Shows the connection quality: `label` is the indicator's accessible name
+   * and tooltip ("Connection: poor — 12% of audio packets lost"); `warning`
+   * (local tile only) the sentence saying others get a degraded picture of
+   * us. Bars show only for 'fair' and 'poor'; the level is always in
+   * `data-quality` (tests, styling).
+   */
+  setQuality(level: QualityLevel, label: string, warning: string | null = null): void {
+    this.el.dataset.quality = level;
+    this.qualityEl.dataset.level = level;
+    this.qualityEl.hidden = level !== 'fair' && level !== 'poor';
+    this.qualityEl.setAttribute('aria-label', label);
+    this.qualityEl.title = label;
+    this.uplinkEl.hidden = warning === null;
+    this.uplinkEl.dataset.level = level;
+    this.uplinkEl.title = warning ?? '';
+    const text = this.uplinkEl.lastElementChild;
+    if (text) text.textContent = warning ?? '';
+    this.qualityState = level === 'fair' || level === 'poor' ? `${level} connection` : null;
+    this.refreshLabel();
   }
 
   destroy(): void {
