@@ -16,7 +16,15 @@ import { renderLanding, roomFromPath, roomNameProblem, roomPath } from './ui/lan
 import { MeetingView, serverErrorText } from './ui/meeting';
 import { CAMERA_KEY, MIC_KEY, renderPrejoin } from './ui/prejoin';
 
-const RETRY_DELAYS_MS = [1000, 2000, 4000];
+/**
+ * Rejoining after a lost session (server restarted, network gone for
+ * longer than an ICE restart can bridge): quickly at first, then every
+ * 15 s, for as long as RETRY_FOR_MS; sooner when the browser says it is
+ * online again. After that the page says the connection is lost and
+ * offers to rejoin.
+ */
+const RETRY_DELAYS_MS = [1000, 2000, 4000, 8000, 15_000];
+const RETRY_FOR_MS = 5 * 60_000;
 
 function appRoot(): HTMLElement {
   const el = document.getElementById('app');
@@ -76,6 +84,17 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
   let joinedOnce = false;
   let attempt = 0;
   let retryTimer: number | undefined;
+  /** When the current run of rejoin attempts started (null: not retrying). */
+  let retryingSince: number | null = null;
+  const onOnline = (): void => {
+    if (retryingSince === null || retryTimer === undefined) return;
+    window.clearTimeout(retryTimer);
+    retryTimer = window.setTimeout(() => {
+      retryTimer = undefined;
+      connect();
+    }, 250);
+  };
+  window.addEventListener('online', onOnline);
 
   const view = new MeetingView(roomName, {
     leave: () => {
@@ -87,6 +106,7 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
     rejoin: () => {
       window.clearTimeout(retryTimer);
       attempt = 0;
+      retryingSince = null;
       connect();
     },
   });
@@ -95,6 +115,7 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
   const finish = (): void => {
     window.clearTimeout(retryTimer);
     window.removeEventListener('pagehide', onPageHide);
+    window.removeEventListener('online', onOnline);
     room?.dispose();
     view.destroy();
   };
@@ -115,12 +136,17 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
   window.addEventListener('pagehide', onPageHide);
 
   const retryOrGiveUp = (): void => {
-    if (attempt < RETRY_DELAYS_MS.length) {
-      const delay = RETRY_DELAYS_MS[attempt] ?? 1000;
+    retryingSince ??= Date.now();
+    if (Date.now() - retryingSince < RETRY_FOR_MS) {
+      const delay = RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)] ?? 15_000;
       attempt += 1;
       view.showReconnecting(attempt);
-      retryTimer = window.setTimeout(connect, delay);
+      retryTimer = window.setTimeout(() => {
+        retryTimer = undefined;
+        connect();
+      }, delay);
     } else {
+      retryingSince = null;
       view.showReconnecting(null);
       announce('Connection lost');
     }
@@ -137,6 +163,7 @@ function startMeeting(root: HTMLElement, roomName: string, name: string, media: 
       if (ev.type === 'welcome') {
         joinedOnce = true;
         attempt = 0;
+        retryingSince = null;
         announce(`You joined ${roomName}`);
       }
       if (ev.type !== 'state') return;

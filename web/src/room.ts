@@ -88,7 +88,14 @@ export type RoomEvent =
 
 export type RoomListener = (ev: RoomEvent) => void;
 
-const ICE_RECOVERY_MS = 8_000;
+/**
+ * While the media path is down (network change, outage), the page asks the
+ * server for an ICE restart at once and again this often: the new offer
+ * makes the browser gather candidates on whatever network it has now.
+ */
+const ICE_RESTART_EVERY_MS = 5_000;
+/** How long media may stay down, restarts included, before the session is given up (the app then rejoins). */
+const ICE_RECOVERY_MS = 30_000;
 /** The longest server messages wait for an offer's answer (see `onMessage`). */
 const HOLD_FOR_ANSWER_MS = 2_000;
 
@@ -102,7 +109,14 @@ export class Room {
   private peer: PeerSession | null = null;
   /** What the server says each participant's m-lines carry (shown once verified, video once flowing). */
   private remoteTracks = new Map<number, Partial<Record<TrackSource, RemoteTrack>>>();
+  /** Gives the session up if media stays down (ICE_RECOVERY_MS). */
   private iceTimer: number | undefined;
+  /** Asks for ICE restarts while media is down (ICE_RESTART_EVERY_MS). */
+  private restartTimer: number | undefined;
+  private readonly onOnline = (): void => {
+    // A network came back: no need to wait for the next scheduled restart.
+    if (this.state.kind === 'media_interrupted') this.requestIceRestart();
+  };
   private ended = false;
   /** Server messages wait here while an offer is being answered (answer-gate.ts). */
   private readonly gate = new AnswerGate<ServerMessage>((msg) => {
@@ -323,7 +337,7 @@ export class Room {
   dispose(): void {
     this.ended = true;
     this.dropPrepared();
-    window.clearTimeout(this.iceTimer);
+    this.stopIceRecovery();
     this.gate.close();
     this.signaling?.close();
     this.peer?.close();
@@ -350,7 +364,7 @@ export class Room {
     // participant id, and without this line nothing says why it happened.
     if (state.kind !== 'left') console.info(`conclave: session ended: ${state.kind}${'why' in state ? ` (${state.why})` : ''}`);
     this.dropPrepared();
-    window.clearTimeout(this.iceTimer);
+    this.stopIceRecovery();
     this.gate.close();
     this.signaling?.close();
     this.peer?.close();
@@ -668,19 +682,42 @@ export class Room {
     else this.end({ kind: 'lost', why: 'signaling' });
   }
 
+  /**
+   * The media path broke ('disconnected': no answers to ICE checks for a
+   * few seconds; 'failed': none at all): ask for ICE restarts until it is
+   * back, for up to ICE_RECOVERY_MS. The call, its keys and its MLS group
+   * stay as they are; only if that does not work does the app rejoin.
+   */
   private onPeerState(s: RTCPeerConnectionState): void {
     if (this.ended) return;
     if (s === 'connected') {
-      window.clearTimeout(this.iceTimer);
-      this.iceTimer = undefined;
+      this.stopIceRecovery();
       if (this.state.kind === 'media_interrupted') this.setState({ kind: 'connected' });
-    } else if (s === 'disconnected') {
-      this.setState({ kind: 'media_interrupted' });
-      window.clearTimeout(this.iceTimer);
-      this.iceTimer = window.setTimeout(() => this.end({ kind: 'lost', why: 'media' }), ICE_RECOVERY_MS);
-    } else if (s === 'failed') {
-      this.end({ kind: 'lost', why: 'media' });
+    } else if (s === 'disconnected' || s === 'failed') {
+      if (this.state.kind !== 'media_interrupted') this.setState({ kind: 'media_interrupted' });
+      if (this.iceTimer === undefined) {
+        console.info(`conclave: media path ${s}; asking for an ICE restart`);
+        this.iceTimer = window.setTimeout(() => this.end({ kind: 'lost', why: 'media' }), ICE_RECOVERY_MS);
+        window.addEventListener('online', this.onOnline);
+        this.requestIceRestart();
+        this.restartTimer = window.setInterval(() => this.requestIceRestart(), ICE_RESTART_EVERY_MS);
+      } else if (s === 'failed') {
+        // Checks gave up on the current candidates: new ones now.
+        this.requestIceRestart();
+      }
     }
+  }
+
+  private requestIceRestart(): void {
+    this.signaling?.send({ type: 'ice_restart' });
+  }
+
+  private stopIceRecovery(): void {
+    window.clearTimeout(this.iceTimer);
+    window.clearInterval(this.restartTimer);
+    this.iceTimer = undefined;
+    this.restartTimer = undefined;
+    window.removeEventListener('online', this.onOnline);
   }
 
   /**

@@ -211,7 +211,9 @@ export class MeetingView {
     if (attempt === null) {
       this.setBanner('Connection lost.', 'error', 'Rejoin');
     } else {
-      this.setBanner(attempt > 1 ? `Reconnecting… (attempt ${attempt})` : 'Reconnecting…', 'warn');
+      // The page keeps trying by itself; after the first quick tries the
+      // wait grows, so the person can also try at once.
+      this.setBanner(attempt > 1 ? `Reconnecting… (attempt ${attempt})` : 'Reconnecting…', 'warn', attempt > 2 ? 'Retry now' : undefined);
     }
   }
 
