@@ -37,9 +37,9 @@ export type TrackDirection = "publish" | "subscribe";
 
 export type TrackMapping = { mid: string, direction: TrackDirection, participant: number, source: TrackSource, };
 
-export type ClientMessage = { "type": "join", room: string, name: string, media: MediaState, } | { "type": "answer", sdp: string, } | { "type": "media_state", media: MediaState, } | { "type": "chat", data: string, } | { "type": "group_created", group_info: string, } | { "type": "join_request", data: string, } | { "type": "commit", commit: string, welcome: string | null, } | { "type": "deny_knock", id: number, } | { "type": "ice_restart" } | { "type": "leave" };
+export type ClientMessage = { "type": "join", room: string, name: string, media: MediaState, } | { "type": "answer", sdp: string, } | { "type": "media_state", media: MediaState, } | { "type": "chat", data: string, } | { "type": "group_created", group_info: string, } | { "type": "join_request", data: string, } | { "type": "commit", commit: string, welcome: string | null, } | { "type": "deny_knock", id: number, } | { "type": "ice_restart" } | { "type": "leave" } | { "type": "resume", token: string, received: number, };
 
-export type ErrorCode = "bad_message" | "too_large" | "invalid_room" | "invalid_name" | "not_joined" | "already_joined" | "room_full" | "too_many_connections" | "bad_sdp" | "rate_limited" | "media_failed" | "knock_denied" | "bad_mls" | "internal";
+export type ErrorCode = "bad_message" | "too_large" | "invalid_room" | "invalid_name" | "not_joined" | "already_joined" | "room_full" | "too_many_connections" | "bad_sdp" | "rate_limited" | "media_failed" | "knock_denied" | "bad_mls" | "resume_failed" | "internal";
 
 export type ServerMessage = { "type": "welcome", you: ParticipantInfo, participants: Array<ParticipantInfo>, e2ee: E2eeStart, } | { "type": "create_group", e2ee: E2eeStart, } | { "type": "mls", from: number | null, data: string, } | { "type": "commit_rejected", reason: string, } | { "type": "offer", sdp: string, tracks: Array<TrackMapping>, } | { "type": "tracks", tracks: Array<TrackMapping>, } | { "type": "participant_joined", participant: ParticipantInfo, } | { "type": "participant_left", id: number, } | { "type": "participant_updated", participant: ParticipantInfo, } | { "type": "chat", seq: number, from: number, 
 /**
@@ -49,7 +49,7 @@ data: string,
 /**
  * Server time, milliseconds since the Unix epoch.
  */
-sent_at: number, } | { "type": "speaking", ids: Array<number>, } | { "type": "keepalive" } | { "type": "error", code: ErrorCode, message: string, };
+sent_at: number, } | { "type": "speaking", ids: Array<number>, } | { "type": "keepalive" } | { "type": "session", resume: string, } | { "type": "resumed", resume: string, } | { "type": "error", code: ErrorCode, message: string, };
 
 export const MAX_MESSAGE_BYTES = 524288;
 export const MAX_CHAT_CHARS = 4000;

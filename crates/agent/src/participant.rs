@@ -1145,7 +1145,11 @@ impl Session {
                 stats.speaking_updates += 1;
                 stats.speaking = ids;
             }
-            ServerMessage::Keepalive => {}
+            // The agent does not resume sessions: a broken connection ends
+            // its run (a load generator re-joins instead).
+            ServerMessage::Keepalive
+            | ServerMessage::Session { .. }
+            | ServerMessage::Resumed { .. } => {}
             ServerMessage::Error { code, message } => {
                 if self.me.is_none() {
                     return Err(AgentError::Refused { code, message });

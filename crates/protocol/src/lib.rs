@@ -156,6 +156,12 @@ pub enum ClientMessage {
     IceRestart,
     /// Leaving on purpose (closing the socket works too).
     Leave,
+    /// First message on a new connection instead of `join`: take over the
+    /// session `token` names (from `session` or `resumed`) after the old
+    /// connection broke (network change, outage). `received` counts the
+    /// server messages the client got on it and its earlier connections,
+    /// `keepalive` and `resumed` not counted; the server sends the rest.
+    Resume { token: String, received: u64 },
 }
 
 /// Why the server refused something. Stable strings the client maps to human text.
@@ -185,6 +191,9 @@ pub enum ErrorCode {
     KnockDenied,
     /// An MLS message the server could not accept (malformed, wrong epoch, not allowed).
     BadMls,
+    /// The session a `resume` named is over (or what the client missed is
+    /// no longer kept): join again.
+    ResumeFailed,
     Internal,
 }
 
@@ -254,6 +263,17 @@ pub enum ServerMessage {
     /// Sent every `KEEPALIVE_SECONDS` so a client can tell a live but quiet
     /// server from one that stopped answering (browsers cannot see WebSocket pings).
     Keepalive,
+    /// After `welcome`: the secret that lets a new connection take this
+    /// session over if this one breaks (`resume`). Single use.
+    Session {
+        resume: String,
+    },
+    /// The `resume` worked: this connection carries the session now. What
+    /// the client had not received follows, then everything new. `resume`
+    /// is the token for the next time.
+    Resumed {
+        resume: String,
+    },
     Error {
         code: ErrorCode,
         message: String,

@@ -10,16 +10,18 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use conclave_protocol::{ErrorCode, ParticipantId, ServerMessage, TrackMapping};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
+use tokio::time::MissedTickBehavior;
 
 use crate::delivery::{Out, Signer};
 use crate::delivery_task::{DeliveryTask, Step};
-use crate::hub::{ClientSender, Command};
+use crate::hub::{ClientSender, Command, Resumption};
 use crate::media::{FromMedia, MediaHandle, ToMedia};
 use crate::rooms::Rooms;
+use crate::session::{new_token, Outbox, RESUME_GRACE};
 
 /// SDP answers each offer lets through to media: its own, and a duplicate
 /// or one that crossed it. Media parses every answer it gets, so a client
@@ -42,6 +44,26 @@ pub struct Control {
     media_queue: Vec<ToMedia>,
     /// Answers each participant may still send media (see `ANSWERS_PER_OFFER`).
     answers_left: HashMap<ParticipantId, u8>,
+    /// Every joined participant's session (see `session`), and who each
+    /// resume token names.
+    sessions: HashMap<ParticipantId, Session>,
+    tokens: HashMap<String, ParticipantId>,
+    /// The latest offer of each participant that has not answered it: a
+    /// client resuming after its answer was lost on the way gets it again.
+    unanswered: HashMap<ParticipantId, ServerMessage>,
+}
+
+/// A participant's session, as control knows it.
+struct Session {
+    token: String,
+    /// The connection carrying it, and what wakes that connection when
+    /// another one takes over.
+    conn: ParticipantId,
+    taken_over: Arc<Notify>,
+    outbox: Arc<Outbox>,
+    /// Its connection broke: the participant is removed at this time unless
+    /// a new connection resumes the session first.
+    orphaned_until: Option<Instant>,
 }
 
 impl Control {
@@ -64,16 +86,22 @@ impl Control {
             actions_tx,
             media_queue: Vec::new(),
             answers_left: HashMap::new(),
+            sessions: HashMap::new(),
+            tokens: HashMap::new(),
+            unanswered: HashMap::new(),
         }
     }
 
     pub async fn run(mut self) {
+        let mut orphan_check = tokio::time::interval(Duration::from_secs(1));
+        orphan_check.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 command = self.commands.recv() => {
                     let Some(command) = command else { return };
                     self.handle_command(command);
                 }
+                _ = orphan_check.tick() => self.remove_orphans(Instant::now()),
                 Some(event) = self.from_media.recv() => self.handle_media(event),
                 Some(out) = self.actions.recv() => self.apply(out),
             }
@@ -95,6 +123,8 @@ impl Control {
                 name,
                 media,
                 link,
+                outbox,
+                taken_over,
             } => {
                 // A room without a delivery task is empty: its first joiner
                 // creates the group (the task agrees, see `RoomMls::joined`).
@@ -114,6 +144,19 @@ impl Control {
                         let _ = task.queue(Step::Joined { id, creates });
                         // After the welcome, so the offer follows it.
                         self.media_queue.push(ToMedia::Join { id, room });
+                        let token = new_token();
+                        self.tokens.insert(token.clone(), id);
+                        self.sessions.insert(
+                            id,
+                            Session {
+                                token: token.clone(),
+                                conn: id,
+                                taken_over,
+                                outbox,
+                                orphaned_until: None,
+                            },
+                        );
+                        self.send_to(id, ServerMessage::Session { resume: token });
                         tracing::info!(participant = id, "joined a room");
                     }
                     Err(error) => {
@@ -124,6 +167,7 @@ impl Control {
             Command::Answer { id, sdp } => match self.answers_left.get_mut(&id) {
                 Some(left) if *left > 0 => {
                     *left -= 1;
+                    self.unanswered.remove(&id);
                     self.media_queue.push(ToMedia::Answer { id, sdp });
                 }
                 _ => self.send_to(
@@ -163,6 +207,38 @@ impl Control {
                 }
             }
             Command::Leave { id } => self.remove(id),
+            Command::Resume {
+                conn,
+                token,
+                taken_over,
+                reply,
+            } => {
+                let resumed = self.resume(conn, &token, taken_over);
+                let id = resumed.as_ref().map(|r| r.id);
+                if reply.send(resumed).is_err() {
+                    return;
+                }
+                // An offer whose answer may have been lost with the old
+                // connection: once more (a second answer is refused).
+                if let Some(id) = id {
+                    if let Some(offer) = self.unanswered.get(&id).cloned() {
+                        self.answers_left.insert(id, ANSWERS_PER_OFFER);
+                        self.send_to(id, offer);
+                    }
+                }
+            }
+            Command::Disconnected { id, conn, broken } => match self.sessions.get_mut(&id) {
+                // An old connection of a session another one took over.
+                Some(session) if session.conn != conn => {}
+                Some(session) if broken => {
+                    tracing::info!(
+                        participant = id,
+                        "connection broke; the session waits for a resume"
+                    );
+                    session.orphaned_until = Some(Instant::now() + RESUME_GRACE);
+                }
+                _ => self.remove(id),
+            },
         }
     }
 
@@ -190,7 +266,9 @@ impl Control {
                 if self.rooms.link(participant).is_some() {
                     self.answers_left.insert(participant, ANSWERS_PER_OFFER);
                 }
-                self.send_to(participant, ServerMessage::Offer { sdp, tracks });
+                let offer = ServerMessage::Offer { sdp, tracks };
+                self.unanswered.insert(participant, offer.clone());
+                self.send_to(participant, offer);
             }
             FromMedia::Tracks {
                 participant,
@@ -222,7 +300,51 @@ impl Control {
         }
     }
 
+    /// Hands the session `token` names to connection `conn`, with a new
+    /// token; wakes the connection that carried it, if it still runs.
+    fn resume(
+        &mut self,
+        conn: ParticipantId,
+        token: &str,
+        taken_over: Arc<Notify>,
+    ) -> Option<Resumption> {
+        let id = self.tokens.remove(token)?;
+        let session = self.sessions.get_mut(&id)?;
+        session.taken_over.notify_one();
+        session.taken_over = taken_over;
+        session.conn = conn;
+        session.orphaned_until = None;
+        session.token = new_token();
+        self.tokens.insert(session.token.clone(), id);
+        tracing::info!(participant = id, "session taken over by a new connection");
+        Some(Resumption {
+            id,
+            outbox: session.outbox.clone(),
+            token: session.token.clone(),
+        })
+    }
+
+    /// Removes the participants whose broken connection was not resumed in time.
+    fn remove_orphans(&mut self, now: Instant) {
+        let expired: Vec<ParticipantId> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.orphaned_until.is_some_and(|t| t <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            tracing::info!(participant = id, "not resumed in time");
+            self.remove(id);
+        }
+    }
+
     fn remove(&mut self, id: ParticipantId) {
+        // Its connection, if any, ends when the link goes (below), after
+        // what is queued for it (e.g. why it was turned away).
+        if let Some(session) = self.sessions.remove(&id) {
+            self.tokens.remove(&session.token);
+        }
+        self.unanswered.remove(&id);
         let Some(room) = self.rooms.room_of(id).map(str::to_owned) else {
             return;
         };

@@ -19,12 +19,15 @@
 //! channels: control queues a participant's welcome before telling media
 //! about it, so its offer (and so its answer) comes after.
 
+use std::sync::Arc;
+
 use conclave_protocol::{MediaState, ParticipantId, ServerMessage};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::control::Control;
 use crate::delivery::Signer;
 use crate::media::{Bound, MediaAddrs};
+use crate::session::Outbox;
 
 /// Messages queued towards one client before it counts as stuck.
 pub const CLIENT_QUEUE: usize = 512;
@@ -33,14 +36,41 @@ const COMMAND_QUEUE: usize = 4096;
 
 pub type ClientSender = mpsc::Sender<ServerMessage>;
 
-#[derive(Debug)]
+/// A session handed to the connection that resumes it.
+pub struct Resumption {
+    pub id: ParticipantId,
+    pub outbox: Arc<Outbox>,
+    /// The token for the next resume.
+    pub token: String,
+}
+
 pub enum Command {
+    /// `link` feeds `outbox`'s queue; `taken_over` wakes the connection
+    /// when another one resumes the session.
     Join {
         id: ParticipantId,
         room: String,
         name: String,
         media: MediaState,
         link: ClientSender,
+        outbox: Arc<Outbox>,
+        taken_over: Arc<Notify>,
+    },
+    /// Connection `conn` asks for the session `token` names; `None` if
+    /// there is none.
+    Resume {
+        conn: ParticipantId,
+        token: String,
+        taken_over: Arc<Notify>,
+        reply: oneshot::Sender<Option<Resumption>>,
+    },
+    /// Connection `conn`, which carried `id`'s session, ended: `broken`
+    /// (no close; a network change or outage) leaves the session waiting
+    /// for a resume, anything else ends it.
+    Disconnected {
+        id: ParticipantId,
+        conn: ParticipantId,
+        broken: bool,
     },
     Answer {
         id: ParticipantId,

@@ -13,6 +13,7 @@ mod delivery_task;
 mod hub;
 mod media;
 mod rooms;
+mod session;
 mod signaling;
 mod tls;
 mod web;

@@ -6,6 +6,7 @@
 //! whatever reason, leaves its room.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, Utf8Bytes, WebSocket};
@@ -14,9 +15,15 @@ use conclave_protocol::{
     KEEPALIVE_SECONDS, MAX_MESSAGE_BYTES,
 };
 use futures_util::{SinkExt, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot, Notify, OwnedMutexGuard};
 
-use crate::hub::{Command, HubHandle, CLIENT_QUEUE};
+use crate::hub::{Command, HubHandle, Resumption, CLIENT_QUEUE};
+use crate::session::Outbox;
+
+/// How long a resuming connection waits for the old one to let go of the
+/// session's queue (it does as soon as control wakes it, unless it is
+/// stuck writing to a dead socket, which the wake interrupts too).
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
 
 /// Frames above this are refused by the WebSocket layer itself (the
 /// connection closes). Between `MAX_MESSAGE_BYTES` and this, the client gets
@@ -119,11 +126,18 @@ pub async fn refuse(socket: WebSocket, code: ErrorCode, message: String) {
 }
 
 pub async fn serve(socket: WebSocket, hub: HubHandle) {
-    let id: ParticipantId = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    // This connection's number; also the participant id of a join made on
+    // it. A `resume` makes it carry an earlier participant's session.
+    let conn: ParticipantId = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut id = conn;
     let (mut sink, mut stream) = socket.split();
     // The connection keeps no sender of its own: when the hub drops the link,
-    // `from_hub` ends, which is how the hub says "you were removed".
-    let (link, mut from_hub) = mpsc::channel::<ServerMessage>(CLIENT_QUEUE);
+    // the outbox's queue ends, which is how the hub says "you were removed".
+    let (link, queue) = mpsc::channel::<ServerMessage>(CLIENT_QUEUE);
+    let mut outbox = Arc::new(Outbox::new(queue));
+    let mut from_hub = outbox.queue.clone().lock_owned().await;
+    // Control wakes this when a new connection takes the session over.
+    let taken_over = Arc::new(Notify::new());
     let mut state = Joining::Idle(link);
     let mut bucket = Limits::new(Instant::now());
     let join_deadline = tokio::time::sleep(JOIN_TIMEOUT);
@@ -132,6 +146,9 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
     let mut keepalive =
         tokio::time::interval_at(tokio::time::Instant::now() + KEEPALIVE, KEEPALIVE);
     let mut last_heard = Instant::now();
+    // How the connection ended: a close (or the hub's decision) ends the
+    // session; a broken connection leaves it to be resumed.
+    let mut broken = false;
 
     loop {
         let joined = matches!(state, Joining::Joined);
@@ -141,6 +158,7 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
             // the connection idle again) must be seen before the client's
             // next message, or a quick retry would be told it already joined.
             biased;
+            () = taken_over.notified() => break,
             outgoing = from_hub.recv() => match outgoing {
                 Some(message) => {
                     if matches!(message, ServerMessage::Welcome { .. }) {
@@ -152,16 +170,58 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
                 None => {
                     // The hub refused the join (its error came first): allow another try.
                     let (link, rx) = mpsc::channel(CLIENT_QUEUE);
-                    from_hub = rx;
+                    *from_hub = rx;
                     state = Joining::Idle(link);
                     None
                 }
             },
             incoming = stream.next() => {
-                let Some(Ok(message)) = incoming else { break };
+                let message = match incoming {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) => {
+                        broken = is_broken(e);
+                        break;
+                    }
+                    None => break,
+                };
                 last_heard = Instant::now();
                 match message {
-                    Message::Text(text) => handle_text(id, &text, &hub, &mut state, &mut bucket).await,
+                    Message::Text(text) => match parse_client_message(&text) {
+                        Ok(ClientMessage::Resume { token, received }) if matches!(state, Joining::Idle(_)) => {
+                            match resume(conn, token, received, &hub, &taken_over).await {
+                                Ok((session, queue, missed)) => {
+                                    id = session.id;
+                                    outbox = session.outbox;
+                                    from_hub = queue;
+                                    state = Joining::Joined;
+                                    let resumed = ServerMessage::Resumed { resume: session.token };
+                                    if send(&mut sink, &resumed).await.is_err() {
+                                        broken = true;
+                                        break;
+                                    }
+                                    tracing::info!(participant = id, missed = missed.len(), "session resumed on a new connection");
+                                    // What the broken connection may have lost, as it was sent then.
+                                    let mut failed = false;
+                                    for json in missed {
+                                        if sink.send(Message::Text(Utf8Bytes::from(json))).await.is_err() {
+                                            failed = true;
+                                            break;
+                                        }
+                                    }
+                                    if failed {
+                                        broken = true;
+                                        break;
+                                    }
+                                    None
+                                }
+                                Err(refusal) => Some(refusal),
+                            }
+                        }
+                        _ => {
+                            let carrier = Carrier { outbox: &outbox, taken_over: &taken_over };
+                            handle_text(id, &text, &hub, &mut state, &mut bucket, carrier).await
+                        }
+                    },
                     Message::Binary(_) => Some(ServerMessage::error(ErrorCode::BadMessage, "binary messages are not part of the protocol")),
                     Message::Close(_) => break,
                     Message::Ping(_) | Message::Pong(_) => None,
@@ -170,9 +230,11 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
             _ = keepalive.tick() => {
                 if last_heard.elapsed() > SILENCE_LIMIT {
                     tracing::info!(participant = id, "no sign of life from the client; closing");
+                    broken = true;
                     break;
                 }
                 if sink.send(Message::Ping(Default::default())).await.is_err() {
+                    broken = true;
                     break;
                 }
                 Some(ServerMessage::Keepalive)
@@ -183,15 +245,110 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
             }
         };
         if let Some(reply) = reply {
-            if send(&mut sink, &reply).await.is_err() {
-                break;
+            let Ok(json) = serde_json::to_string(&reply) else {
+                continue;
+            };
+            // Numbered for a resume, which replays what may have been lost;
+            // keepalives are not (they are only signs of life).
+            if !matches!(reply, ServerMessage::Keepalive) {
+                outbox.record(&json);
+            }
+            tokio::select! {
+                biased;
+                () = taken_over.notified() => break,
+                sent = sink.send(Message::Text(Utf8Bytes::from(json))) => {
+                    if sent.is_err() {
+                        broken = true;
+                        break;
+                    }
+                }
             }
         }
     }
+    // A connection taking the session over waits for the queue: let go first.
+    drop(from_hub);
     if !matches!(state, Joining::Idle(_)) {
-        hub.send(Command::Leave { id }).await;
+        hub.send(Command::Disconnected { id, conn, broken }).await;
     }
     let _ = sink.close().await;
+}
+
+/// Whether a read error means the connection broke (reset, timed out: a
+/// network change, an outage), which leaves the session to be resumed.
+/// A peer that closed its end without a close frame (a process that
+/// ended) has left.
+fn is_broken(error: axum::Error) -> bool {
+    let inner = error.into_inner();
+    !matches!(
+        inner.downcast_ref::<tungstenite::Error>(),
+        Some(tungstenite::Error::Protocol(
+            tungstenite::error::ProtocolError::ResetWithoutClosingHandshake
+        ))
+    )
+}
+
+/// A session taken over by this connection: the participant, its outbox
+/// and queue (locked: the old connection has let go), what it missed.
+type Takeover = (
+    Resumption,
+    OwnedMutexGuard<mpsc::Receiver<ServerMessage>>,
+    Vec<String>,
+);
+
+/// Asks control for the session `token` names, then waits for its old
+/// connection to let go of the queue. An `error` to send if it cannot be
+/// resumed.
+async fn resume(
+    conn: ParticipantId,
+    token: String,
+    received: u64,
+    hub: &HubHandle,
+    taken_over: &Arc<Notify>,
+) -> Result<Takeover, ServerMessage> {
+    let failed = |why: &str| ServerMessage::error(ErrorCode::ResumeFailed, why);
+    let (reply, answer) = oneshot::channel();
+    hub.send(Command::Resume {
+        conn,
+        token,
+        taken_over: taken_over.clone(),
+        reply,
+    })
+    .await;
+    let Ok(Some(session)) = answer.await else {
+        return Err(failed("that session is over; join again"));
+    };
+    let queue = tokio::time::timeout(RELEASE_WAIT, session.outbox.queue.clone().lock_owned())
+        .await
+        .map_err(|_| failed("the session's old connection did not let go; join again"));
+    let queue = match queue {
+        Ok(q) => q,
+        Err(e) => {
+            hub.send(Command::Disconnected {
+                id: session.id,
+                conn,
+                broken: false,
+            })
+            .await;
+            return Err(e);
+        }
+    };
+    let Some(missed) = session.outbox.since(received) else {
+        hub.send(Command::Disconnected {
+            id: session.id,
+            conn,
+            broken: false,
+        })
+        .await;
+        return Err(failed("too much was missed to catch up; join again"));
+    };
+    Ok((session, queue, missed))
+}
+
+/// What a join hands control besides the link: the connection's outbox and
+/// how to tell it another connection took the session over.
+struct Carrier<'a> {
+    outbox: &'a Arc<Outbox>,
+    taken_over: &'a Arc<Notify>,
 }
 
 async fn handle_text(
@@ -200,6 +357,7 @@ async fn handle_text(
     hub: &HubHandle,
     state: &mut Joining,
     bucket: &mut Limits,
+    carrier: Carrier<'_>,
 ) -> Option<ServerMessage> {
     let message = match parse_client_message(text) {
         Ok(m) => m,
@@ -219,6 +377,8 @@ async fn handle_text(
                 name,
                 media,
                 link,
+                outbox: carrier.outbox.clone(),
+                taken_over: carrier.taken_over.clone(),
             }
         }
         _ if !matches!(state, Joining::Joined) => {
@@ -240,6 +400,12 @@ async fn handle_text(
         ClientMessage::DenyKnock { id: target } => Command::DenyKnock { id, target },
         ClientMessage::IceRestart => Command::IceRestart { id },
         ClientMessage::Leave => Command::Leave { id },
+        ClientMessage::Resume { .. } => {
+            return Some(ServerMessage::error(
+                ErrorCode::AlreadyJoined,
+                "resume is the first message of a new connection",
+            ));
+        }
     };
     // Everything that goes to other people or costs MLS validation is capped
     // per connection, each kind in its own bucket, so a flood of one kind

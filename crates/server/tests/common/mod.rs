@@ -74,6 +74,11 @@ fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
 
 pub struct Client {
     ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Server messages read (keepalives not counted), for `resume`.
+    pub received: u64,
+    /// The latest resume token (`session`/`resumed`); the `session`
+    /// message itself is not returned to tests, which look at the meeting.
+    pub session: Option<String>,
 }
 
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -96,7 +101,11 @@ impl Client {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws"))
             .await
             .expect("websocket connects");
-        Client { ws }
+        Client {
+            ws,
+            received: 0,
+            session: None,
+        }
     }
 
     /// Connects and joins; returns the client and its welcome.
@@ -159,7 +168,15 @@ impl Client {
                     match serde_json::from_str(&text).expect("server sends valid messages") {
                         // Liveness only; tests look at what the server says.
                         ServerMessage::Keepalive => continue,
-                        message => return Some(message),
+                        ServerMessage::Session { resume } => {
+                            self.received += 1;
+                            self.session = Some(resume);
+                            continue;
+                        }
+                        message => {
+                            self.received += 1;
+                            return Some(message);
+                        }
                     }
                 }
                 Ok(Some(Ok(_))) => continue,
@@ -207,6 +224,17 @@ impl Client {
         })
         .await;
         tracks
+    }
+
+    /// Ends the connection the way a network change does to the server:
+    /// the TCP connection is reset, with no WebSocket close.
+    pub fn break_connection(self) {
+        if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            socket2::SockRef::from(tcp)
+                .set_linger(Some(Duration::ZERO))
+                .expect("linger 0");
+        }
+        drop(self);
     }
 
     /// Whether the server closed this connection within `wait`.
