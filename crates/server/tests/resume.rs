@@ -192,11 +192,11 @@ async fn a_session_nobody_resumes_ends_after_the_grace_period() {
     let mut left = None;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while std::time::Instant::now() < deadline {
-        if let Some(m) = ada.try_recv(Duration::from_secs(1)).await {
-            if let ServerMessage::ParticipantLeft { id } = m {
-                left = Some((id, std::time::Instant::now()));
-                break;
-            }
+        if let Some(ServerMessage::ParticipantLeft { id }) =
+            ada.try_recv(Duration::from_secs(1)).await
+        {
+            left = Some((id, std::time::Instant::now()));
+            break;
         }
     }
     let (id, at) = left.expect("Bob left within 30 s");
