@@ -28,7 +28,9 @@ fi
 # and iproute2. Without them that test is skipped with the reason, except with
 # CI=true, where a test that cannot run must fail: this script stops here.
 # The ICE-TCP test runs a Chromium inside that namespace (CONCLAVE_E2E_NETNS)
-# with UDP dropped there by nftables.
+# with UDP dropped there by nftables; the network-change test moves that
+# Chromium to another address of the /29 (CONCLAVE_E2E_NETNS_IF names its
+# interface).
 ci=0
 case "${CI:-}" in true | 1 | yes) ci=1 ;; esac
 if [ -z "${CONCLAVE_E2E_FIREFOX_IP:-}" ]; then
@@ -37,12 +39,13 @@ if [ -z "${CONCLAVE_E2E_FIREFOX_IP:-}" ]; then
   cleanup() { ip link del "$host_if" 2>/dev/null || true; ip netns del "$ns" 2>/dev/null || true; }
   if [ "$(id -u)" = 0 ] && command -v ip >/dev/null && trap cleanup EXIT \
     && ip netns add "$ns" && ip link add "$host_if" type veth peer name "$ns_if" \
-    && ip link set "$ns_if" netns "$ns" && ip addr add 10.213.0.1/30 dev "$host_if" \
-    && ip link set "$host_if" up && ip netns exec "$ns" ip addr add 10.213.0.2/30 dev "$ns_if" \
+    && ip link set "$ns_if" netns "$ns" && ip addr add 10.213.0.1/29 dev "$host_if" \
+    && ip link set "$host_if" up && ip netns exec "$ns" ip addr add 10.213.0.2/29 dev "$ns_if" \
     && ip netns exec "$ns" ip link set "$ns_if" up; then
     ip netns exec "$ns" ip link set lo up || true
     export CONCLAVE_E2E_FIREFOX_IP=10.213.0.1
     export CONCLAVE_E2E_NETNS="$ns"
+    export CONCLAVE_E2E_NETNS_IF="$ns_if"
   elif [ $ci = 1 ]; then
     echo "e2e: could not create the test veth pair for the Firefox test (needs root and iproute2), and CONCLAVE_E2E_FIREFOX_IP is not set; CI=true, so this is a failure" >&2
     exit 1

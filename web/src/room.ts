@@ -12,6 +12,7 @@ import type { WorkerStats } from './e2ee/messages';
 import { LocalMedia } from './media';
 import { PeerSession, type RemoteTrack } from './peer';
 import type {
+  ClientMessage,
   ErrorCode,
   MediaState,
   ParticipantInfo,
@@ -96,6 +97,19 @@ export type RoomListener = (ev: RoomEvent) => void;
 const ICE_RESTART_EVERY_MS = 5_000;
 /** How long media may stay down, restarts included, before the session is given up (the app then rejoins). */
 const ICE_RECOVERY_MS = 30_000;
+/**
+ * After the signaling connection breaks, how long the page keeps trying to
+ * resume the session on a new one (the server keeps it 20 s), one try per
+ * RESUME_RETRY_MS, before it gives up and rejoins.
+ */
+const RESUME_FOR_MS = 18_000;
+/** Silence after an ICE restart request that means the signaling connection is gone too. */
+const SIGNALING_PROBE_MS = 1_500;
+const RESUME_RETRY_MS = 1_000;
+/** A resume's socket that has not opened by then is given up for the next try. */
+const RESUME_OPEN_TIMEOUT_MS = 4_000;
+/** Messages kept for the server while no connection carries the session. */
+const MAX_WAITING_SENDS = 200;
 /** The longest server messages wait for an offer's answer (see `onMessage`). */
 const HOLD_FOR_ANSWER_MS = 2_000;
 
@@ -118,6 +132,15 @@ export class Room {
     if (this.state.kind === 'media_interrupted') this.requestIceRestart();
   };
   private ended = false;
+  private url = signalingUrl();
+  /** Single use: resumes this session on a new connection (`session`, `resumed`). */
+  private resumeToken: string | null = null;
+  /** Since when the session is being resumed on a new connection (null: it is not). */
+  private resumingSince: number | null = null;
+  private resumeTimer: number | undefined;
+  private probeTimer: number | undefined;
+  /** What the page said meanwhile, sent once the session is resumed. */
+  private waitingSends: ClientMessage[] = [];
   /** Server messages wait here while an offer is being answered (answer-gate.ts). */
   private readonly gate = new AnswerGate<ServerMessage>((msg) => {
     if (!this.ended) this.handle(msg);
@@ -135,7 +158,7 @@ export class Room {
     private prepared: Prepared | null = null,
   ) {
     this.group = new GroupSession(roomName, displayName, {
-      send: (msg) => this.signaling?.send(msg),
+      send: (msg) => this.send(msg),
       changed: () => this.onGroupChanged(),
       keys: (key) => {
         if (key) this.crypto?.setKey(key.ownLeaf, key.epoch, key.baseKey);
@@ -193,13 +216,11 @@ export class Room {
   }
 
   private connect(url: string, api: 'script' | 'streams'): void {
+    this.url = url;
     const prepared = this.prepared;
     this.prepared = null;
     // `join` first: on a socket opened during pre-join it leaves at once.
-    this.signaling = new Signaling(url, {
-      onMessage: (msg) => this.onMessage(msg),
-      onClose: (reason) => this.onSignalingClose(reason),
-    }, undefined, prepared?.socket ?? null);
+    this.signaling = this.openSignaling(url, undefined, prepared?.socket ?? null, 0);
     this.signaling.send({
       type: 'join',
       room: this.roomName,
@@ -221,7 +242,7 @@ export class Room {
       if (!this.ended) this.reverifyAll();
     };
     this.peer = new PeerSession({
-      onAnswer: (sdp) => this.signaling?.send({ type: 'answer', sdp }),
+      onAnswer: (sdp) => this.send({ type: 'answer', sdp }),
       onRemoteTracks: (tracks) => this.applyRemoteTracks(tracks),
       onConnectionState: (s) => this.onPeerState(s),
       onNegotiationError: (err) => {
@@ -338,6 +359,8 @@ export class Room {
     this.ended = true;
     this.dropPrepared();
     this.stopIceRecovery();
+    window.clearTimeout(this.resumeTimer);
+    window.clearTimeout(this.probeTimer);
     this.gate.close();
     this.signaling?.close();
     this.peer?.close();
@@ -365,6 +388,8 @@ export class Room {
     if (state.kind !== 'left') console.info(`conclave: session ended: ${state.kind}${'why' in state ? ` (${state.why})` : ''}`);
     this.dropPrepared();
     this.stopIceRecovery();
+    window.clearTimeout(this.resumeTimer);
+    window.clearTimeout(this.probeTimer);
     this.gate.close();
     this.signaling?.close();
     this.peer?.close();
@@ -396,7 +421,7 @@ export class Room {
       this.me.tracks = this.localTracks();
       this.emit({ type: 'participant_changed', participant: this.me });
     }
-    this.signaling?.send({ type: 'media_state', media });
+    this.send({ type: 'media_state', media });
   }
 
   private localTracks(): Participant['tracks'] {
@@ -535,6 +560,20 @@ export class Room {
    */
   private onMessage(msg: ServerMessage): void {
     if (this.ended) return;
+    // The session's own bookkeeping, never held back.
+    if (msg.type === 'session') {
+      this.resumeToken = msg.resume;
+      return;
+    }
+    if (msg.type === 'resumed') {
+      this.onResumed(msg.resume);
+      return;
+    }
+    if (msg.type === 'error' && msg.code === 'resume_failed') {
+      console.info(`conclave: the session could not be resumed (${msg.message}); rejoining`);
+      this.end({ kind: 'lost', why: 'signaling' });
+      return;
+    }
     if (msg.type === 'offer' || msg.type === 'tracks') this.handle(msg);
     else this.gate.push(msg);
   }
@@ -557,7 +596,7 @@ export class Room {
         // The server may have clamped what we announced; tell it the truth.
         const announced = this.localMediaState();
         if (JSON.stringify(announced) !== JSON.stringify(msg.you.media)) {
-          this.signaling?.send({ type: 'media_state', media: announced });
+          this.send({ type: 'media_state', media: announced });
         }
         break;
       }
@@ -678,6 +717,14 @@ export class Room {
     // Messages that arrived before the close come first (see AnswerGate.flush).
     this.gate.flush();
     if (this.ended) return;
+    if (this.resumingSince !== null) {
+      this.retryResume();
+      return;
+    }
+    if (reason.kind === 'closed' && this.me !== null && this.resumeToken !== null) {
+      this.startResume();
+      return;
+    }
     if (reason.kind === 'unreachable') this.end({ kind: 'unreachable' });
     else this.end({ kind: 'lost', why: 'signaling' });
   }
@@ -692,7 +739,7 @@ export class Room {
     if (this.ended) return;
     if (s === 'connected') {
       this.stopIceRecovery();
-      if (this.state.kind === 'media_interrupted') this.setState({ kind: 'connected' });
+      if (this.state.kind === 'media_interrupted' && this.resumingSince === null) this.setState({ kind: 'connected' });
     } else if (s === 'disconnected' || s === 'failed') {
       if (this.state.kind !== 'media_interrupted') this.setState({ kind: 'media_interrupted' });
       if (this.iceTimer === undefined) {
@@ -700,6 +747,7 @@ export class Room {
         this.iceTimer = window.setTimeout(() => this.end({ kind: 'lost', why: 'media' }), ICE_RECOVERY_MS);
         window.addEventListener('online', this.onOnline);
         this.requestIceRestart();
+        this.probeSignaling();
         this.restartTimer = window.setInterval(() => this.requestIceRestart(), ICE_RESTART_EVERY_MS);
       } else if (s === 'failed') {
         // Checks gave up on the current candidates: new ones now.
@@ -709,7 +757,95 @@ export class Room {
   }
 
   private requestIceRestart(): void {
-    this.signaling?.send({ type: 'ice_restart' });
+    // While the session is being resumed, `resumed` asks for one.
+    if (this.resumingSince === null) this.signaling?.send({ type: 'ice_restart' });
+  }
+
+  /** Sends now, or once the session is resumed on a new connection. */
+  private send(msg: ClientMessage): void {
+    if (this.resumingSince === null) {
+      this.signaling?.send(msg);
+    } else if (this.waitingSends.length < MAX_WAITING_SENDS) {
+      this.waitingSends.push(msg);
+    }
+  }
+
+  /**
+   * The signaling connection broke while in the meeting (network change,
+   * outage): keep the call — peer connection, keys, MLS group — and
+   * resume the session on a new connection. Messages meanwhile wait.
+   */
+  private startResume(): void {
+    console.info('conclave: the signaling connection broke; resuming the session');
+    this.resumingSince = Date.now();
+    if (this.state.kind === 'connected') this.setState({ kind: 'media_interrupted' });
+    this.resume();
+  }
+
+  private resume(): void {
+    if (this.ended || this.resumeToken === null) return;
+    const received = this.signaling?.received ?? 0;
+    const old = this.signaling;
+    this.signaling = this.openSignaling(this.url, RESUME_OPEN_TIMEOUT_MS, null, received);
+    old?.close(); // if it still looked open (see `probeSignaling`)
+    this.signaling.send({ type: 'resume', token: this.resumeToken, received });
+  }
+
+  /** A signaling connection whose events count only while it is the current one. */
+  private openSignaling(url: string, openTimeoutMs: number | undefined, prepared: WebSocket | null, received: number): Signaling {
+    const sig: Signaling = new Signaling(url, {
+      onMessage: (msg) => {
+        if (this.signaling === sig) this.onMessage(msg);
+      },
+      onClose: (reason) => {
+        if (this.signaling === sig) this.onSignalingClose(reason);
+      },
+    }, openTimeoutMs, prepared, received);
+    return sig;
+  }
+
+  /**
+   * The media path broke and an ICE restart was just asked for, which the
+   * server answers with an offer at once. If nothing at all comes back, the
+   * signaling connection most likely broke too (a network change takes the
+   * TCP connection with it, and nothing may say so for many seconds):
+   * resume the session on a new one now.
+   */
+  private probeSignaling(): void {
+    const sig = this.signaling;
+    if (!sig || this.resumingSince !== null || this.resumeToken === null) return;
+    const asked = Date.now();
+    window.clearTimeout(this.probeTimer);
+    this.probeTimer = window.setTimeout(() => {
+      if (this.ended || this.signaling !== sig || this.resumingSince !== null) return;
+      if (sig.heardAt < asked) this.startResume();
+    }, SIGNALING_PROBE_MS);
+  }
+
+  /** A resume's connection failed: another try soon, or the session is over. */
+  private retryResume(): void {
+    if (this.resumingSince === null || Date.now() - this.resumingSince > RESUME_FOR_MS) {
+      this.end({ kind: 'lost', why: 'signaling' });
+      return;
+    }
+    window.clearTimeout(this.resumeTimer);
+    this.resumeTimer = window.setTimeout(() => this.resume(), RESUME_RETRY_MS);
+  }
+
+  private onResumed(token: string): void {
+    this.resumeToken = token;
+    const since = this.resumingSince;
+    this.resumingSince = null;
+    console.info(`conclave: session resumed after ${since === null ? '?' : Date.now() - since} ms`);
+    const waiting = this.waitingSends;
+    this.waitingSends = [];
+    for (const msg of waiting) this.signaling?.send(msg);
+    // The media path most likely broke with it: new candidates now.
+    if (this.peer?.pc.connectionState === 'connected') {
+      if (this.state.kind === 'media_interrupted') this.setState({ kind: 'connected' });
+    } else {
+      this.requestIceRestart();
+    }
   }
 
   private stopIceRecovery(): void {

@@ -33,6 +33,8 @@ const MESSAGE_TYPES = new Set([
   'chat',
   'speaking',
   'keepalive',
+  'session',
+  'resumed',
   'error',
 ]);
 
@@ -87,13 +89,21 @@ export class Signaling {
    * if it closes first (the server may have dropped it while it waited).
    */
   private unanswered: string[] | null = null;
+  /**
+   * Server messages received in this session, on this socket and any
+   * earlier one it resumes (`resume` reports it): every one but
+   * `keepalive` and `resumed`, which the server does not number either.
+   */
+  private count: number;
 
   constructor(
     private readonly url: string,
     private readonly handlers: SignalingHandlers,
     private readonly openTimeoutMs = 10_000,
     prepared: WebSocket | null = null,
+    receivedBefore = 0,
   ) {
+    this.count = receivedBefore;
     const usable = prepared && (prepared.readyState === WebSocket.OPEN || prepared.readyState === WebSocket.CONNECTING);
     if (prepared && !usable) prepared.close();
     if (usable) this.unanswered = [];
@@ -128,6 +138,7 @@ export class Signaling {
       this.lastHeard = Date.now();
       const msg = parseServerMessage(ev.data);
       if (msg?.type === 'keepalive') return;
+      if (msg?.type !== 'resumed') this.count += 1;
       if (msg) this.handlers.onMessage(msg);
       else console.warn('conclave: ignoring unrecognised server message', ev.data);
     });
@@ -153,6 +164,16 @@ export class Signaling {
       else this.finish({ kind: 'closed', code: ev.code, reason: ev.reason });
     });
     return ws;
+  }
+
+  /** When the server was last heard from (ms since the epoch; 0: never). */
+  get heardAt(): number {
+    return this.lastHeard;
+  }
+
+  /** Server messages received in this session (see `count`). */
+  get received(): number {
+    return this.count;
   }
 
   get isOpen(): boolean {

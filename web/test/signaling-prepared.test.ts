@@ -155,3 +155,21 @@ test('without a prepared socket: a fresh one, and a failure to connect is "unrea
   FakeSocket.made[0]!.dropped();
   assert.deepEqual(closes, [{ kind: 'unreachable' }]);
 });
+
+test('received count: every server message but keepalive and resumed, continued from an earlier connection', () => {
+  const { sig } = start(null);
+  const socket = FakeSocket.made[0]!;
+  socket.open();
+  for (const m of [{ type: 'welcome' }, { type: 'session', resume: 'x' }, { type: 'keepalive' }, { type: 'offer' }, { type: 'nonsense' }]) socket.receive(m);
+  // An unknown type still counts: the server numbered it.
+  assert.equal(sig.received, 4);
+  const got: ServerMessage[] = [];
+  const next = new Signaling(URL, { onMessage: (m) => got.push(m), onClose: () => {} }, 10_000, null, sig.received);
+  open.push(next);
+  const again = FakeSocket.made[1]!;
+  again.open();
+  again.receive({ type: 'resumed', resume: 'y' });
+  again.receive({ type: 'participant_left', id: 3 });
+  assert.equal(next.received, 5, 'resumed is not numbered; what follows it is');
+  assert.deepEqual(got.map((m) => m.type), ['resumed', 'participant_left']);
+});
