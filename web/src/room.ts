@@ -127,6 +127,18 @@ export class Room {
   private iceTimer: number | undefined;
   /** Asks for ICE restarts while media is down (ICE_RESTART_EVERY_MS). */
   private restartTimer: number | undefined;
+  /**
+   * The browser saw the device's network change (an address came or went:
+   * Wi-Fi to mobile data). The old paths may be gone with it: check new
+   * candidates now, and the signaling connection (see `probeSignaling`),
+   * rather than wait seconds for ICE and TCP to notice by themselves.
+   */
+  private readonly onNetworkChange = (): void => {
+    if (this.ended || this.me === null || this.resumingSince !== null) return;
+    console.info('conclave: the network changed; restarting ICE');
+    this.requestIceRestart();
+    this.probeSignaling();
+  };
   private readonly onOnline = (): void => {
     // A network came back: no need to wait for the next scheduled restart.
     if (this.state.kind === 'media_interrupted') this.requestIceRestart();
@@ -139,6 +151,8 @@ export class Room {
   private resumingSince: number | null = null;
   private resumeTimer: number | undefined;
   private probeTimer: number | undefined;
+  /** Since when the media path is down (for the console's account of a recovery). */
+  private mediaDownSince: number | null = null;
   /** What the page said meanwhile, sent once the session is resumed. */
   private waitingSends: ClientMessage[] = [];
   /** Server messages wait here while an offer is being answered (answer-gate.ts). */
@@ -189,6 +203,7 @@ export class Room {
    * or the wasm module there is no call.
    */
   start(url: string = signalingUrl()): void {
+    networkInformation()?.addEventListener('change', this.onNetworkChange);
     const api = detectTransformApi();
     if (!api) {
       this.end({ kind: 'unsupported', message: 'This browser cannot encrypt calls end to end; use a current Chrome, Edge, Firefox or Safari.' });
@@ -361,6 +376,7 @@ export class Room {
     this.stopIceRecovery();
     window.clearTimeout(this.resumeTimer);
     window.clearTimeout(this.probeTimer);
+    networkInformation()?.removeEventListener('change', this.onNetworkChange);
     this.gate.close();
     this.signaling?.close();
     this.peer?.close();
@@ -390,6 +406,7 @@ export class Room {
     this.stopIceRecovery();
     window.clearTimeout(this.resumeTimer);
     window.clearTimeout(this.probeTimer);
+    networkInformation()?.removeEventListener('change', this.onNetworkChange);
     this.gate.close();
     this.signaling?.close();
     this.peer?.close();
@@ -738,12 +755,15 @@ export class Room {
   private onPeerState(s: RTCPeerConnectionState): void {
     if (this.ended) return;
     if (s === 'connected') {
+      if (this.mediaDownSince !== null) console.info(`conclave: media path back after ${Date.now() - this.mediaDownSince} ms`);
+      this.mediaDownSince = null;
       this.stopIceRecovery();
       if (this.state.kind === 'media_interrupted' && this.resumingSince === null) this.setState({ kind: 'connected' });
     } else if (s === 'disconnected' || s === 'failed') {
       if (this.state.kind !== 'media_interrupted') this.setState({ kind: 'media_interrupted' });
       if (this.iceTimer === undefined) {
         console.info(`conclave: media path ${s}; asking for an ICE restart`);
+        this.mediaDownSince = Date.now();
         this.iceTimer = window.setTimeout(() => this.end({ kind: 'lost', why: 'media' }), ICE_RECOVERY_MS);
         window.addEventListener('online', this.onOnline);
         this.requestIceRestart();
@@ -889,4 +909,10 @@ export class Room {
     }
     return { report: await peer.pc.getStats(), receivers };
   }
+}
+
+/** `navigator.connection` (Chromium: fires `change` when the network changes), where there is one. */
+function networkInformation(): EventTarget | null {
+  const connection = (navigator as Navigator & { connection?: EventTarget }).connection;
+  return connection ?? null;
 }

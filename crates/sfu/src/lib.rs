@@ -822,8 +822,35 @@ impl Sfu {
             }
             Event::IceConnectionStateChange(
                 IceConnectionState::Connected | IceConnectionState::Completed,
-            ) => self.ice_down.retain(|&(_, p)| p != id),
+            ) => {
+                self.ice_down.retain(|&(_, p)| p != id);
+                self.after_ice_restart(now, id);
+            }
             _ => {}
+        }
+    }
+
+    /// ICE is back after a restart: what crossed the gap is lost both ways,
+    /// so the participant's subscriptions wait for keyframes (asked of their
+    /// sources, and again until one passes), and its own video is asked for
+    /// one for everyone else, rather than waiting for decoders to notice.
+    fn after_ice_restart(&mut self, now: Instant, id: ParticipantId) {
+        let Some(participant) = self.participants.get_mut(&id) else {
+            return;
+        };
+        let sources = participant.take_recovered_video();
+        if sources.is_empty() {
+            return;
+        }
+        // (A track it does not publish has no stream to ask on: no request.)
+        let asked = [TrackSource::Camera, TrackSource::Screen]
+            .map(|track| participant.force_keyframe_request(now, track, KeyframeRequestKind::Pli));
+        if asked.contains(&true) {
+            self.mark_dirty(id);
+        }
+        for (source, track) in sources {
+            self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
+            self.awaiting_keyframe.push((id, source, track, now));
         }
     }
 

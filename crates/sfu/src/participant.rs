@@ -70,6 +70,9 @@ pub struct Participant {
     ice_restart: bool,
     /// A restart's ufrag not yet handed to the SFU (see `take_new_ufrag`).
     new_ufrag: Option<String>,
+    /// An ICE restart was offered and ICE has not connected since: what
+    /// was sent meanwhile is lost, so its video needs keyframes once it has.
+    recovering: bool,
     /// Mids this participant publishes on, by `source_index`; set by the first offer.
     publish: Option<[Mid; 3]>,
     /// Its receive slots, by kind in `TrackSource::ALL` order.
@@ -140,6 +143,7 @@ impl Participant {
             ufrags: vec![ufrag],
             ice_restart: false,
             new_ufrag: None,
+            recovering: false,
             publish: None,
             slots: new_slots(),
             by_source: HashMap::new(),
@@ -161,6 +165,23 @@ impl Participant {
     /// client's network path changed. Returns whether one was not already due.
     pub fn request_ice_restart(&mut self) -> bool {
         !std::mem::replace(&mut self.ice_restart, true)
+    }
+
+    /// ICE connected again after a restart: the video sources of its slots,
+    /// each now waiting for a keyframe (nothing else can be decoded after
+    /// the gap). Empty unless it was recovering, and only once.
+    pub fn take_recovered_video(&mut self) -> Vec<(ParticipantId, TrackSource)> {
+        if !std::mem::take(&mut self.recovering) {
+            return Vec::new();
+        }
+        let mut sources = Vec::new();
+        for slot in &mut self.slots {
+            if let (Some(source), true, false) = (slot.source, slot.open, slot.track.is_audio()) {
+                slot.awaiting_keyframe = true;
+                sources.push((source, slot.track));
+            }
+        }
+        sources
     }
 
     /// The ufrag of an ICE restart just offered, once; and the one it makes
@@ -302,6 +323,7 @@ impl Participant {
         let (offer, pending) = api.apply()?;
         if let Some(creds) = restart {
             self.new_ufrag = Some(creds.ufrag);
+            self.recovering = true;
         }
         if let Some(mids) = publish_new {
             self.publish = Some(mids);
