@@ -8,29 +8,19 @@
 // a new decoded frame.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { CHROMIUM, chromiumArgs, launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
-import { firefoxServerIp as lanIp } from '../lib/firefox.mjs';
+import { hostIp as lanIp, inNetns, launchBrowserInNetns, namespaceInterface, netns, netnsMissing } from '../lib/netns.mjs';
 import { decodedVideo, diagnostics, e2eeState, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
-const netns = process.env.CONCLAVE_E2E_NETNS ?? null;
-const nsIf = process.env.CONCLAVE_E2E_NETNS_IF ?? null;
 const FIRST = '10.213.0.2/29';
 const SECOND = '10.213.0.3/29';
-
-const missing = !lanIp || !netns || !nsIf ? 'no test network namespace: run e2e/run.sh as root (it makes one with a veth pair)' : null;
-
-function inNetns(args) {
-  const r = spawnSync('ip', ['netns', 'exec', netns, ...args], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip netns exec ${netns} ${args.join(' ')}: ${r.stderr || r.error}`);
-  return r.stdout;
-}
+const missing = netnsMissing();
 
 /** Frames decoded so far from the one remote video stream of `page`. */
 async function framesFromOther(page) {
@@ -57,27 +47,22 @@ async function localAddress(page) {
 describe('a network change mid-call (Chromium)', { skip: skipOutsideCI(missing), timeout: 240_000 }, () => {
   let hostBrowser;
   let movingBrowser;
-  let wrapperDir;
 
   before(async () => {
     failIfMissing(missing);
-    wrapperDir = mkdtempSync(joinPath(tmpdir(), 'conclave-netns-'));
-    const wrapper = joinPath(wrapperDir, 'chromium-in-netns');
-    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec '${netns}' '${CHROMIUM}' "$@"\n`);
-    chmodSync(wrapper, 0o755);
     hostBrowser = await launchBrowser();
-    movingBrowser = await chromium.launch({ executablePath: wrapper, headless: true, args: chromiumArgs() });
+    movingBrowser = await launchBrowserInNetns();
   });
 
   after(async () => {
     await hostBrowser?.close();
     await movingBrowser?.close();
-    if (netns && nsIf) {
+    if (!missing) {
       // Back to the address the other tests expect.
+      const nsIf = namespaceInterface();
       spawnSync('ip', ['netns', 'exec', netns, 'ip', 'addr', 'del', SECOND, 'dev', nsIf]);
       spawnSync('ip', ['netns', 'exec', netns, 'ip', 'addr', 'add', FIRST, 'dev', nsIf]);
     }
-    if (wrapperDir) rmSync(wrapperDir, { recursive: true, force: true });
   });
 
   test('a participant whose address changes gets its media back by an ICE restart, in the same session and MLS epoch', { timeout: 200_000 }, async () => {
@@ -110,6 +95,7 @@ describe('a network change mid-call (Chromium)', { skip: skipOutsideCI(missing),
         bobPeers: await bob.page.evaluate(() => window.__e2ePeers.length),
       };
 
+      const nsIf = namespaceInterface();
       // The move: the new address first, then the old one goes (the new
       // one must outlive it: by default Linux drops the subnet's other
       // addresses with its first).

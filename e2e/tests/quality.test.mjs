@@ -9,43 +9,21 @@
 // clears Bob's warning.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { CHROMIUM, chromiumArgs, launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
-import { firefoxServerIp as lanIp } from '../lib/firefox.mjs';
+import { hostIp as lanIp, inNetns, launchBrowserInNetns, namespaceInterface, netns, netnsMissing, NFT } from '../lib/netns.mjs';
 import { decodedVideo, diagnostics, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
-const netns = process.env.CONCLAVE_E2E_NETNS ?? null;
-const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].find((p) => existsSync(p)) ?? null;
 const TABLE = 'conclave_e2e_quality';
 /** Percent of the namespace's outgoing UDP dropped while impaired. */
 const DROP_PERCENT = 20;
 
-const missing = !lanIp || !netns
-  ? 'no test network namespace: run e2e/run.sh as root (it makes one with a veth pair)'
-  : !NFT
-    ? 'nftables is not installed (apt-get install nftables)'
-    : null;
-
-function inNetns(args, input) {
-  const r = spawnSync('ip', ['netns', 'exec', netns, ...args], { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip netns exec ${netns} ${args.join(' ')}: ${r.stderr || r.error}`);
-  return r.stdout;
-}
-
-/** The namespace's end of the veth pair (CONCLAVE_E2E_NETNS_IF, or the namespace's one veth). */
-function namespaceInterface() {
-  if (process.env.CONCLAVE_E2E_NETNS_IF) return process.env.CONCLAVE_E2E_NETNS_IF;
-  const links = inNetns(['ip', '-o', 'link', 'show', 'type', 'veth']);
-  const name = links.match(/^\d+:\s*([^@:\s]+)/m)?.[1];
-  if (!name) throw new Error(`no veth interface in namespace ${netns}: ${links}`);
-  return name;
-}
+const missing = netnsMissing({ needNft: true });
 
 /**
  * Drops DROP_PERCENT% of the UDP leaving the namespace at random, as a lossy
@@ -118,25 +96,18 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 describe('connection-quality indicators under real packet loss (Chromium)', { skip: skipOutsideCI(missing), timeout: 300_000 }, () => {
   let hostBrowser;
   let nsBrowser;
-  let wrapperDir;
 
   before(async () => {
     failIfMissing(missing);
     removeImpairment();
-    // Chromium inside the namespace, as in tcp.test.mjs.
-    wrapperDir = mkdtempSync(joinPath(tmpdir(), 'conclave-netns-'));
-    const wrapper = joinPath(wrapperDir, 'chromium-in-netns');
-    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec '${netns}' '${CHROMIUM}' "$@"\n`);
-    chmodSync(wrapper, 0o755);
     hostBrowser = await launchBrowser();
-    nsBrowser = await chromium.launch({ executablePath: wrapper, headless: true, args: chromiumArgs() });
+    nsBrowser = await launchBrowserInNetns();
   });
 
   after(async () => {
     await hostBrowser?.close();
     await nsBrowser?.close();
     if (netns && NFT) removeImpairment();
-    if (wrapperDir) rmSync(wrapperDir, { recursive: true, force: true });
   });
 
   test('the impaired uplink shows on the others\' tiles for that person and as a warning on their own', { timeout: 280_000 }, async () => {

@@ -6,32 +6,18 @@
 // meeting gives the UDP figure to compare the time to first frame with.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join as joinPath } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { CHROMIUM, chromiumArgs, launchBrowser, newParticipant } from '../lib/browser.mjs';
+import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
-import { firefoxServerIp as lanIp } from '../lib/firefox.mjs';
+import { hostIp as lanIp, inNetns, launchBrowserInNetns, netns, netnsMissing, NFT } from '../lib/netns.mjs';
 import { decodedVideo, diagnostics, e2eeState, join, timedJoin, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
 import { startServer } from '../lib/server.mjs';
 
-const netns = process.env.CONCLAVE_E2E_NETNS ?? null;
-const NFT = ['/usr/sbin/nft', '/sbin/nft', '/usr/bin/nft'].find((p) => existsSync(p)) ?? null;
 const TABLE = 'conclave_e2e_no_udp';
-
-const missing = !lanIp || !netns
-  ? 'no test network namespace: run e2e/run.sh as root (it makes one with a veth pair)'
-  : !NFT
-    ? 'nftables is not installed (apt-get install nftables)'
-    : null;
-
-function inNetns(args, input) {
-  const r = spawnSync('ip', ['netns', 'exec', netns, ...args], { input, encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`ip netns exec ${netns} ${args.join(' ')}: ${r.stderr || r.error}`);
-  return r.stdout;
-}
+const missing = netnsMissing({ needNft: true });
 
 /** Drops every UDP packet in and out of the namespace, counting them. */
 function blockUdp() {
@@ -85,26 +71,18 @@ function within(ms, what, promise) {
 describe('ICE over TCP for a browser whose UDP is blocked (Chromium)', { skip: skipOutsideCI(missing), timeout: 240_000 }, () => {
   let hostBrowser;
   let blockedBrowser;
-  let wrapperDir;
 
   before(async () => {
     failIfMissing(missing);
     blockUdp();
-    // Chromium inside the namespace: Playwright talks to it over pipes,
-    // which `ip netns exec` passes on.
-    wrapperDir = mkdtempSync(joinPath(tmpdir(), 'conclave-netns-'));
-    const wrapper = joinPath(wrapperDir, 'chromium-in-netns');
-    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec '${netns}' '${CHROMIUM}' "$@"\n`);
-    chmodSync(wrapper, 0o755);
     hostBrowser = await launchBrowser();
-    blockedBrowser = await chromium.launch({ executablePath: wrapper, headless: true, args: chromiumArgs() });
+    blockedBrowser = await launchBrowserInNetns();
   });
 
   after(async () => {
     await hostBrowser?.close();
     await blockedBrowser?.close();
     if (netns && NFT) unblockUdp();
-    if (wrapperDir) rmSync(wrapperDir, { recursive: true, force: true });
   });
 
   test('a participant without UDP joins over TCP; both decode each other\'s encrypted video', { timeout: 200_000 }, async () => {
