@@ -10,6 +10,7 @@ import { join as joinPath } from 'node:path';
 import { chromium } from 'playwright-core';
 import { CHROMIUM, chromiumArgs } from './browser.mjs';
 import { firefoxServerIp } from './firefox.mjs';
+import { startServer } from './server.mjs';
 
 export const netns = process.env.CONCLAVE_E2E_NETNS ?? null;
 /** The host end's address, where the tests' server listens. */
@@ -59,6 +60,27 @@ export async function launchBrowserInNetns() {
     return browser;
   } catch (err) {
     rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * The server on the host end of the veth (so it serves HTTPS with a
+ * self-signed certificate for that address), with a data directory of its
+ * own that `stop()` removes.
+ */
+export async function startHostServer(options = {}) {
+  const dataDir = mkdtempSync(joinPath(tmpdir(), 'conclave-netns-server-'));
+  try {
+    const server = await startServer({ listenIp: hostIp, publicIp: hostIp, ...options, env: { CONCLAVE_DATA_DIR: dataDir, ...options.env } });
+    const stop = server.stop.bind(server);
+    server.stop = async () => {
+      await stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    };
+    return server;
+  } catch (err) {
+    rmSync(dataDir, { recursive: true, force: true });
     throw err;
   }
 }

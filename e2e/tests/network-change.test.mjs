@@ -8,15 +8,11 @@
 // a new decoded frame.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join as joinPath } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
-import { hostIp as lanIp, inNetns, launchBrowserInNetns, namespaceInterface, netns, netnsMissing } from '../lib/netns.mjs';
+import { inNetns, launchBrowserInNetns, startHostServer, namespaceInterface, netns, netnsMissing } from '../lib/netns.mjs';
 import { decodedVideo, diagnostics, e2eeState, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
-import { startServer } from '../lib/server.mjs';
 
 const FIRST = '10.213.0.2/29';
 const SECOND = '10.213.0.3/29';
@@ -66,8 +62,7 @@ describe('a network change mid-call (Chromium)', { skip: skipOutsideCI(missing),
   });
 
   test('a participant whose address changes gets its media back by an ICE restart, in the same session and MLS epoch', { timeout: 200_000 }, async () => {
-    const dataDir = mkdtempSync(joinPath(tmpdir(), 'conclave-move-'));
-    const server = await startServer({ listenIp: lanIp, publicIp: lanIp, env: { CONCLAVE_DATA_DIR: dataDir } });
+    const server = await startHostServer();
     const people = [];
     try {
       const https = { ignoreHTTPSErrors: true };
@@ -170,7 +165,6 @@ describe('a network change mid-call (Chromium)', { skip: skipOutsideCI(missing),
     } finally {
       for (const p of people) await p.context.close().catch(() => {});
       await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

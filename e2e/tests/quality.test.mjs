@@ -9,15 +9,11 @@
 // clears Bob's warning.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join as joinPath } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
-import { hostIp as lanIp, inNetns, launchBrowserInNetns, namespaceInterface, netns, netnsMissing, NFT } from '../lib/netns.mjs';
+import { inNetns, launchBrowserInNetns, startHostServer, namespaceInterface, netns, netnsMissing, NFT } from '../lib/netns.mjs';
 import { decodedVideo, diagnostics, join, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
-import { startServer } from '../lib/server.mjs';
 
 const TABLE = 'conclave_e2e_quality';
 /** Percent of the namespace's outgoing UDP dropped while impaired. */
@@ -111,8 +107,7 @@ describe('connection-quality indicators under real packet loss (Chromium)', { sk
   });
 
   test('the impaired uplink shows on the others\' tiles for that person and as a warning on their own', { timeout: 280_000 }, async () => {
-    const dataDir = mkdtempSync(joinPath(tmpdir(), 'conclave-quality-'));
-    const server = await startServer({ listenIp: lanIp, publicIp: lanIp, env: { CONCLAVE_DATA_DIR: dataDir } });
+    const server = await startHostServer();
     const people = [];
     try {
       const https = { ignoreHTTPSErrors: true };
@@ -208,7 +203,6 @@ describe('connection-quality indicators under real packet loss (Chromium)', { sk
       removeImpairment();
       for (const p of people) await p.context.close().catch(() => {});
       await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });

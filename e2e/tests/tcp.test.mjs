@@ -6,15 +6,11 @@
 // meeting gives the UDP figure to compare the time to first frame with.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join as joinPath } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { launchBrowser, newParticipant } from '../lib/browser.mjs';
 import { failIfMissing, skipOutsideCI } from '../lib/ci.mjs';
-import { hostIp as lanIp, inNetns, launchBrowserInNetns, netns, netnsMissing, NFT } from '../lib/netns.mjs';
+import { hostIp as lanIp, inNetns, launchBrowserInNetns, startHostServer, netns, netnsMissing, NFT } from '../lib/netns.mjs';
 import { decodedVideo, diagnostics, e2eeState, join, timedJoin, uniqueRoom, waitFor, waitSecured } from '../lib/meeting.mjs';
-import { startServer } from '../lib/server.mjs';
 
 const TABLE = 'conclave_e2e_no_udp';
 const missing = netnsMissing({ needNft: true });
@@ -86,9 +82,7 @@ describe('ICE over TCP for a browser whose UDP is blocked (Chromium)', { skip: s
   });
 
   test('a participant without UDP joins over TCP; both decode each other\'s encrypted video', { timeout: 200_000 }, async () => {
-    // Its generated certificate goes to a directory of its own.
-    const dataDir = mkdtempSync(joinPath(tmpdir(), 'conclave-tcp-'));
-    const server = await startServer({ listenIp: lanIp, publicIp: lanIp, env: { CONCLAVE_DATA_DIR: dataDir } });
+    const server = await startHostServer();
     const people = [];
     try {
       const https = { ignoreHTTPSErrors: true };
@@ -137,7 +131,6 @@ describe('ICE over TCP for a browser whose UDP is blocked (Chromium)', { skip: s
     } finally {
       for (const p of people) await p.context.close().catch(() => {});
       await server.stop();
-      rmSync(dataDir, { recursive: true, force: true });
     }
   });
 });
