@@ -354,6 +354,9 @@ async fn when_the_creator_leaves_before_creating_the_next_participant_creates() 
     let (first, welcome) = Client::join(&server, "mls-handover", "First").await;
     assert!(matches!(welcome, ServerMessage::Welcome { ref e2ee, .. } if e2ee.create));
     let mut second = Peer::join(&server, "mls-handover", "Second", Some(SECRET)).await;
+    // Leaves (a reset connection would keep its session for a resume).
+    let mut first = first;
+    first.send(&ClientMessage::Leave).await;
     drop(first);
     let message = second
         .client
