@@ -30,13 +30,15 @@ function impair(percent) {
 async function received(page) {
   return page.evaluate(async () => {
     const pc = (window.__e2ePeers ?? []).at(-1);
-    const out = { frames: 0, freezes: 0, freezeSeconds: 0, nacks: 0, plis: 0, lost: 0, packets: 0, concealed: 0, samples: 0 };
+    const out = { frames: 0, freezes: 0, freezeSeconds: 0, nacks: 0, plis: 0, videoLost: 0, videoPackets: 0, retransmitted: 0, audioLost: 0, audioPackets: 0, concealed: 0, samples: 0 };
     if (!pc) return out;
     (await pc.getStats()).forEach((s) => {
       if (s.type !== 'inbound-rtp' || !(s.packetsReceived > 0)) return;
-      out.packets += s.packetsReceived;
-      out.lost += Math.max(0, s.packetsLost ?? 0);
-      if (s.kind === 'video') {
+      const video = s.kind === 'video';
+      out[video ? 'videoPackets' : 'audioPackets'] += s.packetsReceived;
+      out[video ? 'videoLost' : 'audioLost'] += Math.max(0, s.packetsLost ?? 0);
+      if (video) {
+        out.retransmitted += s.retransmittedPacketsReceived ?? 0;
         out.frames += s.framesDecoded ?? 0;
         out.freezes += s.freezeCount ?? 0;
         out.freezeSeconds += s.totalFreezesDuration ?? 0;
@@ -93,7 +95,9 @@ async function main() {
             'frozen s': d.freezeSeconds.toFixed(1),
             'NACKs sent': d.nacks,
             'PLIs sent': d.plis,
-            'packets lost (after repair)': `${((100 * d.lost) / Math.max(1, d.lost + d.packets)).toFixed(1)}%`,
+            'video lost (after RTX)': `${((100 * d.videoLost) / Math.max(1, d.videoLost + d.videoPackets)).toFixed(1)}%`,
+            'RTX received': d.retransmitted,
+            'audio lost': `${((100 * d.audioLost) / Math.max(1, d.audioLost + d.audioPackets)).toFixed(1)}%`,
             'audio concealed': `${((100 * d.concealed) / Math.max(1, d.samples)).toFixed(1)}%`,
           });
         }

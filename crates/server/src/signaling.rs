@@ -233,9 +233,17 @@ pub async fn serve(socket: WebSocket, hub: HubHandle) {
                     broken = true;
                     break;
                 }
-                if sink.send(Message::Ping(Default::default())).await.is_err() {
-                    broken = true;
-                    break;
+                // Like every write, a takeover interrupts it (a dead
+                // peer's full send buffer would otherwise hold the queue).
+                tokio::select! {
+                    biased;
+                    () = taken_over.notified() => break,
+                    sent = sink.send(Message::Ping(Default::default())) => {
+                        if sent.is_err() {
+                            broken = true;
+                            break;
+                        }
+                    }
                 }
                 Some(ServerMessage::Keepalive)
             }
