@@ -45,6 +45,9 @@ struct World {
     /// SSRC, RTP sequence number) is dropped once. The SSRC keeps RTX and
     /// padding packets, which number their own sequence, from matching.
     drop_once: Option<(SocketAddr, SocketAddr, u32, u16)>,
+    /// Steady loss on one link: every `n`th RTP or RTX datagram to this
+    /// address is dropped (originals and resends alike).
+    lossy: Option<(SocketAddr, usize, usize)>,
     /// Addresses no longer on the network: nothing from or to them arrives.
     gone: Vec<SocketAddr>,
     /// New local ufrags the SFU announced (ICE restarts), and disconnections.
@@ -68,6 +71,7 @@ impl World {
             offer_count: HashMap::new(),
             map_count: HashMap::new(),
             drop_once: None,
+            lossy: None,
             gone: Vec::new(),
             ice_ufrags: Vec::new(),
             disconnected: Vec::new(),
@@ -248,6 +252,15 @@ impl World {
     fn should_drop(&mut self, source: SocketAddr, destination: SocketAddr, data: &[u8]) -> bool {
         if self.gone.contains(&source) || self.gone.contains(&destination) {
             return true;
+        }
+        let is_rtp = data.len() > 12 && data[0] >> 6 == 2 && !(192..=223).contains(&data[1]);
+        if let Some((to, n, seen)) = &mut self.lossy {
+            if *to == destination && is_rtp {
+                *seen += 1;
+                if (*seen).is_multiple_of(*n) {
+                    return true;
+                }
+            }
         }
         let Some((from, to, ssrc, seq)) = self.drop_once else {
             return false;
@@ -911,6 +924,27 @@ fn after_its_address_changes_an_ice_restart_brings_a_publishers_media_back(shard
     }
 }
 
+/// A subscriber's link loses every fifth packet, resends included (20%):
+/// NACK and RTX still get nearly every frame through. (With str0m's
+/// default cap on resends, 15% of what a stream sends, most were dropped.)
+fn a_subscriber_link_losing_a_fifth_of_its_packets_still_gets_nearly_every_frame(shards: usize) {
+    let mut world = three_in_a_room(shards);
+    let subscriber = world.peer(2).addr;
+    world.lossy = Some((subscriber, 5, 0));
+    send_frames(&mut world, 300);
+    world.run(Duration::from_secs(1));
+    let mut got = frames_received(&mut world, 2);
+    got.sort();
+    got.dedup();
+    let all = frames_received(&mut world, 3).len();
+    assert!(all >= 300, "the lossless subscriber got every frame: {all}");
+    assert!(
+        got.len() >= 294,
+        "{} of 300 frames reached the lossy subscriber",
+        got.len()
+    );
+}
+
 /// Each scenario on one SFU and on two shards.
 macro_rules! on_one_and_two_shards {
     ($($name:ident),* $(,)?) => {
@@ -937,5 +971,6 @@ on_one_and_two_shards!(
     rooms_are_isolated_from_each_other,
     a_packet_lost_on_the_way_to_the_sfu_is_repaired_by_nack_for_every_subscriber,
     a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu,
-    after_its_address_changes_an_ice_restart_brings_a_publishers_media_back
+    after_its_address_changes_an_ice_restart_brings_a_publishers_media_back,
+    a_subscriber_link_losing_a_fifth_of_its_packets_still_gets_nearly_every_frame
 );
