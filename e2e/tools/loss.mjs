@@ -95,7 +95,7 @@ async function main() {
             'frozen s': d.freezeSeconds.toFixed(1),
             'NACKs sent': d.nacks,
             'PLIs sent': d.plis,
-            'video lost (after RTX)': `${((100 * d.videoLost) / Math.max(1, d.videoLost + d.videoPackets)).toFixed(1)}%`,
+            'video packetsLost': `${((100 * d.videoLost) / Math.max(1, d.videoLost + d.videoPackets)).toFixed(1)}%`,
             'RTX received': d.retransmitted,
             'audio lost': `${((100 * d.audioLost) / Math.max(1, d.audioLost + d.audioPackets)).toFixed(1)}%`,
             'audio concealed': `${((100 * d.concealed) / Math.max(1, d.samples)).toFixed(1)}%`,
