@@ -1623,6 +1623,33 @@ impl Rtc {
     }
 
     // Returns None when polling must restart after handling an SCTP packet.
+    /// Conclave patch (see CONCLAVE.md): writes one RTP packet to `mid`'s
+    /// send stream and returns it SRTP-protected, addressed to the ICE
+    /// pair in use, instead of queueing it for [`Rtc::poll_output`].
+    ///
+    /// `now` stamps the packet (send time, statistics, RTX cache age) and
+    /// does not move the `Rtc`'s clock; resends and RTCP still come from
+    /// `poll_output` after the next timeout. `None` (nothing sent) while
+    /// ICE or DTLS is not yet connected, or for an unknown `mid`.
+    pub fn send_rtp_now(
+        &mut self,
+        now: Instant,
+        mid: Mid,
+        rtp: crate::rtp::RtpWrite,
+    ) -> Option<net::Transmit> {
+        if self.state == RtcState::Closed {
+            return None;
+        }
+        let send = self.send_addr.as_ref()?;
+        let contents = self.session.send_rtp_now(now, mid, rtp)?;
+        Some(net::Transmit {
+            proto: send.proto,
+            source: send.source,
+            destination: send.destination,
+            contents: contents.into(),
+        })
+    }
+
     fn do_poll_output(&mut self) -> Result<Option<Output>, RtcError> {
         if self.state == RtcState::Closed {
             self.last_timeout_reason = Reason::NotHappening;

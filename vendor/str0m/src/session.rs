@@ -38,7 +38,7 @@ use crate::rtp_::{RtpHeader, SessionId, TwccPacketId, extend_u16};
 use crate::rtp_::{SrtpContext, Ssrc};
 use crate::rtp_::{TwccRecvRegister, TwccSendRegister};
 use crate::stats::StatsSnapshot;
-use crate::streams::{RtpPacket, StreamTimeoutConfig, Streams};
+use crate::streams::{RtpPacket, RtpWrite, StreamTimeoutConfig, Streams};
 use crate::util::{Soonest, SystemTimeExt, already_happened, not_happening};
 use crate::{Reason, net};
 use crate::{RtcConfig, RtcError};
@@ -1296,6 +1296,40 @@ impl Session {
         }
 
         Some(protected.into())
+    }
+
+    /// Conclave patch (see CONCLAVE.md): one RTP packet for `mid`'s send
+    /// stream, SRTP-protected at once (see `StreamTx::send_now`). `None`
+    /// before SRTP is keyed, or if the m-line or its stream is unknown.
+    pub fn send_rtp_now(&mut self, now: Instant, mid: Mid, rtp: RtpWrite) -> Option<Vec<u8>> {
+        let srtp_tx = self.srtp_tx.as_mut()?;
+        let media = self.medias.iter().find(|m| m.mid() == mid)?;
+        let midrid = MidRid(mid, None);
+        let stream = self.streams.stream_tx_by_midrid(midrid)?;
+        let exts = media.remote_extmap();
+        let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
+        let twcc_seq = self.twcc;
+        let twcc = twcc_enabled.then_some(&mut self.twcc);
+        let buf = &mut self.poll_packet_buf;
+        let receipt = stream.send_now(now, rtp, media, &self.codec_config, exts, twcc, buf)?;
+        let PacketReceipt {
+            header,
+            seq_no,
+            payload_size,
+            ..
+        } = receipt;
+
+        self.pacer.register_send(now, payload_size.into(), midrid);
+        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        if twcc_enabled {
+            self.twcc_tx_register
+                .register_seq(TwccPacketId::new(twcc_seq), now, payload_size);
+        }
+        if let Some(bwe) = self.bwe.as_mut() {
+            bwe.on_media_sent(payload_size.into(), false, now);
+        }
+        self.media_bytes_tx += payload_size as u64;
+        Some(protected)
     }
 
     pub fn poll_timeout(&mut self) -> (Option<Instant>, Reason) {

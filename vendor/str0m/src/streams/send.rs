@@ -824,6 +824,122 @@ impl StreamTx {
         })
     }
 
+    /// Conclave patch (see CONCLAVE.md): writes one RTP packet into `buf`
+    /// at once, ready for SRTP, instead of queueing it for `poll_packet`.
+    ///
+    /// An SFU forwarding a packet to many subscribers pays for every queue,
+    /// pacer and timeout round on the way through `write_rtp`; this does only
+    /// what the packet needs: the header, one copy of the payload, the send
+    /// statistics sender reports are made of, and the RTX cache that answers
+    /// NACKs (sharing the payload, not copying it). Resends, padding and
+    /// RTCP still go through `poll_packet` and the timeouts.
+    ///
+    /// `None` if the payload type is not negotiated for this stream.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn send_now(
+        &mut self,
+        now: Instant,
+        rtp: RtpWrite,
+        media: &Media,
+        config: &CodecConfig,
+        exts: &ExtensionMap,
+        twcc: Option<&mut u64>,
+        buf: &mut Vec<u8>,
+    ) -> Option<PacketReceipt> {
+        if self.kind.is_none() {
+            self.on_first_timeout(media, config);
+        }
+        let RtpWrite {
+            pt,
+            seq_no,
+            time,
+            wallclock,
+            marker,
+            ext_vals,
+            nackable,
+            payload,
+            csrc_count,
+            csrc,
+            vp8_patch,
+        } = rtp;
+        let param = config
+            .params()
+            .iter()
+            .find(|p| p.pt() == pt || p.red() == Some(pt))?;
+        let clock_rate = param.spec().rtp_clock_rate();
+        // As in `poll_packet`: only a payload type with an RTX pairing can
+        // answer a NACK, and a RED-wrapped one never does.
+        let nackable = nackable && param.resend().is_some() && param.red() != Some(pt);
+        if nackable {
+            self.pt_for_padding = Some(pt);
+        }
+        self.clock_rate = Some(clock_rate);
+        self.rtp_and_wallclock = Some((time, wallclock));
+
+        let mut header = RtpHeader {
+            csrc_count,
+            sequence_number: *seq_no as u16,
+            marker,
+            payload_type: pt,
+            timestamp: time,
+            ssrc: self.ssrc,
+            csrc,
+            ext_vals,
+            ..Default::default()
+        };
+        if !self.remote_acked_ssrc {
+            header.ext_vals.mid = Some(self.midrid.mid());
+            header.ext_vals.rid = self.midrid.rid();
+        }
+        let mut sent = header.clone();
+        if exts.id_of(Extension::AbsoluteSendTime).is_some() {
+            sent.ext_vals.abs_send_time = Some(now);
+        }
+        if let Some(twcc) = twcc {
+            sent.ext_vals.transport_cc = Some(*twcc as u16);
+            *twcc += 1;
+        }
+
+        buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        let header_len = sent.write_to(buf, exts);
+        sent.header_len = header_len;
+        let body_len = payload.len();
+        let body = buf.get_mut(header_len..header_len + body_len)?;
+        match vp8_patch.as_ref() {
+            Some(patch) => patch.copy_to(payload.as_ref(), body),
+            None => body.copy_from_slice(payload.as_ref()),
+        }
+        buf.truncate(header_len + body_len);
+
+        self.stats.update_packet_counts(body_len as u64, false);
+        if let Some(h) = &mut self.stats.bytes_transmitted {
+            h.push(now, body_len as u64);
+        }
+        self.last_sent_seq_no = seq_no;
+        self.last_used = now;
+
+        if nackable {
+            let packet = RtpPacket {
+                seq_no,
+                time: MediaTime::new(time as u64, clock_rate),
+                header,
+                payload,
+                vp8_patch,
+                nackable,
+                timestamp: now,
+                last_sender_info: None,
+            };
+            self.rtx_cache.cache_sent_packet(packet, now);
+        }
+
+        Some(PacketReceipt {
+            header: sent,
+            seq_no,
+            is_padding: false,
+            payload_size: body_len,
+        })
+    }
+
     fn rtx_ratio_downsampled(&mut self, now: Instant) -> f32 {
         assert!(
             self.stats.bytes_transmitted.is_some(),
