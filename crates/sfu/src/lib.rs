@@ -485,8 +485,8 @@ impl Sfu {
         participant.handle_input(input);
         self.demux.learn(transport, source, id);
         // The sender's Rtc is polled at once (str0m wants its events taken
-        // before the next input); the subscribers it wrote to are polled
-        // once per batch of datagrams, on the next `poll_output`.
+        // before the next input); what it published leaves at once too,
+        // protected for each subscriber (`Participant::forward`).
         self.drain(now, id);
         self.last_now = Some(now);
         Ok(())
@@ -747,11 +747,6 @@ impl Sfu {
     }
 
     fn drain(&mut self, now: Instant, id: ParticipantId) {
-        if let Some(p) = self.participants.get_mut(&id) {
-            if p.take_wrote() {
-                p.handle_input(Input::Timeout(now));
-            }
-        }
         loop {
             let Some(participant) = self.participants.get_mut(&id) else {
                 return;
@@ -770,14 +765,7 @@ impl Sfu {
                     self.timeouts.insert((at, id));
                     return;
                 }
-                str0m::Output::Transmit(t) => self.outputs.push_back(Output::Transmit {
-                    transport: match t.proto {
-                        Protocol::Tcp => Transport::Tcp,
-                        _ => Transport::Udp,
-                    },
-                    destination: t.destination,
-                    contents: t.contents.into(),
-                }),
+                str0m::Output::Transmit(t) => self.outputs.push_back(transmit(t)),
                 str0m::Output::Event(event) => self.handle_event(now, id, event),
             }
         }
@@ -927,9 +915,8 @@ impl Sfu {
                 continue;
             }
             if let Some(subscriber) = self.participants.get_mut(&member) {
-                // (mark_dirty, field by field: `members` borrows `rooms`)
-                if subscriber.forward(id, source, packet) && self.dirty_set.insert(member) {
-                    self.dirty.push(member);
+                if let Some(sent) = subscriber.forward(now, id, source, packet) {
+                    self.outputs.push_back(transmit(sent));
                 }
             } else if let Some(remote) = self.remote.get(&member) {
                 shards |= 1 << remote.shard;
@@ -983,6 +970,18 @@ impl Sfu {
             self.request_keyframe(now, source, track, kind);
             self.last_now = Some(now);
         }
+    }
+}
+
+/// A datagram str0m produced, as an [`Output`].
+fn transmit(t: str0m::net::Transmit) -> Output {
+    Output::Transmit {
+        transport: match t.proto {
+            Protocol::Tcp => Transport::Tcp,
+            _ => Transport::Udp,
+        },
+        destination: t.destination,
+        contents: t.contents.into(),
     }
 }
 

@@ -11,6 +11,7 @@ use rand::distr::{Alphanumeric, SampleString};
 use str0m::change::{SdpAnswer, SdpPendingOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::TcpType;
+use str0m::net::Transmit;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, IceCreds, Input, Rtc};
 
@@ -97,8 +98,6 @@ pub struct Participant {
     last_keyframe_request: [Option<Instant>; 3],
     /// When a packet last arrived on each of this participant's own tracks.
     last_published: [Option<Instant>; 3],
-    /// RTP was written since the `Rtc` last had the time fed in.
-    wrote: bool,
 }
 
 impl Participant {
@@ -163,7 +162,6 @@ impl Participant {
             next_timeout: None,
             last_keyframe_request: [None; 3],
             last_published: [None; 3],
-            wrote: false,
         }
     }
 
@@ -440,20 +438,22 @@ impl Participant {
         Some((slot.source?, slot.track))
     }
 
-    /// Writes a packet from `source`'s `track` to this participant, if subscribed.
-    /// Returns whether anything was written.
+    /// The packet from `source`'s `track` for this participant, rewritten
+    /// onto its slot and SRTP-protected at once (str0m's `send_rtp_now`, a
+    /// Conclave patch: no queue, no poll per subscriber); `None` if it is
+    /// not subscribed, the slot waits for a keyframe, or the transport is
+    /// not up yet.
     pub fn forward(
         &mut self,
+        now: Instant,
         source: ParticipantId,
         track: TrackSource,
         packet: &RtpPacket,
-    ) -> bool {
-        let Some(&i) = self.by_source.get(&(source, track)) else {
-            return false;
-        };
+    ) -> Option<Transmit> {
+        let &i = self.by_source.get(&(source, track))?;
         let slot = &mut self.slots[i];
         let (Some(mid), true) = (slot.mid, slot.open) else {
-            return false;
+            return None;
         };
         // The payload is looked at only while the slot waits for a keyframe
         // (gated or awaiting), not for every packet of every subscriber.
@@ -461,22 +461,11 @@ impl Participant {
             && !track.is_audio()
             && crate::vp8::starts_keyframe(&packet.payload);
         if slot.gated && !keyframe {
-            return false;
+            return None;
         }
-        let Some((seq_no, rtp_time)) =
+        let (seq_no, rtp_time) =
             slot.rewrite
-                .map(packet.seq_no, packet.header.timestamp, packet.timestamp)
-        else {
-            return false;
-        };
-        slot.gated = false;
-        if keyframe {
-            slot.awaiting_keyframe = false;
-        }
-        let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx_by_mid(mid, None) else {
-            return false;
-        };
+                .map(packet.seq_no, packet.header.timestamp, packet.timestamp)?;
         let from = &packet.header.ext_vals;
         // Only what describes the media travels on; transport fields (mid,
         // rid, transport-cc, send times) belong to the inbound leg.
@@ -499,17 +488,14 @@ impl Participant {
         .marker(packet.header.marker)
         .ext_vals(ext_vals)
         .nackable(!track.is_audio());
-        stream.write_rtp(write);
-        self.wrote = true;
-        true
-    }
-
-    /// Whether RTP was written since the last call. str0m sends a written
-    /// packet only after a timeout input stamps it, so the caller feeds the
-    /// time in before polling rather than waiting for the timeout str0m
-    /// asks for (`already_happened`), which costs a second poll.
-    pub fn take_wrote(&mut self) -> bool {
-        std::mem::take(&mut self.wrote)
+        let sent = self.rtc.send_rtp_now(now, mid, write)?;
+        // A keyframe that could not be sent (transport not up) still gates.
+        let slot = &mut self.slots[i];
+        slot.gated = false;
+        if keyframe {
+            slot.awaiting_keyframe = false;
+        }
+        Some(sent)
     }
 
     /// Whether video from `source`'s `track` is open towards this participant
