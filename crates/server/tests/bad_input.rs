@@ -164,7 +164,7 @@ async fn a_client_that_vanishes_mid_handshake_is_removed_and_others_carry_on() {
     };
     // It got its offer but never answers, never does ICE: it just disappears.
     assert!(matches!(ghost.recv().await, ServerMessage::Offer { .. }));
-    drop(ghost);
+    ghost.hang_up().await;
     let left = ada
         .recv_until("participant_left", |m| {
             matches!(m, ServerMessage::ParticipantLeft { .. })

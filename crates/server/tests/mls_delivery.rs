@@ -232,7 +232,7 @@ async fn the_second_commit_of_an_epoch_is_rejected_and_the_first_reaches_everyon
 async fn a_member_whose_connection_is_gone_is_removed_by_a_server_proposal() {
     let server = Server::start();
     let (mut alice, bob) = two_members(&server, "mls-leave").await;
-    drop(bob);
+    bob.client.hang_up().await;
     let (from, events) = alice.process_next_mls().await;
     assert_eq!(from, None, "the proposal comes from the server");
     assert!(matches!(

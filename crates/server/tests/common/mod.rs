@@ -237,6 +237,22 @@ impl Client {
         drop(self);
     }
 
+    /// Closes the connection without a leave message, as a closed tab
+    /// does. A FIN goes first and everything the server still sends is read,
+    /// so closing sends no reset: the server takes a FIN as leaving, while a
+    /// reset would keep the session open for a resume (`RESUME_GRACE`).
+    pub async fn hang_up(mut self) {
+        if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = self.ws.get_ref() {
+            socket2::SockRef::from(tcp)
+                .shutdown(std::net::Shutdown::Write)
+                .expect("shutdown");
+        }
+        assert!(
+            self.is_closed_within(WAIT).await,
+            "the server did not close a hung-up connection within {WAIT:?}"
+        );
+    }
+
     /// Whether the server closed this connection within `wait`.
     pub async fn is_closed_within(&mut self, wait: Duration) -> bool {
         let deadline = Instant::now() + wait;
