@@ -192,6 +192,20 @@ pub fn udp_socket() -> std::io::Result<std::net::UdpSocket> {
     )?;
     let _ = socket.set_recv_buffer_size(SOCKET_BUFFER);
     let _ = socket.set_send_buffer_size(SOCKET_BUFFER);
+    // Don't-fragment, as the server's media sockets send (it spares the
+    // kernel an IP identification per datagram): the relay, as the limit,
+    // must not pay for what the server does not.
+    let probe: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: a valid socket and an int-sized option value that outlives the call.
+    unsafe {
+        libc::setsockopt(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            &probe as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
+    }
     let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;

@@ -10,7 +10,7 @@
 use std::io;
 use std::mem::{size_of, zeroed};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 
 /// Datagrams moved per system call.
 pub const BATCH: usize = 32;
@@ -50,6 +50,11 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocke
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
+    if addr.is_ipv4() {
+        if let Err(e) = set_dont_fragment(&socket) {
+            tracing::warn!("cannot set don't-fragment on the UDP socket: {e}");
+        }
+    }
     socket.bind(&addr.into())?;
     socket.set_nonblocking(true)?;
     tracing::debug!(
@@ -58,6 +63,30 @@ fn bind_one(addr: SocketAddr, reuse_port: bool) -> io::Result<std::net::UdpSocke
         "media socket buffers"
     );
     Ok(socket.into())
+}
+
+/// Sends IPv4 datagrams with don't-fragment set, ignoring learnt path MTUs
+/// (`IP_PMTUDISC_PROBE`). Media datagrams stay under ~1200 bytes (str0m's
+/// MTU), so nothing is lost; and a DF datagram needs no IP identification,
+/// which the kernel otherwise derives per datagram with a keyed hash (3% of
+/// the forwarding path's time at fan-out 50, docs/performance.md).
+fn set_dont_fragment(socket: &socket2::Socket) -> io::Result<()> {
+    let value: libc::c_int = libc::IP_PMTUDISC_PROBE;
+    // SAFETY: a valid socket and an int-sized option value that outlives the call.
+    let result = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_IP,
+            libc::IP_MTU_DISCOVER,
+            &value as *const libc::c_int as *const libc::c_void,
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Buffers for one `recvmmsg` call and what it read.
@@ -295,6 +324,27 @@ mod tests {
         assert!(batch.get(0).is_none(), "the truncated one is skipped");
         assert_eq!(batch.get(1).map(|(_, d)| d.to_vec()), Some(vec![2; 100]));
         assert!(batch.get(2).is_none());
+    }
+
+    #[test]
+    fn ipv4_media_sockets_send_with_dont_fragment() {
+        let sockets = bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        for socket in &sockets {
+            let mut value: libc::c_int = -1;
+            let mut len = size_of::<libc::c_int>() as libc::socklen_t;
+            // SAFETY: an int-sized buffer and its length, both outliving the call.
+            let result = unsafe {
+                libc::getsockopt(
+                    socket.as_raw_fd(),
+                    libc::IPPROTO_IP,
+                    libc::IP_MTU_DISCOVER,
+                    &mut value as *mut libc::c_int as *mut libc::c_void,
+                    &mut len,
+                )
+            };
+            assert_eq!(result, 0);
+            assert_eq!(value, libc::IP_PMTUDISC_PROBE);
+        }
     }
 
     #[test]
