@@ -58,6 +58,8 @@ struct Slot {
     mid: Option<Mid>,
     /// The answer to the offer that added the m-line was accepted.
     open: bool,
+    /// The m-line's send stream, looked up by `mid` on the first packet.
+    ssrc: Option<Ssrc>,
     source: Option<ParticipantId>,
     rewrite: SlotRewrite,
     /// Video: nothing of the current source forwarded yet that starts a
@@ -488,9 +490,15 @@ impl Participant {
         .marker(packet.header.marker)
         .ext_vals(ext_vals)
         .nackable(!track.is_audio());
-        let sent = self.rtc.send_rtp_now(now, mid, write)?;
+        let ssrc = match slot.ssrc {
+            Some(ssrc) => ssrc,
+            None => {
+                let ssrc = self.rtc.direct_api().stream_tx_by_mid(mid, None)?.ssrc();
+                *slot.ssrc.insert(ssrc)
+            }
+        };
+        let sent = self.rtc.send_rtp_now(now, ssrc, write)?;
         // A keyframe that could not be sent (transport not up) still gates.
-        let slot = &mut self.slots[i];
         slot.gated = false;
         if keyframe {
             slot.awaiting_keyframe = false;
@@ -567,6 +575,7 @@ fn new_slots() -> Vec<Slot> {
                 track,
                 mid: None,
                 open: false,
+                ssrc: None,
                 source: None,
                 rewrite: SlotRewrite::new(rand::random(), clock_rate),
                 awaiting_keyframe: false,

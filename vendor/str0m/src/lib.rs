@@ -1623,25 +1623,26 @@ impl Rtc {
     }
 
     // Returns None when polling must restart after handling an SCTP packet.
-    /// Conclave patch (see CONCLAVE.md): writes one RTP packet to `mid`'s
-    /// send stream and returns it SRTP-protected, addressed to the ICE
-    /// pair in use, instead of queueing it for [`Rtc::poll_output`].
+    /// Conclave patch (see CONCLAVE.md): writes one RTP packet to the send
+    /// stream `ssrc` (see [`StreamTx::ssrc`][crate::rtp::StreamTx::ssrc])
+    /// and returns it SRTP-protected, addressed to the ICE pair in use,
+    /// instead of queueing it for [`Rtc::poll_output`].
     ///
     /// `now` stamps the packet (send time, statistics, RTX cache age) and
     /// does not move the `Rtc`'s clock; resends and RTCP still come from
     /// `poll_output` after the next timeout. `None` (nothing sent) while
-    /// ICE or DTLS is not yet connected, or for an unknown `mid`.
+    /// ICE or DTLS is not yet connected, or for an unknown stream.
     pub fn send_rtp_now(
         &mut self,
         now: Instant,
-        mid: Mid,
+        ssrc: crate::rtp::Ssrc,
         rtp: crate::rtp::RtpWrite,
     ) -> Option<net::Transmit> {
         if self.state == RtcState::Closed {
             return None;
         }
         let send = self.send_addr.as_ref()?;
-        let contents = self.session.send_rtp_now(now, mid, rtp)?;
+        let contents = self.session.send_rtp_now(now, ssrc, rtp)?;
         Some(net::Transmit {
             proto: send.proto,
             source: send.source,

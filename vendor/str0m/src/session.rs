@@ -1298,14 +1298,14 @@ impl Session {
         Some(protected.into())
     }
 
-    /// Conclave patch (see CONCLAVE.md): one RTP packet for `mid`'s send
-    /// stream, SRTP-protected at once (see `StreamTx::send_now`). `None`
-    /// before SRTP is keyed, or if the m-line or its stream is unknown.
-    pub fn send_rtp_now(&mut self, now: Instant, mid: Mid, rtp: RtpWrite) -> Option<Vec<u8>> {
+    /// Conclave patch (see CONCLAVE.md): one RTP packet for the send stream
+    /// `ssrc`, SRTP-protected at once (see `StreamTx::send_now`). `None`
+    /// before SRTP is keyed, or if the stream or its m-line is unknown.
+    pub fn send_rtp_now(&mut self, now: Instant, ssrc: Ssrc, rtp: RtpWrite) -> Option<Vec<u8>> {
         let srtp_tx = self.srtp_tx.as_mut()?;
-        let media = self.medias.iter().find(|m| m.mid() == mid)?;
-        let midrid = MidRid(mid, None);
-        let stream = self.streams.stream_tx_by_midrid(midrid)?;
+        let stream = self.streams.stream_tx(&ssrc)?;
+        let midrid = MidRid(stream.mid(), None);
+        let media = self.medias.iter().find(|m| m.mid() == midrid.mid())?;
         let exts = media.remote_extmap();
         let twcc_enabled = exts.id_of(Extension::TransportSequenceNumber).is_some();
         let twcc_seq = self.twcc;
