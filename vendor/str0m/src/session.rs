@@ -1311,7 +1311,8 @@ impl Session {
         let twcc_seq = self.twcc;
         let twcc = twcc_enabled.then_some(&mut self.twcc);
         let buf = &mut self.poll_packet_buf;
-        let receipt = stream.send_now(now, rtp, media, &self.codec_config, exts, twcc, buf)?;
+        let (receipt, payload) =
+            stream.send_now(now, rtp, media, &self.codec_config, exts, twcc, buf)?;
         let PacketReceipt {
             header,
             seq_no,
@@ -1320,7 +1321,8 @@ impl Session {
         } = receipt;
 
         self.pacer.register_send(now, payload_size.into(), midrid);
-        let protected = srtp_tx.protect_rtp(buf, &header, *seq_no);
+        let head = &buf[..header.header_len];
+        let protected = srtp_tx.protect_rtp_parts(head, &payload, &header, *seq_no);
         if twcc_enabled {
             self.twcc_tx_register
                 .register_seq(TwccPacketId::new(twcc_seq), now, payload_size);

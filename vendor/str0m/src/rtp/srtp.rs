@@ -248,6 +248,45 @@ impl DecryptWarnings {
 }
 
 impl SrtpContext {
+    /// Conclave patch (see CONCLAVE.md): `protect_rtp` for a header and a
+    /// payload held apart, so a forwarded payload is not first copied next
+    /// to its header. The AEAD profiles read it where it is; AES-CM joins
+    /// the two and goes through `protect_rtp`.
+    pub fn protect_rtp_parts(
+        &mut self,
+        head: &[u8],
+        payload: &[u8],
+        header: &RtpHeader,
+        srtp_index: u64,
+    ) -> Vec<u8> {
+        debug_assert_eq!(head.len(), header.header_len);
+        let hlen = head.len();
+        let roc = (srtp_index >> 16) as u32;
+        let mut output;
+        match &mut self.rtp {
+            Derived::AeadAes128Gcm { salt, enc, .. } => {
+                let iv = AeadAes128Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                output = vec![0_u8; hlen + payload.len() + AeadAes128Gcm::TAG_LEN];
+                enc.encrypt(&iv, head, payload, &mut output[hlen..])
+                    .expect("rtp encrypt");
+            }
+            Derived::AeadAes256Gcm { salt, enc, .. } => {
+                let iv = AeadAes256Gcm::rtp_iv(*salt, *header.ssrc, roc, header.sequence_number);
+                output = vec![0_u8; hlen + payload.len() + AeadAes256Gcm::TAG_LEN];
+                enc.encrypt(&iv, head, payload, &mut output[hlen..])
+                    .expect("rtp encrypt");
+            }
+            Derived::Aes128CmSha1_80 { .. } => {
+                let mut joined = Vec::with_capacity(hlen + payload.len());
+                joined.extend_from_slice(head);
+                joined.extend_from_slice(payload);
+                return self.protect_rtp(&joined, header, srtp_index);
+            }
+        }
+        output[..hlen].copy_from_slice(head);
+        output
+    }
+
     pub fn protect_rtp(
         &mut self,
         buf: &[u8],

@@ -824,8 +824,9 @@ impl StreamTx {
         })
     }
 
-    /// Conclave patch (see CONCLAVE.md): writes one RTP packet into `buf`
-    /// at once, ready for SRTP, instead of queueing it for `poll_packet`.
+    /// Conclave patch (see CONCLAVE.md): writes one RTP packet's header
+    /// into `buf` and returns it with the payload, ready for SRTP, instead
+    /// of queueing the packet for `poll_packet`.
     ///
     /// An SFU forwarding a packet to many subscribers pays for every queue,
     /// pacer and timeout round on the way through `write_rtp`; this does only
@@ -845,7 +846,7 @@ impl StreamTx {
         exts: &ExtensionMap,
         twcc: Option<&mut u64>,
         buf: &mut Vec<u8>,
-    ) -> Option<PacketReceipt> {
+    ) -> Option<(PacketReceipt, Arc<[u8]>)> {
         if self.kind.is_none() {
             self.on_first_timeout(media, config);
         }
@@ -900,16 +901,23 @@ impl StreamTx {
             *twcc += 1;
         }
 
-        buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        // Only the header goes into `buf`; the payload stays where it is
+        // (`SrtpContext::protect_rtp_parts`). `buf` keeps its length, so
+        // it is not cleared and refilled per packet.
+        if buf.len() < DATAGRAM_MAX_PACKET_SIZE {
+            buf.resize(DATAGRAM_MAX_PACKET_SIZE, 0);
+        }
         let header_len = sent.write_to(buf, exts);
         sent.header_len = header_len;
         let body_len = payload.len();
-        let body = buf.get_mut(header_len..header_len + body_len)?;
-        match vp8_patch.as_ref() {
-            Some(patch) => patch.copy_to(payload.as_ref(), body),
-            None => body.copy_from_slice(payload.as_ref()),
-        }
-        buf.truncate(header_len + body_len);
+        let body: Arc<[u8]> = match vp8_patch.as_ref() {
+            Some(patch) => {
+                let mut patched = vec![0; body_len];
+                patch.copy_to(payload.as_ref(), &mut patched);
+                patched.into()
+            }
+            None => payload.clone(),
+        };
 
         self.stats.update_packet_counts(body_len as u64, false);
         if let Some(h) = &mut self.stats.bytes_transmitted {
@@ -932,12 +940,15 @@ impl StreamTx {
             self.rtx_cache.cache_sent_packet(packet, now);
         }
 
-        Some(PacketReceipt {
-            header: sent,
-            seq_no,
-            is_padding: false,
-            payload_size: body_len,
-        })
+        Some((
+            PacketReceipt {
+                header: sent,
+                seq_no,
+                is_padding: false,
+                payload_size: body_len,
+            },
+            body,
+        ))
     }
 
     fn rtx_ratio_downsampled(&mut self, now: Instant) -> f32 {
