@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 #   web:  web/test/*.test.ts (unit tests of the web client's pure logic)
 #   wasm: e2ee-wasm-test/*.test.mjs
 #   e2e:  e2e/tests/*.test.mjs
-MIN_RUST_TESTS=231
+MIN_RUST_TESTS=232
 MIN_WEB_TESTS=96
 MIN_WASM_TESTS=5
 MIN_E2E_TESTS=38
