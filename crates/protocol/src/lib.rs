@@ -31,6 +31,8 @@ pub const MAX_CHAT_CIPHERTEXT_BYTES: usize = 32 * 1024;
 /// Longest chat message, in Unicode scalar values (checked by clients before
 /// encrypting: the server only sees ciphertext).
 pub const MAX_CHAT_CHARS: usize = 4000;
+/// Most participants a `hidden_video` message may list.
+pub const MAX_HIDDEN_VIDEO: usize = 1000;
 /// Longest display name, in Unicode scalar values.
 pub const MAX_NAME_CHARS: usize = 64;
 /// Longest room name, in Unicode scalar values.
@@ -154,6 +156,12 @@ pub enum ClientMessage {
     /// sends an `offer` with new ICE credentials (an ICE restart) once no
     /// other offer is outstanding. The call, its MLS group and keys go on.
     IceRestart,
+    /// The participants whose video (camera and screen) this client does
+    /// not display now: tiles out of view, or the whole page hidden. The
+    /// server stops forwarding it and resumes with a keyframe when a
+    /// participant is no longer listed; audio always flows. Replaces the
+    /// previous list; at most `MAX_HIDDEN_VIDEO` entries.
+    HiddenVideo { participants: Vec<ParticipantId> },
     /// Leaving on purpose (closing the socket works too).
     Leave,
     /// First message on a new connection instead of `join`: take over the

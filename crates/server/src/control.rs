@@ -206,6 +206,12 @@ impl Control {
                     self.media_queue.push(ToMedia::IceRestart { id });
                 }
             }
+            Command::HiddenVideo { id, participants } => {
+                if self.rooms.room_of(id).is_some() {
+                    self.media_queue
+                        .push(ToMedia::HiddenVideo { id, participants });
+                }
+            }
             Command::Leave { id } => self.remove(id),
             Command::Resume {
                 conn,

@@ -106,6 +106,11 @@ pub enum Command {
     IceRestart {
         id: ParticipantId,
     },
+    /// Whose video the client does not display now.
+    HiddenVideo {
+        id: ParticipantId,
+        participants: Vec<ParticipantId>,
+    },
     /// The client left or its connection closed.
     Leave {
         id: ParticipantId,

@@ -95,9 +95,10 @@ impl Limits {
     /// The bucket `command` draws from, if it is limited.
     fn bucket(&mut self, command: &Command) -> Option<&mut TokenBucket> {
         match command {
-            Command::Media { .. } | Command::Chat { .. } | Command::DenyKnock { .. } => {
-                Some(&mut self.general)
-            }
+            Command::Media { .. }
+            | Command::Chat { .. }
+            | Command::DenyKnock { .. }
+            | Command::HiddenVideo { .. } => Some(&mut self.general),
             Command::JoinRequest { .. } => Some(&mut self.join_request),
             Command::Commit { .. } => Some(&mut self.commit),
             Command::GroupCreated { .. } => Some(&mut self.group_created),
@@ -407,6 +408,15 @@ async fn handle_text(
         },
         ClientMessage::DenyKnock { id: target } => Command::DenyKnock { id, target },
         ClientMessage::IceRestart => Command::IceRestart { id },
+        ClientMessage::HiddenVideo { participants } => {
+            if participants.len() > conclave_protocol::MAX_HIDDEN_VIDEO {
+                return Some(ServerMessage::error(
+                    ErrorCode::TooLarge,
+                    "hidden_video lists too many participants",
+                ));
+            }
+            Command::HiddenVideo { id, participants }
+        }
         ClientMessage::Leave => Command::Leave { id },
         ClientMessage::Resume { .. } => {
             return Some(ServerMessage::error(

@@ -720,6 +720,20 @@ impl Sfu {
         });
     }
 
+    /// Participant `id` does not display the video of `hidden` now (tiles
+    /// out of view, page hidden): none of it is forwarded to it. Video it
+    /// shows again restarts on a keyframe, asked for at once.
+    pub fn set_hidden_video(&mut self, now: Instant, id: ParticipantId, hidden: &[ParticipantId]) {
+        let Some(p) = self.participants.get_mut(&id) else {
+            return;
+        };
+        for (source, track) in p.set_hidden_video(hidden) {
+            self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
+            self.awaiting_keyframe.push((id, source, track, now));
+        }
+        self.last_now = Some(now);
+    }
+
     /// The participant's network path changed or broke: its next offer
     /// restarts ICE (new credentials; the browser gathers new candidates
     /// and checks them), sent at once unless another offer is outstanding,

@@ -1,7 +1,7 @@
 //! One participant's side of the SFU: its `Rtc`, the m-lines it publishes on,
 //! and its receive slots, each carrying one other participant's track at a time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -100,6 +100,9 @@ pub struct Participant {
     last_keyframe_request: [Option<Instant>; 3],
     /// When a packet last arrived on each of this participant's own tracks.
     last_published: [Option<Instant>; 3],
+    /// Sources whose video this participant does not display now (its
+    /// `hidden_video`): not forwarded; audio always is.
+    hidden_video: HashSet<ParticipantId>,
 }
 
 impl Participant {
@@ -164,6 +167,7 @@ impl Participant {
             next_timeout: None,
             last_keyframe_request: [None; 3],
             last_published: [None; 3],
+            hidden_video: HashSet::new(),
         }
     }
 
@@ -452,6 +456,9 @@ impl Participant {
         track: TrackSource,
         packet: &RtpPacket,
     ) -> Option<Transmit> {
+        if !track.is_audio() && self.hidden_video.contains(&source) {
+            return None;
+        }
         let &i = self.by_source.get(&(source, track))?;
         let slot = &mut self.slots[i];
         let (Some(mid), true) = (slot.mid, slot.open) else {
@@ -504,6 +511,32 @@ impl Participant {
             slot.awaiting_keyframe = false;
         }
         Some(sent)
+    }
+
+    /// Replaces the set of sources whose video this participant does not
+    /// display. Returns the video this makes shown again on its open slots:
+    /// each waits for a keyframe (its decoder missed the frames between),
+    /// which the caller asks the source for.
+    pub fn set_hidden_video(
+        &mut self,
+        hidden: &[ParticipantId],
+    ) -> Vec<(ParticipantId, TrackSource)> {
+        let hidden: HashSet<ParticipantId> = hidden.iter().copied().collect();
+        let mut shown = Vec::new();
+        for slot in &mut self.slots {
+            let Some(source) = slot.source else {
+                continue;
+            };
+            let was_hidden = self.hidden_video.contains(&source);
+            if slot.track.is_audio() || !slot.open || !was_hidden || hidden.contains(&source) {
+                continue;
+            }
+            slot.gated = true;
+            slot.awaiting_keyframe = true;
+            shown.push((source, slot.track));
+        }
+        self.hidden_video = hidden;
+        shown
     }
 
     /// Whether video from `source`'s `track` is open towards this participant

@@ -777,6 +777,69 @@ fn rooms_are_isolated_from_each_other(shards: usize) {
     assert!(world.peer(3).received_payloads().is_empty());
 }
 
+/// What a subscriber does not display (`hidden_video`) is not forwarded to
+/// it; audio still is. Shown again, the video waits for a keyframe, which
+/// the SFU asks the publisher for at once.
+fn video_a_subscriber_hides_is_not_forwarded_and_comes_back_from_a_keyframe(shards: usize) {
+    let mut world = three_in_a_room(shards);
+    let now = world.now;
+    world.peer(1).send_video(now, 1, KEYFRAME);
+    world.run(Duration::from_millis(500));
+
+    let owner = world.owner(2);
+    world.sfus[owner].set_hidden_video(world.now, 2, &[1]);
+    for seq in 2..=6 {
+        let now = world.now;
+        let delta = format!("\x10\x51hidden {seq}");
+        world.peer(1).send_video(now, seq, delta.as_bytes());
+        world
+            .peer(1)
+            .send_on(TrackSource::Microphone, now, seq, b"heard", -30);
+        world.run(Duration::from_millis(50));
+    }
+    world.run(Duration::from_millis(300));
+    let hidden = |p: &[u8]| p.windows(6).any(|w| w == b"hidden");
+    assert!(
+        !world.peer(2).received_payloads().iter().any(|p| hidden(p)),
+        "no hidden video reached the subscriber that hides it"
+    );
+    assert!(
+        world
+            .peer(2)
+            .received_payloads()
+            .iter()
+            .any(|p| p == b"heard"),
+        "audio flows"
+    );
+    assert!(
+        world.peer(3).received_payloads().iter().any(|p| hidden(p)),
+        "the other subscriber still gets the video"
+    );
+
+    let before = world.peer(1).keyframe_requests();
+    world.sfus[owner].set_hidden_video(world.now, 2, &[]);
+    world.run(Duration::from_millis(100));
+    assert!(
+        world.peer(1).keyframe_requests() > before,
+        "shown again: the publisher is asked for a keyframe"
+    );
+    let now = world.now;
+    world.peer(1).send_video(now, 7, b"\x10\x51shown delta");
+    world.run(Duration::from_millis(100));
+    let now = world.now;
+    world.peer(1).send_video(now, 8, b"\x10\x50shown key");
+    world.run(Duration::from_millis(300));
+    let got = world.peer(2).received_payloads();
+    assert!(
+        !got.iter().any(|p| p.ends_with(b"shown delta")),
+        "a delta frame before the keyframe is held back"
+    );
+    assert!(
+        got.iter().any(|p| p.ends_with(b"shown key")),
+        "video is back from the keyframe"
+    );
+}
+
 /// Frames sent in the loss tests, and the one lost. str0m caps resends at 15 %
 /// of a stream's bytes, so the stream must carry enough for one resend to fit.
 const FRAMES: u64 = 40;
@@ -972,5 +1035,6 @@ on_one_and_two_shards!(
     a_packet_lost_on_the_way_to_the_sfu_is_repaired_by_nack_for_every_subscriber,
     a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu,
     after_its_address_changes_an_ice_restart_brings_a_publishers_media_back,
-    a_subscriber_link_losing_a_fifth_of_its_packets_still_gets_nearly_every_frame
+    a_subscriber_link_losing_a_fifth_of_its_packets_still_gets_nearly_every_frame,
+    video_a_subscriber_hides_is_not_forwarded_and_comes_back_from_a_keyframe
 );

@@ -61,6 +61,11 @@ pub enum ToMedia {
     IceRestart {
         id: ParticipantId,
     },
+    /// Whose video the participant does not display now.
+    HiddenVideo {
+        id: ParticipantId,
+        participants: Vec<ParticipantId>,
+    },
     /// A commit added members to `room`: ask its video publishers for
     /// keyframes under the new epoch.
     Keyframes {
@@ -149,6 +154,15 @@ impl MediaHandle {
                     let restart = ShardCommand::IceRestart { id };
                     self.threads[owner]
                         .send(restart)
+                        .await
+                        .map_err(|_| MediaGone)?;
+                }
+            }
+            ToMedia::HiddenVideo { id, participants } => {
+                if let Some(&owner) = self.owners.get(&id) {
+                    let hidden = ShardCommand::HiddenVideo { id, participants };
+                    self.threads[owner]
+                        .send(hidden)
                         .await
                         .map_err(|_| MediaGone)?;
                 }

@@ -54,6 +54,11 @@ pub enum ShardCommand {
     IceRestart {
         id: ParticipantId,
     },
+    /// Only to the owner: whose video the participant does not display.
+    HiddenVideo {
+        id: ParticipantId,
+        participants: Vec<ParticipantId>,
+    },
     /// To every thread: its video publishers in `room` are to send keyframes.
     Keyframes {
         room: String,
@@ -344,6 +349,9 @@ impl Shard {
                 if let Err(e) = self.sfu.restart_ice(now, id) {
                     tracing::debug!(participant = id, "no ICE restart: {e}");
                 }
+            }
+            ShardCommand::HiddenVideo { id, participants } => {
+                self.sfu.set_hidden_video(now, id, &participants)
             }
             ShardCommand::Keyframes { room } => self.sfu.request_room_keyframes(now, &room),
             ShardCommand::Leave { id } => {
