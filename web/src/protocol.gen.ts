@@ -37,7 +37,7 @@ export type TrackDirection = "publish" | "subscribe";
 
 export type TrackMapping = { mid: string, direction: TrackDirection, participant: number, source: TrackSource, };
 
-export type ClientMessage = { "type": "join", room: string, name: string, media: MediaState, } | { "type": "answer", sdp: string, } | { "type": "media_state", media: MediaState, } | { "type": "chat", data: string, } | { "type": "group_created", group_info: string, } | { "type": "join_request", data: string, } | { "type": "commit", commit: string, welcome: string | null, } | { "type": "deny_knock", id: number, } | { "type": "ice_restart" } | { "type": "leave" } | { "type": "resume", token: string, received: number, };
+export type ClientMessage = { "type": "join", room: string, name: string, media: MediaState, } | { "type": "answer", sdp: string, } | { "type": "media_state", media: MediaState, } | { "type": "chat", data: string, } | { "type": "group_created", group_info: string, } | { "type": "join_request", data: string, } | { "type": "commit", commit: string, welcome: string | null, } | { "type": "deny_knock", id: number, } | { "type": "ice_restart" } | { "type": "hidden_video", participants: Array<number>, } | { "type": "leave" } | { "type": "resume", token: string, received: number, };
 
 export type ErrorCode = "bad_message" | "too_large" | "invalid_room" | "invalid_name" | "not_joined" | "already_joined" | "room_full" | "too_many_connections" | "bad_sdp" | "rate_limited" | "media_failed" | "knock_denied" | "bad_mls" | "resume_failed" | "internal";
 

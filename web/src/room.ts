@@ -343,6 +343,11 @@ export class Room {
     this.localMediaChanged();
   }
 
+  /** Whose video this page does not display now (see hidden-video.ts). */
+  setHiddenVideo(participants: number[]): void {
+    if (this.me) this.send({ type: 'hidden_video', participants });
+  }
+
   /** Encrypts and sends a chat message; false if it cannot be sent (yet). */
   sendChat(text: string): boolean {
     const trimmed = sendableChatText(text);

@@ -4,6 +4,7 @@
 
 import { REFUSED_WARNING } from '../e2ee/group';
 import { describeProblem, classifyMediaError } from '../media';
+import { HiddenVideo } from '../hidden-video';
 import type { ErrorCode } from '../protocol.gen';
 import { describeQuality, QualitySampler, uplinkWarning, type QualityReport } from '../quality';
 import type { Participant, Room, RoomEvent } from '../room';
@@ -60,6 +61,10 @@ export class MeetingView {
   /** The local tile's warning last announced to screen readers. */
   private uplinkSaid: string | null = null;
   private keyHandler = (ev: KeyboardEvent): void => this.onKey(ev);
+  /** Video nobody looks at is not sent to us (tiles out of view, page hidden). */
+  private hiddenVideo = new HiddenVideo((ids) => this.room?.setHiddenVideo(ids));
+  private tileObserver: IntersectionObserver | null = null;
+  private visibilityHandler = (): void => this.hiddenVideo.setPageHidden(document.visibilityState === 'hidden');
 
   constructor(
     private readonly roomName: string,
@@ -132,6 +137,16 @@ export class MeetingView {
       this.audio.el,
     );
     document.addEventListener('keydown', this.keyHandler);
+    document.addEventListener('visibilitychange', this.visibilityHandler);
+    this.visibilityHandler();
+    if (typeof IntersectionObserver !== 'undefined') {
+      this.tileObserver = new IntersectionObserver((entries) => {
+        for (const entry of entries) {
+          const id = Number((entry.target as HTMLElement).dataset.participantId);
+          if (Number.isInteger(id)) this.hiddenVideo.setInView(id, entry.isIntersecting);
+        }
+      });
+    }
     this.updateToolbar();
   }
 
@@ -142,6 +157,8 @@ export class MeetingView {
     this.rejoining = rejoining;
     for (const t of this.tiles.values()) t.destroy();
     this.tiles.clear();
+    this.tileObserver?.disconnect();
+    this.hiddenVideo.setParticipants([]);
     this.verifiedIds.clear();
     this.audio.clear();
     this.unsubscribe = room.on((ev) => this.onRoomEvent(ev));
@@ -199,7 +216,10 @@ export class MeetingView {
     this.destroyed = true;
     this.unsubscribe?.();
     this.quality.stop();
+    this.hiddenVideo.dispose();
+    this.tileObserver?.disconnect();
     document.removeEventListener('keydown', this.keyHandler);
+    document.removeEventListener('visibilitychange', this.visibilityHandler);
     for (const t of this.tiles.values()) t.destroy();
     this.preview?.destroy();
     this.audio.clear();
@@ -229,24 +249,31 @@ export class MeetingView {
         this.preview = null;
         this.addTile(ev.me);
         for (const p of ev.others) this.addTile(p);
+        this.hiddenVideo.newSession();
+        this.updateHiddenVideo();
         this.scheduleRender();
         this.updateToolbar();
         break;
       case 'participant_joined':
         this.addTile(ev.participant);
+        this.updateHiddenVideo();
         this.scheduleRender();
         if (ev.participant.verified) {
           this.verifiedIds.add(ev.participant.id);
           announce(`${ev.participant.name} joined`);
         }
         break;
-      case 'participant_left':
-        this.tiles.get(ev.participant.id)?.destroy();
+      case 'participant_left': {
+        const tile = this.tiles.get(ev.participant.id);
+        if (tile) this.tileObserver?.unobserve(tile.el);
+        tile?.destroy();
         this.tiles.delete(ev.participant.id);
+        this.updateHiddenVideo();
         this.audio.remove(ev.participant.id);
         this.scheduleRender();
         if (this.verifiedIds.delete(ev.participant.id)) announce(`${ev.participant.name} left`);
         break;
+      }
       case 'participant_changed':
         // Someone counts as joined once they are in the encrypted group.
         if (!ev.participant.isLocal && ev.participant.verified !== this.verifiedIds.has(ev.participant.id)) {
@@ -259,6 +286,7 @@ export class MeetingView {
         }
         this.tiles.get(ev.participant.id)?.update(ev.participant);
         if (!ev.participant.isLocal) this.audio.set(ev.participant.id, ev.participant.tracks.microphone ?? null);
+        this.updateHiddenVideo();
         this.scheduleRender();
         if (ev.participant.isLocal) this.updateToolbar();
         break;
@@ -385,6 +413,15 @@ export class MeetingView {
     }
   }
 
+  /** Who is in the meeting, and who presents, for `hidden_video`. */
+  private updateHiddenVideo(): void {
+    const others = [...(this.room?.participants.values() ?? [])];
+    this.hiddenVideo.setParticipants(
+      others.map((p) => p.id),
+      others.filter((p) => p.media.screen).map((p) => p.id),
+    );
+  }
+
   private everyone(): Participant[] {
     const room = this.room;
     if (!room?.me) return [];
@@ -403,6 +440,7 @@ export class MeetingView {
       this.grid.prepend(tile.el);
     } else {
       this.grid.appendChild(tile.el);
+      this.tileObserver?.observe(tile.el);
       this.audio.set(p.id, p.tracks.microphone ?? null);
     }
   }
