@@ -19,10 +19,10 @@ cd "$(dirname "$0")/.."
 #   web:  web/test/*.test.ts (unit tests of the web client's pure logic)
 #   wasm: e2ee-wasm-test/*.test.mjs
 #   e2e:  e2e/tests/*.test.mjs
-MIN_RUST_TESTS=232
-MIN_WEB_TESTS=96
+MIN_RUST_TESTS=234
+MIN_WEB_TESTS=101
 MIN_WASM_TESTS=5
-MIN_E2E_TESTS=38
+MIN_E2E_TESTS=39
 
 ci=0
 case "${CI:-}" in true | 1 | yes) ci=1 ;; esac

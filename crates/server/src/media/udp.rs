@@ -328,7 +328,8 @@ mod tests {
 
     #[test]
     fn ipv4_media_sockets_send_with_dont_fragment() {
-        let sockets = bind_group("127.0.0.1:0".parse().unwrap(), 2).unwrap();
+        let addr = "127.0.0.1:0".parse().expect("address");
+        let sockets = bind_group(addr, 2).expect("bind");
         for socket in &sockets {
             let mut value: libc::c_int = -1;
             let mut len = size_of::<libc::c_int>() as libc::socklen_t;
