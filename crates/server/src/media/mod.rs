@@ -116,6 +116,18 @@ pub struct MediaHandle {
 pub struct MediaGone;
 
 impl MediaHandle {
+    /// Sends `command` to the thread that owns participant `id`, if any
+    /// (one that left has none: the command is moot).
+    async fn to_owner(&self, id: ParticipantId, command: ShardCommand) -> Result<(), MediaGone> {
+        let Some(&owner) = self.owners.get(&id) else {
+            return Ok(());
+        };
+        self.threads[owner]
+            .send(command)
+            .await
+            .map_err(|_| MediaGone)
+    }
+
     pub async fn send(&mut self, message: ToMedia) -> Result<(), MediaGone> {
         match message {
             ToMedia::Join { id, room } => {
@@ -141,31 +153,14 @@ impl MediaHandle {
                 }
             }
             ToMedia::Answer { id, sdp } => {
-                if let Some(&owner) = self.owners.get(&id) {
-                    let answer = ShardCommand::Answer { id, sdp };
-                    self.threads[owner]
-                        .send(answer)
-                        .await
-                        .map_err(|_| MediaGone)?;
-                }
+                self.to_owner(id, ShardCommand::Answer { id, sdp }).await?
             }
             ToMedia::IceRestart { id } => {
-                if let Some(&owner) = self.owners.get(&id) {
-                    let restart = ShardCommand::IceRestart { id };
-                    self.threads[owner]
-                        .send(restart)
-                        .await
-                        .map_err(|_| MediaGone)?;
-                }
+                self.to_owner(id, ShardCommand::IceRestart { id }).await?
             }
             ToMedia::HiddenVideo { id, participants } => {
-                if let Some(&owner) = self.owners.get(&id) {
-                    let hidden = ShardCommand::HiddenVideo { id, participants };
-                    self.threads[owner]
-                        .send(hidden)
-                        .await
-                        .map_err(|_| MediaGone)?;
-                }
+                self.to_owner(id, ShardCommand::HiddenVideo { id, participants })
+                    .await?
             }
             ToMedia::Keyframes { room } => {
                 for thread in &self.threads {
