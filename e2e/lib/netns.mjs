@@ -46,22 +46,12 @@ export function namespaceInterface() {
  * removes the wrapper script it runs through.
  */
 export async function launchBrowserInNetns() {
-  const dir = mkdtempSync(joinPath(tmpdir(), 'conclave-netns-'));
-  const wrapper = joinPath(dir, 'chromium-in-netns');
-  writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec '${netns}' '${CHROMIUM}' "$@"\n`);
-  chmodSync(wrapper, 0o755);
-  try {
-    const browser = await chromium.launch({ executablePath: wrapper, headless: true, args: chromiumArgs() });
-    const close = browser.close.bind(browser);
-    browser.close = async () => {
-      await close();
-      rmSync(dir, { recursive: true, force: true });
-    };
-    return browser;
-  } catch (err) {
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
+  return withTempDir('conclave-netns-', 'close', (dir) => {
+    const wrapper = joinPath(dir, 'chromium-in-netns');
+    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec '${netns}' '${CHROMIUM}' "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    return chromium.launch({ executablePath: wrapper, headless: true, args: chromiumArgs() });
+  });
 }
 
 /**
@@ -70,17 +60,27 @@ export async function launchBrowserInNetns() {
  * own that `stop()` removes.
  */
 export async function startHostServer(options = {}) {
-  const dataDir = mkdtempSync(joinPath(tmpdir(), 'conclave-netns-server-'));
+  return withTempDir('conclave-netns-server-', 'stop', (dataDir) =>
+    startServer({ listenIp: hostIp, publicIp: hostIp, ...options, env: { CONCLAVE_DATA_DIR: dataDir, ...options.env } }),
+  );
+}
+
+/**
+ * `start(dir)` with a new temporary directory, removed when the started
+ * thing's `method` (close/stop) has run, or at once if starting fails.
+ */
+async function withTempDir(prefix, method, start) {
+  const dir = mkdtempSync(joinPath(tmpdir(), prefix));
   try {
-    const server = await startServer({ listenIp: hostIp, publicIp: hostIp, ...options, env: { CONCLAVE_DATA_DIR: dataDir, ...options.env } });
-    const stop = server.stop.bind(server);
-    server.stop = async () => {
-      await stop();
-      rmSync(dataDir, { recursive: true, force: true });
+    const started = await start(dir);
+    const original = started[method].bind(started);
+    started[method] = async () => {
+      await original();
+      rmSync(dir, { recursive: true, force: true });
     };
-    return server;
+    return started;
   } catch (err) {
-    rmSync(dataDir, { recursive: true, force: true });
+    rmSync(dir, { recursive: true, force: true });
     throw err;
   }
 }
