@@ -414,8 +414,7 @@ impl Sfu {
         let opened = participant.accept_answer(sdp)?;
         // New subscribers need a keyframe before they can show anything.
         for (source, track) in opened {
-            self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
-            self.awaiting_keyframe.push((id, source, track, now));
+            self.await_keyframe(now, id, source, track);
         }
         self.negotiate(id);
         self.mark_dirty(id);
@@ -655,8 +654,7 @@ impl Sfu {
                     changed.push(member);
                 }
                 for source in started {
-                    self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
-                    self.awaiting_keyframe.push((member, source, track, now));
+                    self.await_keyframe(now, member, source, track);
                 }
             }
         }
@@ -728,8 +726,7 @@ impl Sfu {
             return;
         };
         for (source, track) in p.set_hidden_video(hidden) {
-            self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
-            self.awaiting_keyframe.push((id, source, track, now));
+            self.await_keyframe(now, id, source, track);
         }
         self.last_now = Some(now);
     }
@@ -851,12 +848,35 @@ impl Sfu {
             self.mark_dirty(id);
         }
         for (source, track) in sources {
-            self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
-            self.awaiting_keyframe.push((id, source, track, now));
+            self.await_keyframe(now, id, source, track);
         }
     }
 
     /// Asks again for keyframes that new subscribers still wait for.
+    /// Asks `source` for a keyframe of `track` for `subscriber`, and again
+    /// while the subscriber waits for one (`retry_keyframe_requests`): one
+    /// wait per subscriber and source, restarted by a new ask, so a client
+    /// flipping `hidden_video` cannot grow the list.
+    fn await_keyframe(
+        &mut self,
+        now: Instant,
+        subscriber: ParticipantId,
+        source: ParticipantId,
+        track: TrackSource,
+    ) {
+        self.request_keyframe(now, source, track, KeyframeRequestKind::Pli);
+        let wait = self
+            .awaiting_keyframe
+            .iter_mut()
+            .find(|(s, p, t, _)| (*s, *p, *t) == (subscriber, source, track));
+        match wait {
+            Some(wait) => wait.3 = now,
+            None => self
+                .awaiting_keyframe
+                .push((subscriber, source, track, now)),
+        }
+    }
+
     fn retry_keyframe_requests(&mut self, now: Instant) {
         let mut waits = std::mem::take(&mut self.awaiting_keyframe);
         waits.retain(|&(subscriber, source, track, since)| {

@@ -456,7 +456,8 @@ impl Participant {
         track: TrackSource,
         packet: &RtpPacket,
     ) -> Option<Transmit> {
-        if !track.is_audio() && self.hidden_video.contains(&source) {
+        if !track.is_audio() && !self.hidden_video.is_empty() && self.hidden_video.contains(&source)
+        {
             return None;
         }
         let &i = self.by_source.get(&(source, track))?;

@@ -840,6 +840,29 @@ fn video_a_subscriber_hides_is_not_forwarded_and_comes_back_from_a_keyframe(shar
     );
 }
 
+/// A subscriber flipping `hidden_video` as fast as it may cannot make the
+/// publisher send keyframes faster than subscribers' own requests could:
+/// the same 300 ms throttle holds.
+fn flipping_hidden_video_does_not_flood_the_publisher_with_keyframe_requests(shards: usize) {
+    let mut world = three_in_a_room(shards);
+    let now = world.now;
+    world.peer(1).send_video(now, 1, KEYFRAME);
+    world.run(Duration::from_millis(500));
+    let before = world.peer(1).keyframe_requests();
+    let owner = world.owner(2);
+    for _ in 0..20 {
+        world.sfus[owner].set_hidden_video(world.now, 2, &[1]);
+        world.sfus[owner].set_hidden_video(world.now, 2, &[]);
+        world.run(Duration::from_millis(10));
+    }
+    world.run(Duration::from_millis(50));
+    assert_eq!(
+        world.peer(1).keyframe_requests() - before,
+        1,
+        "twenty shows within 250 ms: one keyframe request"
+    );
+}
+
 /// Frames sent in the loss tests, and the one lost. str0m caps resends at 15 %
 /// of a stream's bytes, so the stream must carry enough for one resend to fit.
 const FRAMES: u64 = 40;
@@ -1036,5 +1059,6 @@ on_one_and_two_shards!(
     a_packet_lost_on_the_way_to_one_subscriber_is_resent_by_the_sfu,
     after_its_address_changes_an_ice_restart_brings_a_publishers_media_back,
     a_subscriber_link_losing_a_fifth_of_its_packets_still_gets_nearly_every_frame,
-    video_a_subscriber_hides_is_not_forwarded_and_comes_back_from_a_keyframe
+    video_a_subscriber_hides_is_not_forwarded_and_comes_back_from_a_keyframe,
+    flipping_hidden_video_does_not_flood_the_publisher_with_keyframe_requests
 );
