@@ -19,7 +19,7 @@ cd "$(dirname "$0")/.."
 #   web:  web/test/*.test.ts (unit tests of the web client's pure logic)
 #   wasm: e2ee-wasm-test/*.test.mjs
 #   e2e:  e2e/tests/*.test.mjs
-MIN_RUST_TESTS=234
+MIN_RUST_TESTS=238
 MIN_WEB_TESTS=101
 MIN_WASM_TESTS=5
 MIN_E2E_TESTS=39

@@ -139,6 +139,20 @@ async fn oversized_messages_are_refused_without_disturbing_the_room() {
     let reply = ada.recv_until("error", |m| error_code(m).is_some()).await;
     assert_eq!(error_code(&reply), Some(ErrorCode::TooLarge));
 
+    // A hidden_video list over its limit: refused; within it, even naming
+    // nobody in the room, it only changes what the sender receives.
+    ada.send(&ClientMessage::HiddenVideo {
+        participants: (0..=conclave_protocol::MAX_HIDDEN_VIDEO as u32).collect(),
+    })
+    .await;
+    let reply = ada.recv_until("error", |m| error_code(m).is_some()).await;
+    assert_eq!(error_code(&reply), Some(ErrorCode::TooLarge));
+    ada.send(&ClientMessage::HiddenVideo {
+        participants: (1_000_000..1_000_000 + conclave_protocol::MAX_HIDDEN_VIDEO as u32).collect(),
+    })
+    .await;
+    room_still_works(&mut ada, &mut bob, 1).await;
+
     // Far over the frame limit: that connection is closed; Bob is unaffected.
     let (mut mallory, _) = Client::join(&server, "big", "Mallory").await;
     let _ = mallory
@@ -148,7 +162,7 @@ async fn oversized_messages_are_refused_without_disturbing_the_room() {
         mallory.is_closed_within(WAIT).await,
         "a huge frame closes its own connection"
     );
-    room_still_works(&mut ada, &mut bob, 1).await;
+    room_still_works(&mut ada, &mut bob, 2).await;
 }
 
 #[tokio::test]
